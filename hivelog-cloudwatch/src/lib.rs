@@ -1,0 +1,1 @@
+//! hivelog sink for cloudwatch (not implemented yet).

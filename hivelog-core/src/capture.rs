@@ -1,0 +1,239 @@
+//! Turning `tracing` events and spans (and `log` records bridged by `tracing-log`) into
+//! [`Record`]s and [`SpanNode`]s, visiting each field once.
+//!
+//! Spans store an `Arc<SpanNode>` in their registry extensions when created; an event keeps
+//! only a clone of the innermost one, and outputs walk the parent links. `Span::record` replaces
+//! the span's node (copy on write): events and spans created afterwards see the new value,
+//! children created before it keep the value they were created with.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tracing_core::field::{Field as TField, Visit};
+use tracing_core::span::{Attributes, Id, Record as SpanValues};
+use tracing_core::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::record::{Fields, Record, SpanNode, Str, Value};
+
+/// What to capture beyond the event itself; derived from the format so unused data costs nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct CaptureOptions {
+    /// Longest text kept per event (`HIVELOG_MAX_EVENT_BYTES`).
+    pub max_event_bytes: usize,
+    /// Capture the thread's name.
+    pub thread_name: bool,
+    /// Capture the thread's id.
+    pub thread_id: bool,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            max_event_bytes: crate::format::DEFAULT_MAX_EVENT_BYTES,
+            thread_name: false,
+            thread_id: false,
+        }
+    }
+}
+
+thread_local! {
+    static THREAD: RefCell<Option<(Arc<str>, u64)>> = const { RefCell::new(None) };
+}
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
+
+fn thread_info() -> (Arc<str>, u64) {
+    THREAD.with(|t| {
+        t.borrow_mut()
+            .get_or_insert_with(|| {
+                let cur = std::thread::current();
+                let name: Arc<str> = Arc::from(cur.name().unwrap_or("<unnamed>"));
+                (name, NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed))
+            })
+            .clone()
+    })
+}
+
+/// Builds a record from an event; `span` is the innermost enclosing span, if any.
+pub fn capture_event<S>(event: &Event<'_>, ctx: &Context<'_, S>, opts: &CaptureOptions) -> Record
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let meta = event.metadata();
+    let mut record = Record::new(
+        *meta.level(),
+        Str::Static(meta.target()),
+        opts.max_event_bytes,
+        meta.fields().len(),
+    );
+    record.module = meta.module_path().map(Str::Static);
+    record.file = meta.file().map(Str::Static);
+    record.line = meta.line();
+    if opts.thread_name || opts.thread_id {
+        let (name, id) = thread_info();
+        record.thread_id = id;
+        if opts.thread_name {
+            record.thread = Some(name);
+        }
+    }
+    if event.is_log() {
+        // `log` records arrive with a generic callsite; their real metadata is in `log.*` fields.
+        if let Some(m) = event.normalized_metadata() {
+            record.level = *m.level();
+            record.target = Str::Owned(record.fields.push_str(m.target()));
+            record.module = m
+                .module_path()
+                .map(|s| Str::Owned(record.fields.push_str(s)));
+            record.file = m.file().map(|s| Str::Owned(record.fields.push_str(s)));
+            record.line = m.line();
+        }
+        event.record(&mut EventVisitor {
+            record: &mut record,
+            skip_log_fields: true,
+        });
+    } else {
+        event.record(&mut EventVisitor {
+            record: &mut record,
+            skip_log_fields: false,
+        });
+    }
+    if let Some(span) = ctx.event_span(event) {
+        record.span = span.extensions().get::<Arc<SpanNode>>().cloned();
+    }
+    record
+}
+
+/// Stores a new span's node in its extensions; call from `Layer::on_new_span`.
+pub fn on_new_span<S>(attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>, max_text: usize)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(span) = ctx.span(id) else { return };
+    let parent = span
+        .parent()
+        .and_then(|p| p.extensions().get::<Arc<SpanNode>>().cloned());
+    let mut fields = Fields::with_limit(max_text, attrs.metadata().fields().len());
+    attrs.record(&mut FieldsVisitor(&mut fields));
+    let node = Arc::new(SpanNode {
+        name: attrs.metadata().name(),
+        fields,
+        parent,
+    });
+    span.extensions_mut().insert(node);
+}
+
+/// Applies `Span::record` values; call from `Layer::on_record`.
+pub fn on_record<S>(id: &Id, values: &SpanValues<'_>, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(span) = ctx.span(id) else { return };
+    let mut ext = span.extensions_mut();
+    let Some(node) = ext.get_mut::<Arc<SpanNode>>() else {
+        return;
+    };
+    let mut fields = node.fields.clone();
+    values.record(&mut FieldsVisitor(&mut fields));
+    *node = Arc::new(SpanNode {
+        name: node.name,
+        fields,
+        parent: node.parent.clone(),
+    });
+}
+
+struct EventVisitor<'a> {
+    record: &'a mut Record,
+    skip_log_fields: bool,
+}
+
+impl EventVisitor<'_> {
+    #[inline]
+    fn put(&mut self, field: &TField, value: Value) {
+        if self.skip_log_fields && field.name().starts_with("log.") {
+            return;
+        }
+        self.record.fields.push(field.name(), value);
+    }
+}
+
+impl Visit for EventVisitor<'_> {
+    fn record_f64(&mut self, field: &TField, value: f64) {
+        self.put(field, Value::F64(value));
+    }
+    fn record_i64(&mut self, field: &TField, value: i64) {
+        self.put(field, Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &TField, value: u64) {
+        self.put(field, Value::U64(value));
+    }
+    fn record_i128(&mut self, field: &TField, value: i128) {
+        let v = match i64::try_from(value) {
+            Ok(v) => Value::I64(v),
+            Err(_) => Value::Str(self.record.fields.push_fmt(format_args!("{value}"))),
+        };
+        self.put(field, v);
+    }
+    fn record_u128(&mut self, field: &TField, value: u128) {
+        let v = match u64::try_from(value) {
+            Ok(v) => Value::U64(v),
+            Err(_) => Value::Str(self.record.fields.push_fmt(format_args!("{value}"))),
+        };
+        self.put(field, v);
+    }
+    fn record_bool(&mut self, field: &TField, value: bool) {
+        self.put(field, Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &TField, value: &str) {
+        if field.name() == "message" {
+            self.record.message = Some(self.record.fields.push_str(value));
+        } else if !(self.skip_log_fields && field.name().starts_with("log.")) {
+            let r = self.record.fields.push_str(value);
+            self.record.fields.push(field.name(), Value::Str(r));
+        }
+    }
+    fn record_error(&mut self, field: &TField, value: &(dyn std::error::Error + 'static)) {
+        self.record.fields.push_error(field.name(), value);
+    }
+    fn record_debug(&mut self, field: &TField, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.record.message = Some(self.record.fields.push_fmt(format_args!("{value:?}")));
+        } else if !(self.skip_log_fields && field.name().starts_with("log.")) {
+            let r = self.record.fields.push_fmt(format_args!("{value:?}"));
+            self.record.fields.push(field.name(), Value::Str(r));
+        }
+    }
+}
+
+struct FieldsVisitor<'a>(&'a mut Fields);
+
+impl Visit for FieldsVisitor<'_> {
+    fn record_f64(&mut self, field: &TField, value: f64) {
+        self.0.set(field.name(), Value::F64(value));
+    }
+    fn record_i64(&mut self, field: &TField, value: i64) {
+        self.0.set(field.name(), Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &TField, value: u64) {
+        self.0.set(field.name(), Value::U64(value));
+    }
+    fn record_bool(&mut self, field: &TField, value: bool) {
+        self.0.set(field.name(), Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &TField, value: &str) {
+        let r = self.0.push_str(value);
+        self.0.set(field.name(), Value::Str(r));
+    }
+    fn record_error(&mut self, field: &TField, value: &(dyn std::error::Error + 'static)) {
+        // A span keeps only the error's text: spans are long-lived and rarely carry errors.
+        let r = self.0.push_fmt(format_args!("{value}"));
+        self.0.set(field.name(), Value::Str(r));
+    }
+    fn record_debug(&mut self, field: &TField, value: &dyn fmt::Debug) {
+        let r = self.0.push_fmt(format_args!("{value:?}"));
+        self.0.set(field.name(), Value::Str(r));
+    }
+}

@@ -1,0 +1,237 @@
+//! Building a [`Format`] from code defaults, then `HIVELOG_*` overrides.
+
+use super::{Attr, Extra, Format, Key, Schema, TimestampFormat, DEFAULT_MAX_EVENT_BYTES, ECS_VERSION};
+use crate::env::{ConfigError, Env};
+
+/// Code defaults for the format; [`FormatBuilder::apply_env`] lets variables override them.
+#[derive(Clone, Debug, Default)]
+pub struct FormatBuilder {
+    fields: Option<Vec<(String, Attr)>>,
+    extras: Vec<(String, Extra)>,
+    schema: Schema,
+    timestamp: TimestampFormat,
+    redact: Vec<String>,
+    service: Option<String>,
+    max_event_bytes: Option<usize>,
+}
+
+/// The variables this builder reads.
+pub const FORMAT_VARS: &[&str] = &[
+    "HIVELOG_FIELDS",
+    "HIVELOG_EXTRA",
+    "HIVELOG_SCHEMA",
+    "HIVELOG_TIMESTAMP",
+    "HIVELOG_REDACT",
+    "HIVELOG_SERVICE",
+    "HIVELOG_MAX_EVENT_BYTES",
+];
+
+const FIELDS_FORM: &str = "comma-separated 'out=attr' pairs or attrs, attrs being timestamp, level, target, message, module, file, line, span, spans, thread, thread_id, pid, hostname, service";
+
+impl FormatBuilder {
+    /// Sets the basic fields from `HIVELOG_FIELDS` syntax (`timestamp,loggerName=target`).
+    pub fn fields(mut self, spec: &str) -> Result<Self, ConfigError> {
+        self.fields = Some(parse_fields("fields", spec)?);
+        Ok(self)
+    }
+
+    /// Adds a static extra field.
+    pub fn extra(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.extras.retain(|(k, _)| *k != key);
+        self.extras.push((key, Extra::Str(value.into())));
+        self
+    }
+
+    /// Sets the schema.
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// Sets the timestamp format.
+    pub fn timestamp(mut self, ts: TimestampFormat) -> Self {
+        self.timestamp = ts;
+        self
+    }
+
+    /// Adds field names whose values are written as `"[redacted]"`.
+    pub fn redact<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        self.redact.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the service name (default: the executable's name).
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// Sets the cap on one event's text.
+    pub fn max_event_bytes(mut self, n: usize) -> Self {
+        self.max_event_bytes = Some(n);
+        self
+    }
+
+    /// Applies the `HIVELOG_*` format variables over the code defaults.
+    pub fn apply_env(mut self, env: &Env) -> Result<Self, ConfigError> {
+        if let Some(v) = env.get("HIVELOG_FIELDS") {
+            self.fields = Some(parse_fields("HIVELOG_FIELDS", v)?);
+        }
+        if let Some(v) = env.get("HIVELOG_EXTRA") {
+            for (k, x) in parse_extras(v)? {
+                self.extras.retain(|(old, _)| *old != k);
+                self.extras.push((k, x));
+            }
+        }
+        if let Some(s) = env.choice(
+            "HIVELOG_SCHEMA",
+            "a schema",
+            &[("default", Schema::Default), ("ecs", Schema::Ecs)],
+        )? {
+            self.schema = s;
+        }
+        if let Some(t) = env.choice("HIVELOG_TIMESTAMP", "a timestamp format", TimestampFormat::CHOICES)? {
+            self.timestamp = t;
+        }
+        if let Some(v) = env.get("HIVELOG_REDACT") {
+            self.redact
+                .extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+        }
+        if let Some(v) = env.get("HIVELOG_SERVICE") {
+            self.service = Some(v.to_owned());
+        }
+        if let Some(n) = env.parse("HIVELOG_MAX_EVENT_BYTES", "an event size", |v| {
+            crate::env::parse_bytes(v)
+                .filter(|n| (1024..=64 * 1024 * 1024).contains(n))
+                .ok_or_else(|| "a size from 1KiB to 64MiB (1MiB)".to_owned())
+        })? {
+            self.max_event_bytes = Some(n as usize);
+        }
+        if self.schema == Schema::Ecs && env.get("HIVELOG_FIELDS").is_some() {
+            return Err(ConfigError::conflict(
+                "HIVELOG_FIELDS",
+                "cannot be combined with HIVELOG_SCHEMA=ecs, which fixes the basic fields; unset one of them",
+            ));
+        }
+        if self.schema == Schema::Ecs
+            && !matches!(self.timestamp, TimestampFormat::Rfc3339Ms | TimestampFormat::Rfc3339Ns)
+        {
+            return Err(ConfigError::conflict(
+                "HIVELOG_TIMESTAMP",
+                "ECS's @timestamp is an RFC 3339 date; use rfc3339ms or rfc3339ns with HIVELOG_SCHEMA=ecs",
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The service name this builder will use.
+    pub fn service_name(&self) -> String {
+        self.service.clone().unwrap_or_else(default_service)
+    }
+
+    /// Resolves the format.
+    pub fn build(self) -> Format {
+        let service = self.service_name();
+        let basic: Vec<(Key, Attr)> = match self.schema {
+            Schema::Ecs => [
+                ("@timestamp", Attr::Timestamp),
+                ("log.level", Attr::Level),
+                ("message", Attr::Message),
+                ("ecs.version", Attr::Const(ECS_VERSION)),
+                ("log.logger", Attr::Target),
+                ("log.origin.file.name", Attr::File),
+                ("log.origin.file.line", Attr::Line),
+                ("log.origin.function", Attr::Span),
+                ("service.name", Attr::Service),
+                ("process.pid", Attr::Pid),
+                ("host.hostname", Attr::Hostname),
+            ]
+            .iter()
+            .map(|(k, a)| (Key::new(k), *a))
+            .collect(),
+            Schema::Default => self
+                .fields
+                .unwrap_or_else(|| {
+                    parse_fields("", "timestamp,level,target,message").expect("valid default")
+                })
+                .iter()
+                .map(|(k, a)| (Key::new(k), *a))
+                .collect(),
+        };
+        Format {
+            basic,
+            extras: self.extras.iter().map(|(k, v)| (Key::new(k), v.clone())).collect(),
+            schema: self.schema,
+            timestamp: self.timestamp,
+            redact: self.redact,
+            service,
+            hostname: hostname(),
+            pid: std::process::id(),
+            max_event_bytes: self.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES),
+            error_keys: [
+                Key::new("error.type"),
+                Key::new("error.message"),
+                Key::new("error.stack_trace"),
+            ],
+        }
+    }
+}
+
+fn parse_fields(var: &str, spec: &str) -> Result<Vec<(String, Attr)>, ConfigError> {
+    let mut out: Vec<(String, Attr)> = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, attr) = item.split_once('=').unwrap_or((item, item));
+        let (name, attr) = (name.trim(), attr.trim());
+        let attr = Attr::NAMES
+            .iter()
+            .find(|(n, _)| *n == attr)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| ConfigError::invalid(var, spec, "a field mapping", &format!("{FIELDS_FORM} ('{attr}' is not an attr)")))?;
+        if name.is_empty() {
+            return Err(ConfigError::invalid(var, spec, "a field mapping", FIELDS_FORM));
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(ConfigError::invalid(var, spec, "a field mapping", &format!("{FIELDS_FORM}, each output name once ('{name}' repeats)")));
+        }
+        out.push((name.to_owned(), attr));
+    }
+    if out.is_empty() {
+        return Err(ConfigError::invalid(var, spec, "a field mapping", FIELDS_FORM));
+    }
+    Ok(out)
+}
+
+fn parse_extras(v: &str) -> Result<Vec<(String, Extra)>, ConfigError> {
+    const FORM: &str = "'k=v,k2=v2' or a JSON object";
+    if v.starts_with('{') {
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(v)
+            .map_err(|e| ConfigError::invalid("HIVELOG_EXTRA", v, "valid extra fields", &format!("{FORM} ({e})")))?;
+        return Ok(map.into_iter().map(|(k, x)| (k, Extra::Json(x))).collect());
+    }
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, x)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), Extra::Str(x.trim().to_owned()))),
+            _ => Err(ConfigError::invalid("HIVELOG_EXTRA", v, "valid extra fields", &format!("{FORM} ('{pair}' has no key=value)"))),
+        })
+        .collect()
+}
+
+fn default_service() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The host's name: `/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `localhost`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "localhost".to_owned())
+}

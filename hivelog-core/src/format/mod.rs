@@ -1,0 +1,448 @@
+//! What a record looks like once written: the field mapping every output shares.
+//!
+//! Output order: basic fields (in `HIVELOG_FIELDS` order), extras, the event's own fields,
+//! then the fields of the enclosing spans, innermost first, then `"truncated": true` when
+//! some text was cut.
+//!
+//! Collisions: basic fields and extras own their names. An event or span field whose name is
+//! already taken by one of them is written as `fields.<name>`, so it overwrites nothing and is
+//! not lost. Between user fields, the event's own field wins over a span's field of the same
+//! name, and an inner span's over an outer one's (like shadowed variables); the shadowed value
+//! is not written.
+//!
+//! Errors recorded with `error = &e as &dyn Error` become `{"message", "type", "sources"}`
+//! objects (`type` when it can be read from the error's `Debug`, `sources` when the chain is
+//! not empty). With `HIVELOG_SCHEMA=ecs` the field named `error` becomes ECS's `error.type`,
+//! `error.message` and `error.stack_trace` (the chain, one `Caused by:` line per source).
+
+mod config;
+pub mod emit;
+pub mod time;
+
+pub use config::{hostname, FormatBuilder, FORMAT_VARS};
+pub use emit::{Emit, JsonWriter, Key};
+pub use time::TimestampFormat;
+
+use crate::capture::CaptureOptions;
+use crate::record::{Field, Record, Value};
+
+/// Default cap on an event's text (`HIVELOG_MAX_EVENT_BYTES`).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// The ECS version written in `ecs.version`.
+pub const ECS_VERSION: &str = "8.11.0";
+
+/// What a basic field is taken from (the right-hand side of `HIVELOG_FIELDS` pairs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attr {
+    /// The event's time, per `HIVELOG_TIMESTAMP`.
+    Timestamp,
+    /// `INFO`, `WARN`, ….
+    Level,
+    /// The target (`log` records: the logger name).
+    Target,
+    /// The message.
+    Message,
+    /// The module path.
+    Module,
+    /// The source file.
+    File,
+    /// The source line.
+    Line,
+    /// The innermost span's name (`#[instrument]`: the function).
+    Span,
+    /// The names of all enclosing spans, outermost first.
+    Spans,
+    /// The thread's name.
+    Thread,
+    /// A small per-process thread number.
+    ThreadId,
+    /// The process id.
+    Pid,
+    /// The host name.
+    Hostname,
+    /// The service name.
+    Service,
+    /// A constant (`ecs.version`).
+    Const(&'static str),
+}
+
+impl Attr {
+    /// The names accepted on the right of `HIVELOG_FIELDS` pairs.
+    pub const NAMES: &'static [(&'static str, Attr)] = &[
+        ("timestamp", Attr::Timestamp),
+        ("level", Attr::Level),
+        ("target", Attr::Target),
+        ("message", Attr::Message),
+        ("module", Attr::Module),
+        ("file", Attr::File),
+        ("line", Attr::Line),
+        ("span", Attr::Span),
+        ("spans", Attr::Spans),
+        ("thread", Attr::Thread),
+        ("thread_id", Attr::ThreadId),
+        ("pid", Attr::Pid),
+        ("hostname", Attr::Hostname),
+        ("service", Attr::Service),
+    ];
+}
+
+/// The output schema (`HIVELOG_SCHEMA`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Schema {
+    /// Basic fields from `HIVELOG_FIELDS`.
+    #[default]
+    Default,
+    /// Elastic Common Schema, per the ecs-logging spec.
+    Ecs,
+}
+
+/// A static extra field's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Extra {
+    /// A string.
+    Str(String),
+    /// Any JSON value (from a JSON-object `HIVELOG_EXTRA`).
+    Json(serde_json::Value),
+}
+
+/// The resolved field mapping, shared (in an `Arc`) by every output of the process.
+#[derive(Debug)]
+pub struct Format {
+    basic: Vec<(Key, Attr)>,
+    extras: Vec<(Key, Extra)>,
+    schema: Schema,
+    timestamp: TimestampFormat,
+    redact: Vec<String>,
+    service: String,
+    hostname: String,
+    pid: u32,
+    max_event_bytes: usize,
+    error_keys: [Key; 3],
+}
+
+/// `[redacted]`: what a redacted field's value is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+impl Format {
+    /// A builder with the defaults (`HIVELOG_FIELDS=timestamp,level,target,message`).
+    pub fn builder() -> FormatBuilder {
+        FormatBuilder::default()
+    }
+
+    /// The service name.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The host name.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> Schema {
+        self.schema
+    }
+
+    /// The basic fields, in order.
+    pub fn basic(&self) -> impl Iterator<Item = (&str, Attr)> {
+        self.basic.iter().map(|(k, a)| (k.as_str(), *a))
+    }
+
+    /// The most text one event may hold.
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+
+    /// What the capture must collect for this format.
+    pub fn capture_options(&self) -> CaptureOptions {
+        CaptureOptions {
+            max_event_bytes: self.max_event_bytes,
+            thread_name: self.basic.iter().any(|(_, a)| *a == Attr::Thread),
+            thread_id: self.basic.iter().any(|(_, a)| *a == Attr::ThreadId),
+        }
+    }
+
+    /// Appends the record as one JSON object (no newline).
+    pub fn write_json(&self, record: &Record, out: &mut Vec<u8>) {
+        self.emit(record, &mut JsonWriter::new(out));
+    }
+
+    /// Walks the record through `e`: the single definition of what every output contains.
+    pub fn emit<E: Emit>(&self, record: &Record, e: &mut E) {
+        e.begin_record();
+        for (key, attr) in &self.basic {
+            self.emit_basic(record, key, *attr, e);
+        }
+        for (key, value) in &self.extras {
+            e.key_static(key);
+            match value {
+                Extra::Str(s) => e.str(s),
+                Extra::Json(v) => emit_json(v, e),
+            }
+        }
+        let own = record.fields.as_slice();
+        self.emit_fields(record, own, &record.fields, e);
+        if let Some(span) = &record.span {
+            for (depth, node) in span.ancestry().enumerate() {
+                let fields = node.fields.as_slice();
+                let shadowed = |name: &str| {
+                    own.iter().any(|f| f.name == name)
+                        || span
+                            .ancestry()
+                            .take(depth)
+                            .any(|inner| inner.fields.iter().any(|f| f.name == name))
+                };
+                for f in fields {
+                    if shadowed(f.name) {
+                        continue;
+                    }
+                    self.emit_field(record, f, &[], &node.fields, e);
+                }
+            }
+        }
+        if record.truncated() {
+            e.key("truncated");
+            e.bool(true);
+        }
+        e.end_record();
+    }
+
+    fn emit_basic<E: Emit>(&self, r: &Record, key: &Key, attr: Attr, e: &mut E) {
+        // ECS omits what is missing; the default schema keeps every configured key (null).
+        let ecs = self.schema == Schema::Ecs;
+        macro_rules! opt {
+            ($v:expr, $write:expr) => {
+                match $v {
+                    Some(v) => {
+                        e.key_static(key);
+                        $write(e, v)
+                    }
+                    None if ecs => {}
+                    None => {
+                        e.key_static(key);
+                        e.null()
+                    }
+                }
+            };
+        }
+        match attr {
+            Attr::Timestamp => {
+                e.key_static(key);
+                let (secs, nanos) = r.unix_time();
+                match self.timestamp {
+                    TimestampFormat::Rfc3339Ms => e.rfc3339(secs, nanos, 3),
+                    TimestampFormat::Rfc3339Ns => e.rfc3339(secs, nanos, 9),
+                    TimestampFormat::EpochMs => {
+                        e.u64(secs * 1000 + u64::from(nanos / 1_000_000))
+                    }
+                    TimestampFormat::EpochNs => e.u64(
+                        secs.saturating_mul(1_000_000_000)
+                            .saturating_add(u64::from(nanos)),
+                    ),
+                }
+            }
+            Attr::Level => {
+                e.key_static(key);
+                e.str(r.level.as_str());
+            }
+            Attr::Target => {
+                e.key_static(key);
+                e.str(r.target());
+            }
+            Attr::Message => {
+                e.key_static(key);
+                e.str(r.message());
+            }
+            Attr::Module => opt!(r.module(), |e: &mut E, v| e.str(v)),
+            Attr::File => opt!(r.file(), |e: &mut E, v| e.str(v)),
+            Attr::Line => opt!(r.line, |e: &mut E, v| e.u64(u64::from(v))),
+            Attr::Span => opt!(r.span.as_ref().map(|s| s.name), |e: &mut E, v| e.str(v)),
+            Attr::Spans => {
+                e.key_static(key);
+                e.begin_array();
+                if let Some(span) = &r.span {
+                    let mut names: Vec<&str> = span.ancestry().map(|n| n.name).collect();
+                    names.reverse();
+                    for n in names {
+                        e.str(n);
+                    }
+                }
+                e.end_array();
+            }
+            Attr::Thread => opt!(r.thread.as_deref(), |e: &mut E, v| e.str(v)),
+            Attr::ThreadId => {
+                e.key_static(key);
+                e.u64(r.thread_id);
+            }
+            Attr::Pid => {
+                e.key_static(key);
+                e.u64(u64::from(self.pid));
+            }
+            Attr::Hostname => {
+                e.key_static(key);
+                e.str(&self.hostname);
+            }
+            Attr::Service => {
+                e.key_static(key);
+                e.str(&self.service);
+            }
+            Attr::Const(v) => {
+                e.key_static(key);
+                e.str(v);
+            }
+        }
+    }
+
+    fn reserved(&self, name: &str) -> bool {
+        self.basic.iter().any(|(k, _)| k.as_str() == name)
+            || self.extras.iter().any(|(k, _)| k.as_str() == name)
+    }
+
+    fn emit_fields<E: Emit>(
+        &self,
+        r: &Record,
+        fields: &[Field],
+        store: &crate::record::Fields,
+        e: &mut E,
+    ) {
+        let mut i = 0;
+        while i < fields.len() {
+            let f = &fields[i];
+            // An error's sources follow it; hand them over together.
+            let mut end = i + 1;
+            if matches!(f.value, Value::Error { .. }) {
+                while end < fields.len()
+                    && fields[end].name == f.name
+                    && matches!(fields[end].value, Value::Source(_))
+                {
+                    end += 1;
+                }
+            }
+            if !matches!(f.value, Value::Source(_)) {
+                self.emit_field(r, f, &fields[i + 1..end], store, e);
+            }
+            i = end;
+        }
+    }
+
+    fn emit_field<E: Emit>(
+        &self,
+        _r: &Record,
+        f: &Field,
+        sources: &[Field],
+        store: &crate::record::Fields,
+        e: &mut E,
+    ) {
+        let redacted = !self.redact.is_empty() && self.redact.iter().any(|n| n == f.name);
+        if let (Schema::Ecs, "error", Value::Error { message, kind }) =
+            (self.schema, f.name, f.value)
+        {
+            if !self.reserved("error.message") {
+                return self.emit_ecs_error(store, message, kind, sources, redacted, e);
+            }
+        }
+        if self.reserved(f.name) {
+            e.key_prefixed("fields.", f.name);
+        } else {
+            e.key(f.name);
+        }
+        if redacted {
+            return e.str(REDACTED);
+        }
+        match f.value {
+            Value::Bool(v) => e.bool(v),
+            Value::I64(v) => e.i64(v),
+            Value::U64(v) => e.u64(v),
+            Value::F64(v) => e.f64(v),
+            Value::Str(t) | Value::Source(t) => e.str(store.text(t)),
+            Value::Error { message, kind } => {
+                e.begin_map();
+                e.key("message");
+                e.str(store.text(message));
+                let kind = store.text(kind);
+                if !kind.is_empty() {
+                    e.key("type");
+                    e.str(kind);
+                }
+                if !sources.is_empty() {
+                    e.key("sources");
+                    e.begin_array();
+                    for s in sources {
+                        if let Value::Source(t) = s.value {
+                            e.str(store.text(t));
+                        }
+                    }
+                    e.end_array();
+                }
+                e.end_map();
+            }
+        }
+    }
+
+    fn emit_ecs_error<E: Emit>(
+        &self,
+        store: &crate::record::Fields,
+        message: crate::record::TextRange,
+        kind: crate::record::TextRange,
+        sources: &[Field],
+        redacted: bool,
+        e: &mut E,
+    ) {
+        let [k_type, k_message, k_stack] = &self.error_keys;
+        let kind = store.text(kind);
+        if !kind.is_empty() {
+            e.key_static(k_type);
+            e.str(kind);
+        }
+        e.key_static(k_message);
+        if redacted {
+            return e.str(REDACTED);
+        }
+        let message = store.text(message);
+        e.str(message);
+        let mut stack = String::from(message);
+        for s in sources {
+            if let Value::Source(t) = s.value {
+                stack.push_str("\nCaused by: ");
+                stack.push_str(store.text(t));
+            }
+        }
+        e.key_static(k_stack);
+        e.str(&stack);
+    }
+}
+
+fn emit_json<E: Emit>(v: &serde_json::Value, e: &mut E) {
+    use serde_json::Value as J;
+    match v {
+        J::Null => e.null(),
+        J::Bool(b) => e.bool(*b),
+        J::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                e.u64(u)
+            } else if let Some(i) = n.as_i64() {
+                e.i64(i)
+            } else {
+                e.f64(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        J::String(s) => e.str(s),
+        J::Array(a) => {
+            e.begin_array();
+            for x in a {
+                emit_json(x, e);
+            }
+            e.end_array();
+        }
+        J::Object(o) => {
+            e.begin_map();
+            for (k, x) in o {
+                e.key(k);
+                emit_json(x, e);
+            }
+            e.end_map();
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The parts of hivelog that every output shares: the [`Record`] model and its capture from
+//! `tracing`, the field mapping ([`Format`]), `HIVELOG_*` parsing ([`Env`]), the [`Sink`]
+//! contract and the delivery [`Pipeline`].
+//!
+//! Applications depend on the `hivelog` crate; this crate is for sink crates.
+#![warn(missing_docs)]
+
+pub mod capture;
+pub mod env;
+pub mod format;
+pub mod pipeline;
+pub mod record;
+pub mod sink;
+
+pub use env::{ConfigError, Env, Secret};
+pub use format::{Format, FormatBuilder};
+pub use pipeline::{Pipeline, PipelineConfig, Stats};
+pub use record::Record;
+pub use sink::{BatchLimits, Outcome, Outcomes, Sink};

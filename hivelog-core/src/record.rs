@@ -1,0 +1,373 @@
+//! The captured form of one event: what the caller thread builds once and every output reads.
+//!
+//! A [`Record`] is built with two allocations at most (one string arena, one field vector):
+//! every string value of the event lives in `text` and fields point into it by range. Its
+//! heap size is known exactly ([`Record::size`]), which is what the pipelines' byte budgets count.
+//!
+//! Strings are capped while they are captured: once `text` reaches the configured maximum
+//! (`HIVELOG_MAX_EVENT_BYTES`, default 1 MiB) further text is cut at a UTF-8 boundary and the
+//! record is marked [`Record::truncated`]. A 10 MB value therefore never enters a queue.
+
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tracing_core::Level;
+
+/// A range of bytes inside a record's (or span's) text arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextRange {
+    start: u32,
+    end: u32,
+}
+
+/// A string that is either static (metadata) or stored in the record's arena.
+#[derive(Clone, Copy, Debug)]
+pub enum Str {
+    /// A `'static` string, such as a callsite's target.
+    Static(&'static str),
+    /// A range of the owning arena.
+    Owned(TextRange),
+}
+
+/// One field value, with its JSON type preserved.
+#[derive(Clone, Copy, Debug)]
+pub enum Value {
+    /// `true` / `false`.
+    Bool(bool),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float; NaN and infinities are written as `null` in JSON.
+    F64(f64),
+    /// A string (`%` and `?` values end up here too).
+    Str(TextRange),
+    /// An error recorded as `&dyn Error`: its `Display` and a type name guessed from its `Debug`.
+    /// The error's sources follow it as [`Value::Source`] fields with the same name.
+    Error {
+        /// The error's `Display`.
+        message: TextRange,
+        /// The leading identifier of its `Debug` output (`ParseIntError`), possibly empty.
+        kind: TextRange,
+    },
+    /// One entry of the source chain of the preceding [`Value::Error`].
+    Source(TextRange),
+}
+
+/// A named field value.
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    /// The field's name as written in the macro (`user`, `error`, `http.status`).
+    pub name: &'static str,
+    /// The value.
+    pub value: Value,
+}
+
+/// Text and fields, the storage shared by events and spans.
+#[derive(Clone, Debug, Default)]
+pub struct Fields {
+    text: String,
+    fields: Vec<Field>,
+    max_text: usize,
+    truncated: bool,
+}
+
+impl Fields {
+    /// Empty storage that keeps at most `max_text` bytes of string data.
+    pub fn with_limit(max_text: usize, capacity: usize) -> Self {
+        Fields {
+            text: String::new(),
+            fields: Vec::with_capacity(capacity),
+            max_text,
+            truncated: false,
+        }
+    }
+
+    /// The fields in the order they were recorded.
+    pub fn iter(&self) -> impl Iterator<Item = &Field> {
+        self.fields.iter()
+    }
+
+    /// The fields as a slice.
+    pub fn as_slice(&self) -> &[Field] {
+        &self.fields
+    }
+
+    /// The string a range points to.
+    #[inline]
+    pub fn text(&self, range: TextRange) -> &str {
+        // Ranges are only created by `push_*` on char boundaries of this arena.
+        &self.text[range.start as usize..range.end as usize]
+    }
+
+    /// Resolves a [`Str`].
+    #[inline]
+    pub fn str(&self, s: Str) -> &str {
+        match s {
+            Str::Static(s) => s,
+            Str::Owned(r) => self.text(r),
+        }
+    }
+
+    /// Whether any string was cut to respect the size limit.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// Heap bytes held.
+    pub fn heap_size(&self) -> usize {
+        self.text.capacity() + self.fields.capacity() * std::mem::size_of::<Field>()
+    }
+
+    /// Stores a string, cut to the remaining budget.
+    pub fn push_str(&mut self, s: &str) -> TextRange {
+        let start = self.text.len();
+        let room = self.max_text.saturating_sub(start);
+        if s.len() <= room {
+            self.text.push_str(s);
+        } else {
+            self.truncated = true;
+            self.text.push_str(&s[..floor_char_boundary(s, room)]);
+        }
+        self.range_from(start)
+    }
+
+    /// Stores the `Display`/`Debug` output of a value, cut to the remaining budget
+    /// without ever materializing more than the budget.
+    pub fn push_fmt(&mut self, args: fmt::Arguments<'_>) -> TextRange {
+        let start = self.text.len();
+        if let Some(s) = args.as_str() {
+            return self.push_str(s);
+        }
+        let mut w = Capped {
+            out: &mut self.text,
+            limit: self.max_text,
+            cut: false,
+        };
+        let _ = w.write_fmt(args);
+        if w.cut {
+            self.truncated = true;
+        }
+        self.range_from(start)
+    }
+
+    fn range_from(&self, start: usize) -> TextRange {
+        // The arena never exceeds `max_text` (≤ u32::MAX by construction in `Format`).
+        TextRange {
+            start: start as u32,
+            end: self.text.len() as u32,
+        }
+    }
+
+    /// Appends a field.
+    pub fn push(&mut self, name: &'static str, value: Value) {
+        self.fields.push(Field { name, value });
+    }
+
+    /// Replaces the value of `name` if present (span `record`), else appends it.
+    pub fn set(&mut self, name: &'static str, value: Value) {
+        match self.fields.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.value = value,
+            None => self.push(name, value),
+        }
+    }
+
+    /// Records an error and its source chain.
+    pub fn push_error(&mut self, name: &'static str, err: &(dyn std::error::Error + 'static)) {
+        let message = self.push_fmt(format_args!("{err}"));
+        let kind = self.push_error_kind(err);
+        self.push(name, Value::Error { message, kind });
+        let mut source = err.source();
+        let mut depth = 0;
+        while let Some(s) = source {
+            // A cyclic or absurdly long chain must not hang the caller.
+            if depth == 64 {
+                break;
+            }
+            let r = self.push_fmt(format_args!("{s}"));
+            self.push(name, Value::Source(r));
+            source = s.source();
+            depth += 1;
+        }
+    }
+
+    fn push_error_kind(&mut self, err: &dyn std::error::Error) -> TextRange {
+        // `Debug` of most error types starts with the type's name (`ParseIntError { .. }`);
+        // keep just that identifier, capped so a huge Debug output costs nothing.
+        let mut buf = String::new();
+        let mut w = Capped {
+            out: &mut buf,
+            limit: 64,
+            cut: false,
+        };
+        let _ = write!(w, "{err:?}");
+        let ident: &str = {
+            let end = buf
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(buf.len());
+            let ident = &buf[..end];
+            if ident.starts_with(|c: char| c.is_ascii_uppercase()) {
+                ident
+            } else {
+                ""
+            }
+        };
+        self.push_str(ident)
+    }
+}
+
+/// `fmt::Write` that stops storing at `limit` bytes of the target string.
+struct Capped<'a> {
+    out: &'a mut String,
+    limit: usize,
+    cut: bool,
+}
+
+impl fmt::Write for Capped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.limit.saturating_sub(self.out.len());
+        if s.len() <= room {
+            self.out.push_str(s);
+        } else {
+            self.cut = true;
+            self.out.push_str(&s[..floor_char_boundary(s, room)]);
+        }
+        Ok(())
+    }
+}
+
+/// The largest index `<= i` that is a char boundary of `s`.
+pub fn floor_char_boundary(s: &str, i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    let mut i = i;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// A span's name and fields, linked to its parent: events keep only the innermost one.
+#[derive(Debug)]
+pub struct SpanNode {
+    /// The span's name (for `#[instrument]`, the function's name).
+    pub name: &'static str,
+    /// The span's fields.
+    pub fields: Fields,
+    /// The enclosing span.
+    pub parent: Option<Arc<SpanNode>>,
+}
+
+impl SpanNode {
+    /// This span and its ancestors, innermost first.
+    pub fn ancestry(self: &Arc<Self>) -> impl Iterator<Item = &SpanNode> {
+        let mut next: Option<&SpanNode> = Some(self);
+        std::iter::from_fn(move || {
+            let cur = next?;
+            next = cur.parent.as_deref();
+            Some(cur)
+        })
+    }
+}
+
+impl Drop for SpanNode {
+    // Iterative, so that dropping a very deep chain of spans cannot overflow the stack.
+    fn drop(&mut self) {
+        let mut parent = self.parent.take();
+        while let Some(p) = parent {
+            match Arc::try_unwrap(p) {
+                Ok(mut node) => parent = node.parent.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// One captured event.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// When the event was captured.
+    pub time: SystemTime,
+    /// Its level.
+    pub level: Level,
+    /// Its target (the module path by default; the logger name for `log` records).
+    pub target: Str,
+    /// Its module path.
+    pub module: Option<Str>,
+    /// Its source file.
+    pub file: Option<Str>,
+    /// Its source line.
+    pub line: Option<u32>,
+    /// The `message` field.
+    pub message: Option<TextRange>,
+    /// The capturing thread's name, when the format asks for it.
+    pub thread: Option<Arc<str>>,
+    /// A small per-process number for the capturing thread, when the format asks for it.
+    pub thread_id: u64,
+    /// The innermost enclosing span.
+    pub span: Option<Arc<SpanNode>>,
+    /// Per-pipeline sequence number, set on enqueue; stable across retries, used for idempotent ids.
+    pub seq: u64,
+    /// The event's own fields (all but `message`).
+    pub fields: Fields,
+}
+
+impl Record {
+    /// An empty record at the current time; see [`crate::capture`] for building one from an event.
+    pub fn new(level: Level, target: Str, max_text: usize, capacity: usize) -> Self {
+        Record {
+            time: SystemTime::now(),
+            level,
+            target,
+            module: None,
+            file: None,
+            line: None,
+            message: None,
+            thread: None,
+            thread_id: 0,
+            span: None,
+            seq: 0,
+            fields: Fields::with_limit(max_text, capacity),
+        }
+    }
+
+    /// Bytes this record holds in memory (the struct and its own heap); what budgets count.
+    pub fn size(&self) -> usize {
+        std::mem::size_of::<Record>() + self.fields.heap_size()
+    }
+
+    /// The message text, or `""`.
+    pub fn message(&self) -> &str {
+        self.message.map(|r| self.fields.text(r)).unwrap_or("")
+    }
+
+    /// The target.
+    pub fn target(&self) -> &str {
+        self.fields.str(self.target)
+    }
+
+    /// The module path.
+    pub fn module(&self) -> Option<&str> {
+        self.module.map(|s| self.fields.str(s))
+    }
+
+    /// The source file.
+    pub fn file(&self) -> Option<&str> {
+        self.file.map(|s| self.fields.str(s))
+    }
+
+    /// Whether some text was cut to respect `HIVELOG_MAX_EVENT_BYTES`.
+    pub fn truncated(&self) -> bool {
+        self.fields.truncated()
+    }
+
+    /// Seconds and nanoseconds since the Unix epoch (0 for times before it).
+    pub fn unix_time(&self) -> (u64, u32) {
+        match self.time.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => (d.as_secs(), d.subsec_nanos()),
+            Err(_) => (0, 0),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The contract between the delivery pipeline and a destination.
+//!
+//! A sink crate is only its protocol: it declares its batch limits, and turns a batch of
+//! records into requests, sends them, and says what happened to each record. Queueing,
+//! batching by age, retries with backoff, counters and shutdown are the pipeline's.
+//!
+//! `send` runs on the pipeline's own thread, inside a tokio current-thread runtime, with
+//! `tracing`'s dispatcher set to `Dispatch::none()`: whatever the sink's libraries log is
+//! dropped, never fed back into a pipeline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::record::Record;
+
+/// How much one batch handed to [`Sink::send`] may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most records per batch.
+    pub max_events: usize,
+    /// Most bytes per batch, counted with [`Sink::encoded_len`].
+    pub max_bytes: usize,
+}
+
+/// A destination.
+pub trait Sink: Send + 'static {
+    /// A short name for counters and diagnostics (`fluent`, `elasticsearch`, `cloudwatch`).
+    fn name(&self) -> &'static str;
+
+    /// The limits the pipeline respects when it cuts batches.
+    fn limits(&self) -> BatchLimits;
+
+    /// A record's size toward [`BatchLimits::max_bytes`]. The default is the in-memory size;
+    /// a sink whose limit is on encoded bytes returns an upper bound of those instead.
+    fn encoded_len(&self, record: &Record) -> usize {
+        record.size()
+    }
+
+    /// Called once on the sink's thread before the first batch (connect, create streams).
+    /// It must not take longer than a batch's send would; what fails here is retried by `send`.
+    fn start(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Sends a batch (records in the order they were logged, retried ones first) and reports
+    /// one [`Outcome`] per record, in the same order.
+    fn send(&mut self, batch: &[Record]) -> impl Future<Output = Outcomes> + Send;
+
+    /// Called once at shutdown, after the last batch (close connections gracefully).
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// What happened to one record of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The destination has it.
+    Delivered,
+    /// Not sent this time for lack of room (a limit the sink found while encoding):
+    /// resent in the next batch, without backoff and without counting as a retry.
+    Deferred,
+    /// A temporary failure (network, 429, 5xx, throttling): resent after a backoff.
+    Retry,
+    /// The destination refused this record for good; `reasons[i]` says why.
+    Rejected(u16),
+    /// A permanent failure of the whole request (bad credentials): counted as failed, not resent.
+    Failed,
+}
+
+/// The per-record result of one [`Sink::send`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcomes {
+    outcomes: Vec<Outcome>,
+    reasons: Vec<String>,
+    error: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+impl Outcomes {
+    /// `n` records, all delivered.
+    pub fn delivered(n: usize) -> Self {
+        Outcomes {
+            outcomes: vec![Outcome::Delivered; n],
+            reasons: Vec::new(),
+            error: None,
+            retry_after: None,
+        }
+    }
+
+    /// `n` records to resend after a backoff, because of `error`.
+    pub fn retry_all(n: usize, error: impl Into<String>) -> Self {
+        Outcomes {
+            outcomes: vec![Outcome::Retry; n],
+            error: Some(error.into()),
+            ..Outcomes::delivered(0)
+        }
+    }
+
+    /// `n` records that failed for good, because of `error`.
+    pub fn fail_all(n: usize, error: impl Into<String>) -> Self {
+        Outcomes {
+            outcomes: vec![Outcome::Failed; n],
+            error: Some(error.into()),
+            ..Outcomes::delivered(0)
+        }
+    }
+
+    /// Marks record `i` for a retry.
+    pub fn retry(&mut self, i: usize) {
+        self.outcomes[i] = Outcome::Retry;
+    }
+
+    /// Marks record `i` as not sent for lack of room.
+    pub fn defer(&mut self, i: usize) {
+        self.outcomes[i] = Outcome::Deferred;
+    }
+
+    /// Marks record `i` as rejected by the destination, with its reason.
+    pub fn reject(&mut self, i: usize, reason: impl Into<String>) {
+        let reason = reason.into();
+        let idx = match self.reasons.iter().position(|r| *r == reason) {
+            Some(p) => p,
+            None => {
+                self.reasons.push(reason);
+                self.reasons.len() - 1
+            }
+        };
+        self.outcomes[i] = Outcome::Rejected(idx.min(u16::MAX as usize) as u16);
+    }
+
+    /// Marks record `i` as failed for good.
+    pub fn fail(&mut self, i: usize) {
+        self.outcomes[i] = Outcome::Failed;
+    }
+
+    /// Sets the error behind retries or failures (shown in diagnostics and `last_error`).
+    pub fn set_error(&mut self, error: impl Into<String>) {
+        self.error = Some(error.into());
+    }
+
+    /// Asks the pipeline to wait at least this long before the retry (a server's `Retry-After`).
+    pub fn set_retry_after(&mut self, d: Duration) {
+        self.retry_after = Some(d);
+    }
+
+    /// The outcome of each record.
+    pub fn as_slice(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    /// The reason behind an [`Outcome::Rejected`].
+    pub fn reason(&self, idx: u16) -> &str {
+        self.reasons.get(idx as usize).map(String::as_str).unwrap_or("rejected")
+    }
+
+    /// The error behind retries or failures.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The server's requested delay.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// Whether there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+}

@@ -1,0 +1,1 @@
+//! hivelog sink for elk (not implemented yet).

@@ -1,0 +1,1 @@
+//! hivelog sink for fluent (not implemented yet).
