@@ -1,1 +1,10 @@
-//! Shared test helpers (test servers, fault injection).
+//! Test servers and helpers shared by hivelog's tests (never shipped).
+//!
+//! - [`peers`]: where the external test servers started by `scripts/test.sh` listen.
+//! - [`forward`]: a Fluentd Forward protocol v1 receiver written from the specification.
+//! - [`http`]: a scripted HTTP/1.1 server for fault injection (429, 413, 5xx, resets, slowness).
+#![allow(missing_docs)]
+
+pub mod forward;
+pub mod http;
+pub mod peers;

@@ -1,0 +1,1 @@
+//! Forward protocol v1 receiver (being written).

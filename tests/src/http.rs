@@ -1,0 +1,1 @@
+//! Scripted HTTP/1.1 server (being written).
