@@ -1,1 +1,170 @@
-//! hivelog (in progress).
+//! Structured JSON logging for Rust services in one call.
+//!
+//! ```no_run
+//! fn main() {
+//!     let _logs = hivelog::init(); // reads HIVELOG_* variables; flushes when dropped
+//!     tracing::info!(user = "a@b.c", article = "https://example.com/x", "article hit");
+//! }
+//! ```
+//! prints
+//! ```text
+//! {"timestamp":"2025-03-31T15:45:10.621Z","level":"INFO","target":"app","message":"article hit","user":"a@b.c","article":"https://example.com/x"}
+//! ```
+//!
+//! Every `tracing` event, and every `log` record from dependencies, becomes one JSON object on
+//! one line: the basic fields (`HIVELOG_FIELDS`), the extras (`HIVELOG_EXTRA`), the event's own
+//! fields with their JSON types, the enclosing spans' fields, and errors with their source chain.
+//! See [`hivelog_core::format`] for the output rules (order, collisions, errors).
+//!
+//! With the `fluent`, `elk` and `cloudwatch` features, `HIVELOG_FLUENT_ADDR`, `HIVELOG_ES_URL`
+//! and `HIVELOG_CLOUDWATCH_GROUP` switch on sinks that batch events on a background thread and
+//! ship them; the log call only enqueues.
+#![warn(missing_docs)]
+
+mod builder;
+mod config;
+mod file;
+mod guard;
+mod layer;
+mod output;
+mod panic;
+mod pretty;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use builder::Builder;
+pub use file::Rotation;
+pub use guard::{Guard, Report};
+pub use hivelog_core::format::{Schema, TimestampFormat};
+pub use hivelog_core::{ConfigError, Env, PipelineConfig, Stats};
+pub use layer::HivelogLayer;
+pub use output::{LocalReport, Output, Style};
+
+#[cfg(feature = "cloudwatch")]
+pub use hivelog_cloudwatch as cloudwatch;
+#[cfg(feature = "elk")]
+pub use hivelog_elk as elk;
+#[cfg(feature = "fluent")]
+pub use hivelog_fluent as fluent;
+
+use guard::Outputs;
+use tracing_subscriber::layer::SubscriberExt;
+
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+static GLOBAL: OnceLock<Outputs> = OnceLock::new();
+
+/// Configures logging from `HIVELOG_*` variables and installs it for the whole process.
+///
+/// A bad variable is reported on stderr and the defaults (JSON lines on stdout, level `info`)
+/// are used instead: a logging mistake never stops the service. Use [`try_init`] to fail instead.
+pub fn init() -> Guard {
+    builder().init()
+}
+
+/// Like [`init`], but returns the configuration error (naming the variable, its value and what
+/// was expected), or [`ConfigError::AlreadyInitialized`] when called twice.
+///
+/// ```
+/// std::env::set_var("HIVELOG_TIMESTAMP", "rfc3339micro");
+/// let err = hivelog::try_init().err().unwrap();
+/// assert_eq!(
+///     err.to_string(),
+///     "HIVELOG_TIMESTAMP: 'rfc3339micro' is not a timestamp format; expected one of rfc3339ms, rfc3339ns, epoch_ms, epoch_ns"
+/// );
+/// ```
+pub fn try_init() -> Result<Guard, ConfigError> {
+    builder().try_init()
+}
+
+/// Code defaults that `HIVELOG_*` variables override.
+pub fn builder() -> Builder {
+    Builder::default()
+}
+
+/// The counters of the installed outputs (empty before `init`).
+pub fn stats() -> Report {
+    GLOBAL.get().map(Outputs::report).unwrap_or_default()
+}
+
+/// Sends everything queued, waiting at most `timeout`: call it before `std::process::exit`,
+/// which skips the guard's destructor.
+pub fn flush(timeout: Duration) -> Report {
+    GLOBAL.get().map(|o| o.flush(timeout)).unwrap_or_default()
+}
+
+fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
+    if CLAIMED.swap(true, Ordering::SeqCst) || tracing::dispatcher::has_been_set() {
+        return Err(ConfigError::AlreadyInitialized);
+    }
+    let hook = builder.wants_panic_hook();
+    let (layer, outputs, _) = builder
+        .build_layer()
+        .inspect_err(|_| CLAIMED.store(false, Ordering::SeqCst))?;
+    let max = layer.max_level();
+    if tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).is_err()
+    {
+        outputs.shutdown(Duration::ZERO);
+        return Err(ConfigError::AlreadyInitialized);
+    }
+    let log_max = match max {
+        m if m == tracing_subscriber::filter::LevelFilter::OFF => log::LevelFilter::Off,
+        m if m == tracing_subscriber::filter::LevelFilter::ERROR => log::LevelFilter::Error,
+        m if m == tracing_subscriber::filter::LevelFilter::WARN => log::LevelFilter::Warn,
+        m if m == tracing_subscriber::filter::LevelFilter::INFO => log::LevelFilter::Info,
+        m if m == tracing_subscriber::filter::LevelFilter::DEBUG => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    if tracing_log::LogTracer::builder()
+        .with_max_level(log_max)
+        .init()
+        .is_err()
+    {
+        diag_warn("config", "log", "another `log` logger is installed; `log` records from dependencies will not reach hivelog");
+    }
+    let _ = GLOBAL.set(outputs.clone());
+    if hook {
+        panic::install(
+            |timeout| {
+                if let Some(o) = GLOBAL.get() {
+                    o.flush(timeout);
+                }
+            },
+            outputs.shutdown_timeout,
+        );
+    }
+    Ok(Guard {
+        outputs,
+        done: false,
+    })
+}
+
+fn init_with(builder: Builder) -> Guard {
+    match try_init_with(builder) {
+        Ok(guard) => guard,
+        Err(ConfigError::AlreadyInitialized) => {
+            eprintln!("hivelog: {}", ConfigError::AlreadyInitialized);
+            Guard {
+                outputs: Outputs::default(),
+                done: true,
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "hivelog: {e}; using the defaults (JSON lines on stdout, level info) instead"
+            );
+            let defaults = Builder::default().env(Env::from_pairs(Vec::<(String, String)>::new()));
+            try_init_with(defaults).unwrap_or(Guard {
+                outputs: Outputs::default(),
+                done: true,
+            })
+        }
+    }
+}
+
+/// hivelog's own diagnostics go to stderr (never through `tracing`, which could loop).
+pub(crate) fn diag_warn(source: &str, cause: &str, message: &str) {
+    let _ = cause;
+    eprintln!("hivelog[{source}]: {message}");
+}

@@ -1,6 +1,8 @@
 //! Building a [`Format`] from code defaults, then `HIVELOG_*` overrides.
 
-use super::{Attr, Extra, Format, Key, Schema, TimestampFormat, DEFAULT_MAX_EVENT_BYTES, ECS_VERSION};
+use super::{
+    Attr, Extra, Format, Key, Schema, TimestampFormat, DEFAULT_MAX_EVENT_BYTES, ECS_VERSION,
+};
 use crate::env::{ConfigError, Env};
 
 /// Code defaults for the format; [`FormatBuilder::apply_env`] lets variables override them.
@@ -91,12 +93,20 @@ impl FormatBuilder {
         )? {
             self.schema = s;
         }
-        if let Some(t) = env.choice("HIVELOG_TIMESTAMP", "a timestamp format", TimestampFormat::CHOICES)? {
+        if let Some(t) = env.choice(
+            "HIVELOG_TIMESTAMP",
+            "a timestamp format",
+            TimestampFormat::CHOICES,
+        )? {
             self.timestamp = t;
         }
         if let Some(v) = env.get("HIVELOG_REDACT") {
-            self.redact
-                .extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+            self.redact.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
         }
         if let Some(v) = env.get("HIVELOG_SERVICE") {
             self.service = Some(v.to_owned());
@@ -115,7 +125,10 @@ impl FormatBuilder {
             ));
         }
         if self.schema == Schema::Ecs
-            && !matches!(self.timestamp, TimestampFormat::Rfc3339Ms | TimestampFormat::Rfc3339Ns)
+            && !matches!(
+                self.timestamp,
+                TimestampFormat::Rfc3339Ms | TimestampFormat::Rfc3339Ns
+            )
         {
             return Err(ConfigError::conflict(
                 "HIVELOG_TIMESTAMP",
@@ -161,7 +174,11 @@ impl FormatBuilder {
         };
         Format {
             basic,
-            extras: self.extras.iter().map(|(k, v)| (Key::new(k), v.clone())).collect(),
+            extras: self
+                .extras
+                .iter()
+                .map(|(k, v)| (Key::new(k), v.clone()))
+                .collect(),
             schema: self.schema,
             timestamp: self.timestamp,
             redact: self.redact,
@@ -187,17 +204,39 @@ fn parse_fields(var: &str, spec: &str) -> Result<Vec<(String, Attr)>, ConfigErro
             .iter()
             .find(|(n, _)| *n == attr)
             .map(|(_, a)| *a)
-            .ok_or_else(|| ConfigError::invalid(var, spec, "a field mapping", &format!("{FIELDS_FORM} ('{attr}' is not an attr)")))?;
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    var,
+                    spec,
+                    "a field mapping",
+                    &format!("{FIELDS_FORM} ('{attr}' is not an attr)"),
+                )
+            })?;
         if name.is_empty() {
-            return Err(ConfigError::invalid(var, spec, "a field mapping", FIELDS_FORM));
+            return Err(ConfigError::invalid(
+                var,
+                spec,
+                "a field mapping",
+                FIELDS_FORM,
+            ));
         }
         if out.iter().any(|(n, _)| n == name) {
-            return Err(ConfigError::invalid(var, spec, "a field mapping", &format!("{FIELDS_FORM}, each output name once ('{name}' repeats)")));
+            return Err(ConfigError::invalid(
+                var,
+                spec,
+                "a field mapping",
+                &format!("{FIELDS_FORM}, each output name once ('{name}' repeats)"),
+            ));
         }
         out.push((name.to_owned(), attr));
     }
     if out.is_empty() {
-        return Err(ConfigError::invalid(var, spec, "a field mapping", FIELDS_FORM));
+        return Err(ConfigError::invalid(
+            var,
+            spec,
+            "a field mapping",
+            FIELDS_FORM,
+        ));
     }
     Ok(out)
 }
@@ -205,16 +244,30 @@ fn parse_fields(var: &str, spec: &str) -> Result<Vec<(String, Attr)>, ConfigErro
 fn parse_extras(v: &str) -> Result<Vec<(String, Extra)>, ConfigError> {
     const FORM: &str = "'k=v,k2=v2' or a JSON object";
     if v.starts_with('{') {
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(v)
-            .map_err(|e| ConfigError::invalid("HIVELOG_EXTRA", v, "valid extra fields", &format!("{FORM} ({e})")))?;
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(v).map_err(|e| {
+                ConfigError::invalid(
+                    "HIVELOG_EXTRA",
+                    v,
+                    "valid extra fields",
+                    &format!("{FORM} ({e})"),
+                )
+            })?;
         return Ok(map.into_iter().map(|(k, x)| (k, Extra::Json(x))).collect());
     }
     v.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|pair| match pair.split_once('=') {
-            Some((k, x)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), Extra::Str(x.trim().to_owned()))),
-            _ => Err(ConfigError::invalid("HIVELOG_EXTRA", v, "valid extra fields", &format!("{FORM} ('{pair}' has no key=value)"))),
+            Some((k, x)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_owned(), Extra::Str(x.trim().to_owned())))
+            }
+            _ => Err(ConfigError::invalid(
+                "HIVELOG_EXTRA",
+                v,
+                "valid extra fields",
+                &format!("{FORM} ('{pair}' has no key=value)"),
+            )),
         })
         .collect()
 }

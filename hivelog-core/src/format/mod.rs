@@ -150,6 +150,12 @@ impl Format {
         self.basic.iter().map(|(k, a)| (k.as_str(), *a))
     }
 
+    /// Whether values of the field `name` are written as [`REDACTED`] (`HIVELOG_REDACT`).
+    #[inline]
+    pub fn is_redacted(&self, name: &str) -> bool {
+        !self.redact.is_empty() && self.redact.iter().any(|n| n == name)
+    }
+
     /// The most text one event may hold.
     pub fn max_event_bytes(&self) -> usize {
         self.max_event_bytes
@@ -234,9 +240,7 @@ impl Format {
                 match self.timestamp {
                     TimestampFormat::Rfc3339Ms => e.rfc3339(secs, nanos, 3),
                     TimestampFormat::Rfc3339Ns => e.rfc3339(secs, nanos, 9),
-                    TimestampFormat::EpochMs => {
-                        e.u64(secs * 1000 + u64::from(nanos / 1_000_000))
-                    }
+                    TimestampFormat::EpochMs => e.u64(secs * 1000 + u64::from(nanos / 1_000_000)),
                     TimestampFormat::EpochNs => e.u64(
                         secs.saturating_mul(1_000_000_000)
                             .saturating_add(u64::from(nanos)),
@@ -335,7 +339,7 @@ impl Format {
         store: &crate::record::Fields,
         e: &mut E,
     ) {
-        let redacted = !self.redact.is_empty() && self.redact.iter().any(|n| n == f.name);
+        let redacted = self.is_redacted(f.name);
         if let (Schema::Ecs, "error", Value::Error { message, kind }) =
             (self.schema, f.name, f.value)
         {

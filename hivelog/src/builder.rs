@@ -1,0 +1,314 @@
+//! Code defaults for everything `init` configures; `HIVELOG_*` variables override them.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use hivelog_core::format::{Schema, TimestampFormat};
+use hivelog_core::{ConfigError, Env, Format, FormatBuilder, Pipeline, PipelineConfig};
+use tracing::Dispatch;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::config;
+use crate::guard::{Guard, Outputs};
+use crate::layer::{Dest, HivelogLayer, Route};
+use crate::output::{Local, Output, Style};
+
+/// Configures hivelog in code; every setting can still be overridden by its `HIVELOG_*` variable.
+///
+/// ```
+/// let _logs = hivelog::builder()
+///     .service("checkout")
+///     .extra("environment", "staging")
+///     .fields("timestamp,loggerName=target,level,message")
+///     .level("info,checkout::db=debug")
+///     .init();
+/// tracing::info!(user = "a@b.c", "article hit");
+/// ```
+#[must_use]
+pub struct Builder {
+    format: FormatBuilder,
+    fields: Option<String>,
+    level: Option<String>,
+    style: Option<Style>,
+    output: Option<Output>,
+    writer: Option<Box<dyn Write + Send>>,
+    pipeline: PipelineConfig,
+    env: Option<Env>,
+    panic_hook: bool,
+    #[cfg(feature = "fluent")]
+    fluent: Option<hivelog_fluent::FluentConfig>,
+    #[cfg(feature = "elk")]
+    es: Option<hivelog_elk::EsConfig>,
+    #[cfg(feature = "cloudwatch")]
+    cloudwatch: Option<hivelog_cloudwatch::CloudWatchConfig>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            format: FormatBuilder::default(),
+            fields: None,
+            level: None,
+            style: None,
+            output: None,
+            writer: None,
+            pipeline: PipelineConfig::default(),
+            env: None,
+            panic_hook: true,
+            #[cfg(feature = "fluent")]
+            fluent: None,
+            #[cfg(feature = "elk")]
+            es: None,
+            #[cfg(feature = "cloudwatch")]
+            cloudwatch: None,
+        }
+    }
+}
+
+impl Builder {
+    /// The service name (`HIVELOG_SERVICE`; default: the executable's name).
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.format = self.format.service(name);
+        self
+    }
+
+    /// A static field on every event (`HIVELOG_EXTRA` adds to and overrides these).
+    pub fn extra(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.format = self.format.extra(key, value);
+        self
+    }
+
+    /// Basic fields, in `HIVELOG_FIELDS` syntax: `timestamp,loggerName=target,level,message`.
+    pub fn fields(mut self, spec: impl Into<String>) -> Self {
+        self.fields = Some(spec.into());
+        self
+    }
+
+    /// Filter directives (`HIVELOG_LEVEL`, then `RUST_LOG`, override them; default `info`).
+    pub fn level(mut self, directives: impl Into<String>) -> Self {
+        self.level = Some(directives.into());
+        self
+    }
+
+    /// JSON lines or pretty text (`HIVELOG_FORMAT`).
+    pub fn style(mut self, style: Style) -> Self {
+        self.style = Some(style);
+        self
+    }
+
+    /// Where local lines go (`HIVELOG_OUTPUT`).
+    pub fn output(mut self, output: Output) -> Self {
+        self.output = Some(output);
+        self
+    }
+
+    /// Writes local lines to `w` instead of `HIVELOG_OUTPUT` (tests, benchmarks, custom targets).
+    pub fn writer(mut self, w: impl Write + Send + 'static) -> Self {
+        self.writer = Some(Box::new(w));
+        self
+    }
+
+    /// Elastic Common Schema or the default mapping (`HIVELOG_SCHEMA`).
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.format = self.format.schema(schema);
+        self
+    }
+
+    /// The timestamp format (`HIVELOG_TIMESTAMP`).
+    pub fn timestamp(mut self, ts: TimestampFormat) -> Self {
+        self.format = self.format.timestamp(ts);
+        self
+    }
+
+    /// Field names whose values print as `"[redacted]"` everywhere (`HIVELOG_REDACT` adds more).
+    pub fn redact<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        self.format = self.format.redact(names);
+        self
+    }
+
+    /// Queue, batching, retry and shutdown settings for the sinks (`HIVELOG_BUFFER_BYTES`, …).
+    pub fn pipeline(mut self, config: PipelineConfig) -> Self {
+        self.pipeline = config;
+        self
+    }
+
+    /// Reads configuration from `env` instead of the process environment (tests, `hivelog check`).
+    pub fn env(mut self, env: Env) -> Self {
+        self.env = Some(env);
+        self
+    }
+
+    /// Whether `init` installs the panic hook (default: yes).
+    pub fn panic_hook(mut self, on: bool) -> Self {
+        self.panic_hook = on;
+        self
+    }
+
+    /// Ships to Fluentd / Fluent Bit (`HIVELOG_FLUENT_ADDR` overrides this whole setting).
+    #[cfg(feature = "fluent")]
+    pub fn fluent(mut self, config: hivelog_fluent::FluentConfig) -> Self {
+        self.fluent = Some(config);
+        self
+    }
+
+    /// Ships to Elasticsearch (`HIVELOG_ES_URL`/`HIVELOG_ES_CLOUD_ID` override this whole setting).
+    #[cfg(feature = "elk")]
+    pub fn elasticsearch(mut self, config: hivelog_elk::EsConfig) -> Self {
+        self.es = Some(config);
+        self
+    }
+
+    /// Ships to CloudWatch Logs (`HIVELOG_CLOUDWATCH_GROUP` overrides this whole setting).
+    #[cfg(feature = "cloudwatch")]
+    pub fn cloudwatch(mut self, config: hivelog_cloudwatch::CloudWatchConfig) -> Self {
+        self.cloudwatch = Some(config);
+        self
+    }
+
+    /// Installs hivelog as the global subscriber; on a configuration error, prints it to stderr
+    /// and falls back to the defaults (JSON to stdout) rather than failing the service.
+    pub fn init(self) -> Guard {
+        crate::init_with(self)
+    }
+
+    /// Installs hivelog as the global subscriber, or says what is wrong.
+    pub fn try_init(self) -> Result<Guard, ConfigError> {
+        crate::try_init_with(self)
+    }
+
+    /// Builds the subscriber without installing it: for tests (`tracing::dispatcher::with_default`)
+    /// and programs that install their own. Starts the sinks' threads.
+    pub fn try_build(self) -> Result<(Dispatch, Guard), ConfigError> {
+        let (layer, outputs, _) = self.build_layer()?;
+        Ok((
+            Dispatch::new(tracing_subscriber::registry().with(layer)),
+            Guard {
+                outputs,
+                done: false,
+            },
+        ))
+    }
+
+    /// Builds the layer and outputs; the format is returned for the panic hook's and callers' use.
+    pub(crate) fn build_layer(
+        mut self,
+    ) -> Result<(HivelogLayer, Outputs, Arc<Format>), ConfigError> {
+        let env = self.env.take().unwrap_or_else(Env::from_process);
+        let mut format = self.format.clone();
+        if let Some(spec) = &self.fields {
+            format = format
+                .fields(spec)
+                .map_err(|e| rename_var(e, "builder fields"))?;
+        }
+        let format = Arc::new(format.apply_env(&env)?.build());
+        let (level, main_var) = config::level(&env, self.level.as_deref());
+        let main_filter = config::parse_filter(main_var, &level)?;
+        let style = config::style(&env)?.or(self.style).unwrap_or_default();
+        let output = config::output(&env, self.output.take())?;
+
+        let mut routes = Vec::new();
+        let mut outputs = Outputs {
+            shutdown_timeout: self.pipeline.shutdown_timeout,
+            ..Outputs::default()
+        };
+        let local = match self.writer.take() {
+            Some(w) => Some(Local::writer(w, style, format.clone())),
+            None => Local::open(&output, style, format.clone()).map_err(|e| {
+                ConfigError::conflict("HIVELOG_OUTPUT", format!("cannot open {output:?}: {e}"))
+            })?,
+        };
+        if let Some(local) = local {
+            let local = Arc::new(local);
+            outputs.local = Some(local.clone());
+            routes.push(Route {
+                filter: main_filter,
+                dest: Dest::Local(local),
+            });
+        }
+
+        let sinks = self.sinks(&env, &format)?;
+        if !sinks.is_empty() {
+            let pipeline = self.pipeline.clone().apply_env(&env)?;
+            outputs.shutdown_timeout = pipeline.shutdown_timeout;
+            for (level_var, spawn) in sinks {
+                let filter = match env.get(level_var) {
+                    Some(v) => config::parse_filter(level_var, v)?,
+                    None => config::parse_filter(main_var, &level)?,
+                };
+                let p = spawn(pipeline.clone()).map_err(|e| {
+                    ConfigError::conflict(level_var, format!("cannot start the sink's thread: {e}"))
+                })?;
+                outputs.sinks.push(p.clone());
+                routes.push(Route {
+                    filter,
+                    dest: Dest::Sink(p),
+                });
+            }
+        }
+        config::warn_unused(&env);
+        let layer = HivelogLayer::new(routes, format.capture_options());
+        Ok((layer, outputs, format))
+    }
+
+    /// Each enabled sink: its level variable and how to start its pipeline.
+    #[allow(unused_variables, unused_mut, clippy::type_complexity)]
+    fn sinks(
+        &mut self,
+        env: &Env,
+        format: &Arc<Format>,
+    ) -> Result<Vec<(&'static str, SpawnSink)>, ConfigError> {
+        let mut sinks: Vec<(&'static str, SpawnSink)> = Vec::new();
+        #[cfg(feature = "fluent")]
+        if let Some(cfg) = hivelog_fluent::FluentConfig::from_env(env)?.or(self.fluent.take()) {
+            let format = format.clone();
+            sinks.push((
+                "HIVELOG_FLUENT_LEVEL",
+                Box::new(move |p| Pipeline::spawn(hivelog_fluent::FluentSink::new(cfg, format), p)),
+            ));
+        }
+        #[cfg(feature = "elk")]
+        if let Some(cfg) = hivelog_elk::EsConfig::from_env(env)?.or(self.es.take()) {
+            let format = format.clone();
+            sinks.push((
+                "HIVELOG_ES_LEVEL",
+                Box::new(move |p| Pipeline::spawn(hivelog_elk::EsSink::new(cfg, format), p)),
+            ));
+        }
+        #[cfg(feature = "cloudwatch")]
+        if let Some(cfg) =
+            hivelog_cloudwatch::CloudWatchConfig::from_env(env)?.or(self.cloudwatch.take())
+        {
+            let format = format.clone();
+            sinks.push((
+                "HIVELOG_CLOUDWATCH_LEVEL",
+                Box::new(move |p| {
+                    Pipeline::spawn(hivelog_cloudwatch::CloudWatchSink::new(cfg, format), p)
+                }),
+            ));
+        }
+        Ok(sinks)
+    }
+
+    pub(crate) fn wants_panic_hook(&self) -> bool {
+        self.panic_hook
+    }
+}
+
+type SpawnSink = Box<dyn FnOnce(PipelineConfig) -> std::io::Result<Pipeline>>;
+
+fn rename_var(e: ConfigError, var: &str) -> ConfigError {
+    match e {
+        ConfigError::Invalid {
+            value,
+            what,
+            expected,
+            ..
+        } => ConfigError::Invalid {
+            var: var.to_owned(),
+            value,
+            what,
+            expected,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,124 @@
+//! The facade's own variables: level filters, local output and style. The format's variables
+//! are read by `hivelog_core::FormatBuilder`, the pipeline's by `PipelineConfig`, each sink's by
+//! its crate; all of them through one [`Env`], which then knows which `HIVELOG_*` names nobody read.
+
+use std::path::PathBuf;
+
+use hivelog_core::{ConfigError, Env};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+use crate::file::{parse_rotation, Rotation, DEFAULT_KEEP};
+use crate::output::{Output, Style};
+
+const LEVEL_FORM: &str = "filter directives such as info or warn,my_service::db=debug";
+
+/// Parses `EnvFilter` directives, naming `var` in the error.
+pub(crate) fn parse_filter(var: &str, directives: &str) -> Result<EnvFilter, ConfigError> {
+    EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .parse(directives)
+        .map_err(|e| {
+            ConfigError::invalid(
+                var,
+                directives,
+                "a level filter",
+                &format!("{LEVEL_FORM} ({e})"),
+            )
+        })
+}
+
+/// The main level: `HIVELOG_LEVEL`, else `RUST_LOG`, else the builder's, else `info`.
+/// Returns the directives and the variable they came from (for error messages).
+pub(crate) fn level(env: &Env, code: Option<&str>) -> (String, &'static str) {
+    if let Some(v) = env.get("HIVELOG_LEVEL") {
+        (v.to_owned(), "HIVELOG_LEVEL")
+    } else if let Some(v) = env.get("RUST_LOG") {
+        (v.to_owned(), "RUST_LOG")
+    } else if let Some(v) = code {
+        (v.to_owned(), "builder level")
+    } else {
+        ("info".to_owned(), "default level")
+    }
+}
+
+/// `HIVELOG_FORMAT`.
+pub(crate) fn style(env: &Env) -> Result<Option<Style>, ConfigError> {
+    env.choice(
+        "HIVELOG_FORMAT",
+        "an output format",
+        &[("json", Style::Json), ("pretty", Style::Pretty)],
+    )
+}
+
+/// `HIVELOG_OUTPUT`, `HIVELOG_FILE_ROTATION`, `HIVELOG_FILE_KEEP`.
+pub(crate) fn output(env: &Env, code: Option<Output>) -> Result<Output, ConfigError> {
+    let rotation = env
+        .parse("HIVELOG_FILE_ROTATION", "a rotation", parse_rotation)?
+        .unwrap_or(Rotation::Never);
+    let keep = env
+        .integer("HIVELOG_FILE_KEEP", 1..=100_000)?
+        .map(|n| n as usize);
+    let out = env.parse("HIVELOG_OUTPUT", "an output", |v| match v {
+        "stdout" => Ok(Output::Stdout),
+        "stderr" => Ok(Output::Stderr),
+        "none" => Ok(Output::None),
+        _ => match v.strip_prefix("file:") {
+            Some(p) if !p.is_empty() => Ok(Output::File {
+                path: PathBuf::from(p),
+                rotation,
+                keep: keep.unwrap_or(DEFAULT_KEEP),
+            }),
+            _ => Err("stdout, stderr, none, or file:PATH".to_owned()),
+        },
+    })?;
+    Ok(match (out, code) {
+        (Some(o), _) => o,
+        (
+            None,
+            Some(Output::File {
+                path,
+                rotation: r,
+                keep: k,
+            }),
+        ) => Output::File {
+            path,
+            rotation: if rotation == Rotation::Never {
+                r
+            } else {
+                rotation
+            },
+            keep: keep.unwrap_or(k),
+        },
+        (None, Some(o)) => o,
+        (None, None) => Output::Stdout,
+    })
+}
+
+/// Sinks whose variables mean nothing when their feature is off, for a precise warning.
+const SINK_PREFIXES: &[(&str, &str)] = &[
+    ("HIVELOG_FLUENT_", "fluent"),
+    ("HIVELOG_ES_", "elk"),
+    ("HIVELOG_CLOUDWATCH_", "cloudwatch"),
+];
+
+/// One warning per `HIVELOG_*` variable nothing read (a typo, or a sink not compiled in).
+pub(crate) fn warn_unused(env: &Env) {
+    for var in env.unused() {
+        let msg = match SINK_PREFIXES.iter().find(|(p, _)| var.starts_with(p)) {
+            Some((_, feature)) if !feature_enabled(feature) => format!(
+                "{var} is set but this program was built without hivelog's `{feature}` feature; it is ignored"
+            ),
+            _ => format!("{var} is not a hivelog variable; it is ignored (typo?)"),
+        };
+        crate::diag_warn("config", &var, &msg);
+    }
+}
+
+fn feature_enabled(feature: &str) -> bool {
+    match feature {
+        "fluent" => cfg!(feature = "fluent"),
+        "elk" => cfg!(feature = "elk"),
+        "cloudwatch" => cfg!(feature = "cloudwatch"),
+        _ => false,
+    }
+}

@@ -1,0 +1,167 @@
+//! The `tracing` layer: filters per destination, captures each event once, and hands the
+//! [`Record`] to the local output (written now) and to each sink's pipeline (enqueued).
+//!
+//! Each destination (the local output, each sink) has its own `EnvFilter` (`HIVELOG_LEVEL`,
+//! `HIVELOG_<SINK>_LEVEL`). The layer tells `tracing` the union of them (callsite interest and
+//! max level), so an event no destination wants is rejected by the macro itself, before any
+//! field is evaluated; an event some destination wants is captured once and routed.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use hivelog_core::capture::{self, CaptureOptions};
+use hivelog_core::{Pipeline, Record};
+use tracing_core::span::{Attributes, Id, Record as SpanValues};
+use tracing_core::subscriber::Interest;
+use tracing_core::{Event, Metadata, Subscriber};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::output::Local;
+
+/// Where a route sends what its filter lets through.
+pub(crate) enum Dest {
+    Local(Arc<Local>),
+    Sink(Pipeline),
+}
+
+/// One destination and its filter.
+pub(crate) struct Route {
+    pub(crate) filter: EnvFilter,
+    pub(crate) dest: Dest,
+}
+
+/// hivelog's layer; built by [`crate::Builder`].
+pub struct HivelogLayer {
+    routes: Vec<Route>,
+    capture: CaptureOptions,
+}
+
+impl HivelogLayer {
+    pub(crate) fn new(routes: Vec<Route>, capture: CaptureOptions) -> Self {
+        HivelogLayer { routes, capture }
+    }
+
+    /// The most verbose level any destination wants.
+    pub(crate) fn max_level(&self) -> LevelFilter {
+        self.routes
+            .iter()
+            .map(|r| r.filter.max_level_hint().unwrap_or(LevelFilter::TRACE))
+            .max()
+            .unwrap_or(LevelFilter::OFF)
+    }
+
+    fn deliver<S>(&self, event: &Event<'_>, ctx: Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if let [only] = self.routes.as_slice() {
+            // One destination: `enabled` already said yes for it.
+            let record = capture::capture_event(event, &ctx, &self.capture);
+            return send(&only.dest, record);
+        }
+        let meta = event.metadata();
+        let mut wanted: u64 = 0;
+        for (i, route) in self.routes.iter().enumerate().take(64) {
+            if route.filter.enabled(meta, ctx.clone()) {
+                wanted |= 1 << i;
+            }
+        }
+        if wanted == 0 {
+            return;
+        }
+        let record = capture::capture_event(event, &ctx, &self.capture);
+        let last = 63 - wanted.leading_zeros() as usize;
+        for (i, route) in self.routes.iter().enumerate().take(last) {
+            if wanted & (1 << i) != 0 {
+                match &route.dest {
+                    Dest::Local(l) => l.write(&record),
+                    Dest::Sink(p) => p.push(record.clone()),
+                }
+            }
+        }
+        send(&self.routes[last].dest, record);
+    }
+}
+
+fn send(dest: &Dest, record: Record) {
+    match dest {
+        Dest::Local(l) => l.write(&record),
+        Dest::Sink(p) => p.push(record),
+    }
+}
+
+impl<S> Layer<S> for HivelogLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        let mut any_sometimes = false;
+        for route in &self.routes {
+            let i = <EnvFilter as Layer<S>>::register_callsite(&route.filter, meta);
+            if i.is_always() {
+                return Interest::always();
+            }
+            any_sometimes |= i.is_sometimes();
+        }
+        if any_sometimes {
+            Interest::sometimes()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.filter.enabled(meta, ctx.clone()))
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.max_level())
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        for r in &self.routes {
+            r.filter.on_new_span(attrs, id, ctx.clone());
+        }
+        capture::on_new_span(attrs, id, &ctx, self.capture.max_event_bytes);
+    }
+
+    fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
+        for r in &self.routes {
+            r.filter.on_record(id, values, ctx.clone());
+        }
+        capture::on_record(id, values, &ctx);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        for r in &self.routes {
+            r.filter.on_enter(id, ctx.clone());
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        for r in &self.routes {
+            r.filter.on_exit(id, ctx.clone());
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        for r in &self.routes {
+            r.filter.on_close(id.clone(), ctx.clone());
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        // A log call must never panic because of logging (a user's `Display` that panics, say).
+        if std::panic::catch_unwind(AssertUnwindSafe(|| self.deliver(event, ctx))).is_err() {
+            crate::diag_warn(
+                "hivelog",
+                "event-panic",
+                "formatting an event panicked; the event was dropped",
+            );
+        }
+    }
+}
