@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod diag;
 pub mod env;
 pub mod format;
 pub mod pipeline;

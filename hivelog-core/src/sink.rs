@@ -75,6 +75,7 @@ pub struct Outcomes {
     reasons: Vec<String>,
     error: Option<String>,
     retry_after: Option<Duration>,
+    bytes_sent: u64,
 }
 
 impl Outcomes {
@@ -85,6 +86,7 @@ impl Outcomes {
             reasons: Vec::new(),
             error: None,
             retry_after: None,
+            bytes_sent: 0,
         }
     }
 
@@ -144,6 +146,17 @@ impl Outcomes {
         self.retry_after = Some(d);
     }
 
+    /// Adds `n` to the bytes this send put on the wire (reported as `Stats::bytes_sent`);
+    /// call it once per request actually sent, including requests whose records are retried.
+    pub fn add_bytes_sent(&mut self, n: u64) {
+        self.bytes_sent = self.bytes_sent.saturating_add(n);
+    }
+
+    /// The bytes this send put on the wire.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
+    }
+
     /// The outcome of each record.
     pub fn as_slice(&self) -> &[Outcome] {
         &self.outcomes
@@ -151,7 +164,10 @@ impl Outcomes {
 
     /// The reason behind an [`Outcome::Rejected`].
     pub fn reason(&self, idx: u16) -> &str {
-        self.reasons.get(idx as usize).map(String::as_str).unwrap_or("rejected")
+        self.reasons
+            .get(idx as usize)
+            .map(String::as_str)
+            .unwrap_or("rejected")
     }
 
     /// The error behind retries or failures.

@@ -1,160 +1,142 @@
 //! The delivery pipeline: bounded queue (in bytes) → batcher (count, bytes, age) → sink,
 //! on a dedicated thread with its own tokio current-thread runtime.
 //!
-//! (API fixed; implementation in progress.)
+//! ```text
+//!  log call ──push──► queue (byte budget) ──► worker thread "hivelog-<sink>"
+//!  (any thread)        overflow policy         cut batch → Sink::send → outcomes
+//!                                              retry/defer → front of the next batch
+//! ```
+//!
+//! - `queue` — what happens when the budget is full, and why a log call never waits on I/O;
+//! - `worker` — why a dedicated thread and runtime, how batches are cut, what a panicking
+//!   sink does;
+//! - `retry` — exponential backoff with full jitter, `Retry-After`, `max_elapsed`;
+//! - [`Stats`] — counters that always balance.
+//!
+//! ```
+//! use hivelog_core::{Outcomes, Pipeline, PipelineConfig, Record, Sink, BatchLimits};
+//! use hivelog_core::record::Str;
+//! use std::time::{Duration, Instant};
+//!
+//! struct Discard;
+//! impl Sink for Discard {
+//!     fn name(&self) -> &'static str { "discard" }
+//!     fn limits(&self) -> BatchLimits { BatchLimits { max_events: 1000, max_bytes: 1 << 20 } }
+//!     async fn send(&mut self, batch: &[Record]) -> Outcomes { Outcomes::delivered(batch.len()) }
+//! }
+//!
+//! let pipeline = Pipeline::spawn(Discard, PipelineConfig::default())?;
+//! pipeline.push(Record::new(tracing::Level::INFO, Str::Static("app"), 1024, 0));
+//! let report = pipeline.shutdown(Instant::now() + Duration::from_secs(5));
+//! assert_eq!((report.enqueued, report.delivered, report.pending), (1, 1, 0));
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
+mod config;
+mod queue;
+mod retry;
+mod stats;
+mod worker;
+
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::env::{ConfigError, Env};
+pub use config::{
+    Overflow, PipelineConfig, RetryPolicy, DEFAULT_BUFFER_BYTES, DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_MAX_ELAPSED, DEFAULT_SHUTDOWN_TIMEOUT,
+};
+pub use stats::Stats;
+
 use crate::record::Record;
 use crate::sink::Sink;
-
-/// Default per-sink memory budget (`HIVELOG_BUFFER_BYTES`): 64 MB.
-pub const DEFAULT_BUFFER_BYTES: usize = 64_000_000;
-/// Default longest wait before a partial batch is sent (`HIVELOG_FLUSH_INTERVAL`).
-pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// Default deadline for the final flush when the guard drops (`HIVELOG_SHUTDOWN_TIMEOUT`).
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What the caller does when a pipeline's budget is full (`HIVELOG_OVERFLOW`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Overflow {
-    /// Drop the new event (default): the log call never waits.
-    #[default]
-    DropNewest,
-    /// Drop the oldest queued events to make room.
-    DropOldest,
-    /// Wait up to this long for room, then drop the new event.
-    Block(Duration),
-}
-
-/// Backoff for retryable failures: exponential with full jitter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// First backoff ceiling (`HIVELOG_RETRY_BASE`, default 100ms).
-    pub base: Duration,
-    /// Largest backoff ceiling (`HIVELOG_RETRY_CAP`, default 30s).
-    pub cap: Duration,
-    /// How long an event may keep being retried before it counts as failed
-    /// (`HIVELOG_RETRY_MAX_ELAPSED`, default 5m).
-    pub max_elapsed: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(30),
-            max_elapsed: Duration::from_secs(300),
-        }
-    }
-}
-
-/// A pipeline's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PipelineConfig {
-    /// Memory budget in bytes ([`Record::size`] of everything queued or in flight).
-    pub buffer_bytes: usize,
-    /// Overflow policy.
-    pub overflow: Overflow,
-    /// Longest age of a partial batch.
-    pub flush_interval: Duration,
-    /// Deadline for the final flush on drop.
-    pub shutdown_timeout: Duration,
-    /// Backoff.
-    pub retry: RetryPolicy,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            buffer_bytes: DEFAULT_BUFFER_BYTES,
-            overflow: Overflow::default(),
-            flush_interval: DEFAULT_FLUSH_INTERVAL,
-            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-impl PipelineConfig {
-    /// Reads `HIVELOG_BUFFER_BYTES`, `HIVELOG_OVERFLOW`, `HIVELOG_FLUSH_INTERVAL`,
-    /// `HIVELOG_SHUTDOWN_TIMEOUT`, `HIVELOG_RETRY_BASE`, `_CAP`, `_MAX_ELAPSED` over `self`.
-    pub fn apply_env(self, _env: &Env) -> Result<Self, ConfigError> {
-        todo!()
-    }
-}
-
-/// A pipeline's counters at one moment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// The sink's name.
-    pub sink: &'static str,
-    /// Events offered to the pipeline (accepted or dropped).
-    pub enqueued: u64,
-    /// Events the destination has.
-    pub delivered: u64,
-    /// Retry attempts (an event retried twice counts twice).
-    pub retried: u64,
-    /// Events the destination refused for good.
-    pub rejected: u64,
-    /// Events dropped because the budget was full.
-    pub dropped_overflow: u64,
-    /// Events logged after shutdown began.
-    pub dropped_shutdown: u64,
-    /// Events whose retries ran out or that hit a permanent request failure.
-    pub failed: u64,
-    /// Bytes the sink reported sending.
-    pub bytes_sent: u64,
-    /// Events queued or in flight.
-    pub pending: u64,
-    /// Bytes queued or in flight.
-    pub pending_bytes: u64,
-    /// The last error, if any.
-    pub last_error: Option<String>,
-}
-
-impl Stats {
-    /// All drops.
-    pub fn dropped(&self) -> u64 {
-        self.dropped_overflow + self.dropped_shutdown
-    }
-}
+use queue::Shared;
 
 /// A cloneable handle to one running pipeline.
-#[derive(Clone, Debug)]
+///
+/// Dropping the last handle begins a shutdown with the configured
+/// [`shutdown_timeout`](PipelineConfig::shutdown_timeout) but does not wait for it; call
+/// [`shutdown`](Pipeline::shutdown) to wait and get the report. `flush` and `shutdown` may be
+/// called from any thread, including from inside a tokio runtime of any flavor and from `Drop`:
+/// they wait on a condition variable, never on the caller's runtime.
+#[derive(Clone)]
 pub struct Pipeline {
-    _inner: Arc<()>,
+    handle: Arc<Handle>,
+}
+
+/// Owned by the `Pipeline` clones only (the worker holds `Shared` directly), so that its drop
+/// means "no handle is left".
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let timeout = self.shared.config.shutdown_timeout;
+        self.shared.begin_shutdown(Instant::now() + timeout);
+    }
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("sink", &self.name())
+            .field("stats", &self.stats())
+            .finish()
+    }
 }
 
 impl Pipeline {
-    /// Starts the pipeline's thread and runtime.
-    pub fn spawn<S: Sink>(_sink: S, _config: PipelineConfig) -> std::io::Result<Pipeline> {
-        todo!()
+    /// Starts the pipeline's thread (`hivelog-<sink>`) and runtime.
+    ///
+    /// Fails only if the operating system refuses a thread or the runtime's timer/IO driver.
+    pub fn spawn<S: Sink>(sink: S, config: PipelineConfig) -> std::io::Result<Pipeline> {
+        let shared = Arc::new(Shared::new(sink.name(), config, sink.limits()));
+        worker::spawn(sink, shared.clone())?;
+        Ok(Pipeline {
+            handle: Arc::new(Handle { shared }),
+        })
     }
+
     /// The sink's name.
     pub fn name(&self) -> &'static str {
-        todo!()
+        self.handle.shared.name
     }
+
     /// Enqueues a record: never waits on I/O (only `Overflow::Block` waits, for room).
-    pub fn push(&self, _record: Record) {
-        todo!()
+    ///
+    /// Sets the record's [`seq`](Record::seq) (increasing per pipeline); an event that does
+    /// not fit the budget, or comes after shutdown began, is dropped and counted.
+    pub fn push(&self, record: Record) {
+        self.handle.shared.push(record);
     }
+
     /// Current counters.
     pub fn stats(&self) -> Stats {
-        todo!()
+        self.handle.shared.stats()
     }
+
     /// Sends everything queued now, waiting until done or `deadline`.
-    pub fn flush(&self, _deadline: Instant) -> Stats {
-        todo!()
+    ///
+    /// Returns the counters at that moment; records it could not send stay pending (a
+    /// destination in backoff is not hurried).
+    pub fn flush(&self, deadline: Instant) -> Stats {
+        self.handle.shared.flush(deadline)
     }
+
     /// Stops intake, sends what is pending (retrying while the deadline allows), returns the report.
-    pub fn shutdown(&self, _deadline: Instant) -> Stats {
-        todo!()
+    ///
+    /// Later pushes count as `dropped_shutdown`. Backoff waits are cut at the deadline, and a
+    /// send still running then is abandoned: what was not sent is reported as `pending`,
+    /// never silently discarded. The sink's `close` runs after the last batch. Calling it
+    /// again returns the current report (waiting for the first shutdown up to the new
+    /// deadline at most).
+    pub fn shutdown(&self, deadline: Instant) -> Stats {
+        self.handle.shared.shutdown(deadline)
     }
+
     /// The configured shutdown timeout.
     pub fn shutdown_timeout(&self) -> Duration {
-        todo!()
+        self.handle.shared.config.shutdown_timeout
     }
 }

@@ -1,0 +1,188 @@
+//! A pipeline's settings, their defaults, and how `HIVELOG_*` variables override them.
+//!
+//! Every default is a constant documented next to its value, so the table in the design
+//! document, the rustdoc and the code cannot disagree.
+
+use std::time::Duration;
+
+use crate::env::{parse_duration, ConfigError, Env};
+
+/// Default per-sink memory budget (`HIVELOG_BUFFER_BYTES`): 64 MB.
+pub const DEFAULT_BUFFER_BYTES: usize = 64_000_000;
+/// Default longest wait before a partial batch is sent (`HIVELOG_FLUSH_INTERVAL`).
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Default deadline for the final flush when the guard drops (`HIVELOG_SHUTDOWN_TIMEOUT`).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default first backoff ceiling (`HIVELOG_RETRY_BASE`): 100 ms.
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(100);
+/// Default largest backoff ceiling (`HIVELOG_RETRY_CAP`): 30 s.
+pub const DEFAULT_RETRY_CAP: Duration = Duration::from_secs(30);
+/// Default time an event may keep being retried (`HIVELOG_RETRY_MAX_ELAPSED`): 5 min.
+pub const DEFAULT_RETRY_MAX_ELAPSED: Duration = Duration::from_secs(300);
+
+const OVERFLOW_FORMS: &str = "one of drop_newest, drop_oldest, block:<duration>";
+
+/// What the caller does when a pipeline's budget is full (`HIVELOG_OVERFLOW`).
+///
+/// ```
+/// use hivelog_core::pipeline::Overflow;
+/// use std::time::Duration;
+/// assert_eq!("block:250ms".parse(), Ok(Overflow::Block(Duration::from_millis(250))));
+/// assert_eq!("drop_oldest".parse(), Ok(Overflow::DropOldest));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop the new event (default): the log call never waits.
+    #[default]
+    DropNewest,
+    /// Drop the oldest queued events to make room.
+    DropOldest,
+    /// Wait up to this long for room, then drop the new event.
+    Block(Duration),
+}
+
+impl std::str::FromStr for Overflow {
+    /// The accepted forms, for an error message.
+    type Err = &'static str;
+
+    fn from_str(v: &str) -> Result<Self, Self::Err> {
+        let v = v.trim();
+        if v.eq_ignore_ascii_case("drop_newest") {
+            Ok(Overflow::DropNewest)
+        } else if v.eq_ignore_ascii_case("drop_oldest") {
+            Ok(Overflow::DropOldest)
+        } else {
+            match v.split_once(':') {
+                Some((policy, d)) if policy.trim().eq_ignore_ascii_case("block") => {
+                    parse_duration(d).map(Overflow::Block).ok_or(OVERFLOW_FORMS)
+                }
+                _ => Err(OVERFLOW_FORMS),
+            }
+        }
+    }
+}
+
+/// Backoff for retryable failures: exponential with full jitter.
+///
+/// The n-th consecutive failed attempt waits a random time in `[0, min(cap, base × 2ⁿ)]`,
+/// and never less than a server's `Retry-After`. An event that would still be retried
+/// `max_elapsed` after its first failure counts as failed instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// First backoff ceiling (`HIVELOG_RETRY_BASE`, default 100ms).
+    pub base: Duration,
+    /// Largest backoff ceiling (`HIVELOG_RETRY_CAP`, default 30s).
+    pub cap: Duration,
+    /// How long an event may keep being retried before it counts as failed
+    /// (`HIVELOG_RETRY_MAX_ELAPSED`, default 5m).
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: DEFAULT_RETRY_BASE,
+            cap: DEFAULT_RETRY_CAP,
+            max_elapsed: DEFAULT_RETRY_MAX_ELAPSED,
+        }
+    }
+}
+
+/// A pipeline's settings.
+///
+/// ```
+/// use hivelog_core::{Env, PipelineConfig};
+/// use hivelog_core::pipeline::Overflow;
+///
+/// let env = Env::from_pairs([("HIVELOG_BUFFER_BYTES", "8MB"), ("HIVELOG_OVERFLOW", "drop_oldest")]);
+/// let config = PipelineConfig::default().apply_env(&env).unwrap();
+/// assert_eq!(config.buffer_bytes, 8_000_000);
+/// assert_eq!(config.overflow, Overflow::DropOldest);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineConfig {
+    /// Memory budget in bytes ([`Record::size`](crate::Record::size) of everything queued or
+    /// in flight; default [`DEFAULT_BUFFER_BYTES`]).
+    pub buffer_bytes: usize,
+    /// Overflow policy (default [`Overflow::DropNewest`]).
+    pub overflow: Overflow,
+    /// Longest age of a partial batch (default [`DEFAULT_FLUSH_INTERVAL`]).
+    pub flush_interval: Duration,
+    /// Deadline for the final flush on drop (default [`DEFAULT_SHUTDOWN_TIMEOUT`]).
+    pub shutdown_timeout: Duration,
+    /// Backoff.
+    pub retry: RetryPolicy,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
+            overflow: Overflow::default(),
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Reads `HIVELOG_BUFFER_BYTES`, `HIVELOG_OVERFLOW`, `HIVELOG_FLUSH_INTERVAL`,
+    /// `HIVELOG_SHUTDOWN_TIMEOUT`, `HIVELOG_RETRY_BASE`, `_CAP`, `_MAX_ELAPSED` over `self`.
+    ///
+    /// A bad value is an error naming the variable, the value and the accepted forms:
+    ///
+    /// ```
+    /// use hivelog_core::{Env, PipelineConfig};
+    /// let env = Env::from_pairs([("HIVELOG_OVERFLOW", "x")]);
+    /// let err = PipelineConfig::default().apply_env(&env).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "HIVELOG_OVERFLOW: 'x' is not an overflow policy; expected one of drop_newest, drop_oldest, block:<duration>"
+    /// );
+    /// ```
+    pub fn apply_env(mut self, env: &Env) -> Result<Self, ConfigError> {
+        if let Some(v) = env.get("HIVELOG_BUFFER_BYTES") {
+            let bytes = env.bytes("HIVELOG_BUFFER_BYTES")?.unwrap_or(0);
+            if bytes == 0 {
+                return Err(ConfigError::invalid(
+                    "HIVELOG_BUFFER_BYTES",
+                    v,
+                    "a usable budget",
+                    "a size above zero (64MB)",
+                ));
+            }
+            self.buffer_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        if let Some(o) = env.parse("HIVELOG_OVERFLOW", "an overflow policy", |v| {
+            v.parse::<Overflow>().map_err(str::to_owned)
+        })? {
+            self.overflow = o;
+        }
+        if let Some(d) = env.duration("HIVELOG_FLUSH_INTERVAL")? {
+            self.flush_interval = d;
+        }
+        if let Some(d) = env.duration("HIVELOG_SHUTDOWN_TIMEOUT")? {
+            self.shutdown_timeout = d;
+        }
+        if let Some(d) = env.duration("HIVELOG_RETRY_BASE")? {
+            self.retry.base = d;
+        }
+        if let Some(d) = env.duration("HIVELOG_RETRY_CAP")? {
+            self.retry.cap = d;
+        }
+        if let Some(d) = env.duration("HIVELOG_RETRY_MAX_ELAPSED")? {
+            self.retry.max_elapsed = d;
+        }
+        if self.retry.base > self.retry.cap {
+            return Err(ConfigError::conflict(
+                "HIVELOG_RETRY_BASE",
+                format!(
+                    "{:?} is larger than HIVELOG_RETRY_CAP ({:?}); the first backoff cannot exceed the largest",
+                    self.retry.base, self.retry.cap
+                ),
+            ));
+        }
+        Ok(self)
+    }
+}
