@@ -41,6 +41,17 @@ pub enum Overflow {
     Block(Duration),
 }
 
+impl std::fmt::Display for Overflow {
+    /// The `HIVELOG_OVERFLOW` form: `drop_newest`, `drop_oldest`, `block:250ms`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Overflow::DropNewest => f.write_str("drop_newest"),
+            Overflow::DropOldest => f.write_str("drop_oldest"),
+            Overflow::Block(d) => write!(f, "block:{}ms", d.as_millis()),
+        }
+    }
+}
+
 impl std::str::FromStr for Overflow {
     /// The accepted forms, for an error message.
     type Err = &'static str;

@@ -150,7 +150,7 @@ impl<S: Sink> Worker<S> {
                     name,
                     "overflow",
                     format_args!(
-                        "buffer full ({} bytes): {} events dropped so far (HIVELOG_OVERFLOW={:?}, HIVELOG_BUFFER_BYTES)",
+                        "buffer full ({} bytes): {} events dropped so far (HIVELOG_OVERFLOW={}, HIVELOG_BUFFER_BYTES)",
                         shared.config.buffer_bytes, v.dropped_overflow, shared.config.overflow
                     ),
                 );
