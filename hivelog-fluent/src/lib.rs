@@ -1,1 +1,33 @@
-//! hivelog sink for fluent (not implemented yet).
+//! hivelog's sink for Fluentd and Fluent Bit, over the Forward protocol v1.
+//!
+//! Enabled by `HIVELOG_FLUENT_ADDR` through the `hivelog` crate's `fluent` feature; it replaces
+//! `fluent.sender.FluentSender(tag, host, port)` with batched, acknowledged delivery that never
+//! runs on the application's threads.
+//!
+//! What goes on the wire, and why:
+//! - **PackedForward** `[tag, bin(entries), {"size", "chunk"}]`, one message per tag per batch:
+//!   the receiver stores the entry stream as-is, the cheapest mode for both sides.
+//!   `HIVELOG_FLUENT_COMPRESS=gzip` sends CompressedPackedForward for slow links.
+//! - **Records are msgpack maps with the JSON output's fields and types** ([`encode`]), and
+//!   times are EventTime with nanoseconds (`HIVELOG_FLUENT_TIME=integer` for Fluentd v0.12).
+//! - **At-least-once with acks** (`HIVELOG_FLUENT_ACK=true`, the default): every message has a
+//!   `chunk` id derived from its records, so a resend carries the same id; unacked messages are
+//!   resent after the ack timeout or a disconnect ([`ack`]).
+//! - **Shared-key handshake** (HELO/PING/PONG) when `HIVELOG_FLUENT_SHARED_KEY` is set, with the
+//!   server's digest verified ([`handshake`]); tcp, tls (rustls) and unix sockets ([`transport`]).
+//! - **Messages stay under `HIVELOG_FLUENT_MAX_MESSAGE_BYTES`** (default 4 MiB, under Fluent Bit's
+//!   6 MB and Fluentd's 8 MB), so a receiver never refuses one for its size.
+//!
+//! The module split follows the other sinks: [`config`] (options and validation), [`encode`],
+//! [`transport`], [`handshake`], [`ack`], and [`sink`] which ties them to the pipeline.
+#![warn(missing_docs)]
+
+pub mod ack;
+pub mod config;
+pub mod encode;
+pub mod handshake;
+pub mod sink;
+pub mod transport;
+
+pub use config::{Address, Compression, FluentConfig, TimeFormat, ENV_VARS};
+pub use sink::FluentSink;

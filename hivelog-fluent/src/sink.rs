@@ -1,0 +1,471 @@
+//! The sink: a batch → one PackedForward message per tag → written on one connection → acks.
+//!
+//! - **One message per tag** per send, each at most `max_message_bytes`. The pipeline's batch
+//!   limit is the message limit minus the framing, and [`Sink::encoded_len`] is an upper bound
+//!   of the encoded entry, so batches fit; a record that still does not fit (a long tag) is
+//!   `Deferred` to the next send, and one that could never fit alone is rejected with a reason.
+//! - **Outcomes per message**: acked → `Delivered`; unacked at the deadline, a write error or a
+//!   dropped connection → `Retry` for that message's records only. Without acks, written and
+//!   flushed counts as delivered (at-most-once, as `fluent-logger` does).
+//! - **Authentication failures are not retried in a loop**: a refused handshake or a wrong
+//!   server digest fails the batch (`Outcome::Failed`, with the reason) and, for
+//!   [`AUTH_RETRY_INTERVAL`], later batches fail at once without connecting. A wrong key is a
+//!   deployment mistake; hammering the receiver would not fix it.
+//! - **Tags** come from the template; with `{target}` the tag is computed once per distinct
+//!   target and cached.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hivelog_core::sink::{BatchLimits, Outcome, Outcomes, Sink};
+use hivelog_core::{Format, Record};
+use rand::RngCore as _;
+
+use crate::ack::{self, AckError};
+use crate::config::{Compression, FluentConfig};
+use crate::encode::{self, Encoder};
+use crate::handshake::{self, Credentials};
+use crate::transport::{Connection, Connector, Idle};
+
+/// How long after a refused handshake batches fail without a new attempt: 30 s.
+pub const AUTH_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+/// Most records per batch: 20,000 (a few MB of typical events, one round trip).
+pub const MAX_EVENTS_PER_BATCH: usize = 20_000;
+/// Room kept in each message for the framing around the entries (tag, headers, options).
+const FRAMING_ROOM: usize = 1024;
+/// The longest tag (a longer rendered tag is cut): keeps the framing within [`FRAMING_ROOM`].
+const MAX_TAG_LEN: usize = 512;
+
+/// A parsed `HIVELOG_FLUENT_TAG` template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagTemplate {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Service,
+    Target,
+}
+
+impl TagTemplate {
+    /// Parses literal text with `{service}` and `{target}`; `Err` holds what was expected.
+    pub fn parse(s: &str) -> Result<TagTemplate, String> {
+        let expected = || "text with the placeholders {service} and {target}".to_owned();
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            let close = rest[open..].find('}').ok_or_else(expected)? + open;
+            parts.push(match &rest[open + 1..close] {
+                "service" => Part::Service,
+                "target" => Part::Target,
+                _ => return Err(expected()),
+            });
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(expected());
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        if parts.is_empty() {
+            return Err(expected());
+        }
+        Ok(TagTemplate { parts })
+    }
+
+    /// Whether the tag depends on the record's target.
+    pub fn uses_target(&self) -> bool {
+        self.parts.contains(&Part::Target)
+    }
+
+    /// The tag for a service and a target: `::` becomes `.`, and characters other than
+    /// letters, digits, `.`, `_` and `-` become `_`, so tags route with Fluentd's `<match>`
+    /// patterns.
+    pub fn render(&self, service: &str, target: &str) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Service => push_tag_safe(&mut out, service),
+                Part::Target => push_tag_safe(&mut out, target),
+            }
+        }
+        if out.len() > MAX_TAG_LEN {
+            let cut = hivelog_core::record::floor_char_boundary(&out, MAX_TAG_LEN);
+            out.truncate(cut);
+        }
+        out
+    }
+}
+
+fn push_tag_safe(out: &mut String, s: &str) {
+    let s = s.replace("::", ".");
+    out.extend(s.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            c
+        } else {
+            '_'
+        }
+    }));
+}
+
+/// One message being built or in flight.
+#[derive(Debug)]
+struct Message {
+    /// Its bytes in `FluentSink::buf`.
+    range: std::ops::Range<usize>,
+    /// Indices of its records in the batch.
+    records: Vec<usize>,
+    chunk: String,
+}
+
+/// Sends records to Fluentd or Fluent Bit with the Forward protocol v1.
+///
+/// Built by the `hivelog` crate from [`FluentConfig::from_env`]; run by a
+/// [`hivelog_core::Pipeline`].
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use hivelog_core::{Format, Pipeline, PipelineConfig};
+/// use hivelog_fluent::{FluentConfig, FluentSink};
+///
+/// let format = Arc::new(Format::builder().service("checkout").build());
+/// let config = FluentConfig::new("tcp://127.0.0.1:24224").unwrap();
+/// let pipeline = Pipeline::spawn(FluentSink::new(config, format), PipelineConfig::default()).unwrap();
+/// ```
+pub struct FluentSink {
+    config: FluentConfig,
+    encoder: Encoder,
+    tag: TagTemplate,
+    constant_tag: Option<String>,
+    tags: HashMap<String, String>,
+    connector: Connector,
+    conn: Option<Connection>,
+    creds: Option<Credentials>,
+    salt: [u8; 16],
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    auth_failure: Option<(Instant, String)>,
+}
+
+impl std::fmt::Debug for FluentSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FluentSink")
+            .field("config", &self.config)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+impl FluentSink {
+    /// A sink sending records written with `format`, as configured.
+    pub fn new(config: FluentConfig, format: Arc<Format>) -> FluentSink {
+        let tag = TagTemplate::parse(&config.tag)
+            .unwrap_or_else(|_| TagTemplate::parse(crate::config::DEFAULT_TAG).expect("valid"));
+        let constant_tag = (!tag.uses_target()).then(|| tag.render(format.service(), ""));
+        let creds = config.shared_key.clone().map(|shared_key| Credentials {
+            shared_key,
+            hostname: config
+                .hostname
+                .clone()
+                .unwrap_or_else(|| format.hostname().to_owned()),
+            username: config.username.clone(),
+            password: config.password.clone(),
+        });
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        FluentSink {
+            encoder: Encoder::new(format, config.time),
+            connector: Connector::new(&config),
+            config,
+            tag,
+            constant_tag,
+            tags: HashMap::new(),
+            conn: None,
+            creds,
+            salt,
+            buf: Vec::new(),
+            scratch: Vec::new(),
+            auth_failure: None,
+        }
+    }
+
+    fn tag_of(&mut self, r: &Record) -> &str {
+        if let Some(t) = &self.constant_tag {
+            return t;
+        }
+        let target = r.target();
+        if !self.tags.contains_key(target) {
+            // Targets are few (module paths); bound the cache anyway against dynamic ones.
+            if self.tags.len() >= 4096 {
+                self.tags.clear();
+            }
+            let tag = self.tag.render(self.encoder.format().service(), target);
+            self.tags.insert(target.to_owned(), tag);
+        }
+        &self.tags[target]
+    }
+
+    /// Groups the batch by tag, keeping first-appearance order and the order within a tag.
+    fn group(&mut self, batch: &[Record]) -> Vec<(String, Vec<usize>)> {
+        if let Some(t) = &self.constant_tag {
+            return vec![(t.clone(), (0..batch.len()).collect())];
+        }
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, r) in batch.iter().enumerate() {
+            let tag = self.tag_of(r);
+            match groups.iter_mut().find(|(t, _)| t == tag) {
+                Some((_, v)) => v.push(i),
+                None => {
+                    let tag = tag.to_owned();
+                    groups.push((tag, vec![i]));
+                }
+            }
+        }
+        groups
+    }
+
+    /// Encodes the batch into `self.buf`; records that do not fit are deferred or rejected.
+    fn encode(&mut self, batch: &[Record], outcomes: &mut Outcomes) -> Vec<Message> {
+        self.buf.clear();
+        let max = self.config.max_message_bytes;
+        let gzip = self.config.compress == Compression::Gzip;
+        let ack = self.config.ack;
+        let mut messages = Vec::new();
+        for (tag, indices) in self.group(batch) {
+            let start = self.buf.len();
+            let entries_at = encode::open_message(&mut self.buf, &tag);
+            let overhead = encode::message_overhead(tag.len());
+            let mut records = Vec::with_capacity(indices.len());
+            let mut full = false;
+            for i in indices {
+                if full {
+                    outcomes.defer(i);
+                    continue;
+                }
+                let before = self.buf.len();
+                self.encoder.entry(&batch[i], &mut self.buf);
+                if self.buf.len() - start + overhead > max {
+                    self.buf.truncate(before);
+                    if records.is_empty() {
+                        outcomes.reject(
+                            i,
+                            format!(
+                                "event of {} bytes does not fit in one message of HIVELOG_FLUENT_MAX_MESSAGE_BYTES={max}",
+                                self.buf.len() - before
+                            ),
+                        );
+                        continue;
+                    }
+                    full = true;
+                    outcomes.defer(i);
+                    continue;
+                }
+                records.push(i);
+            }
+            if records.is_empty() {
+                self.buf.truncate(start);
+                continue;
+            }
+            let first = batch[records[0]].seq;
+            let last = batch[*records.last().unwrap()].seq;
+            let chunk = encode::chunk_id(&self.salt, &tag, first, last, records.len());
+            encode::close_message(
+                &mut self.buf,
+                entries_at,
+                records.len(),
+                ack.then_some(chunk.as_str()),
+                gzip,
+                &mut self.scratch,
+            );
+            messages.push(Message {
+                range: start..self.buf.len(),
+                records,
+                chunk,
+            });
+        }
+        messages
+    }
+
+    /// A usable connection: the current one if still alive, else a new one (with handshake).
+    async fn connect(&mut self) -> Result<(), (String, bool)> {
+        if let Some(c) = &mut self.conn {
+            // Acks that arrive after their send gave up are stale: ignore them.
+            if let (Idle::Dead(_), _) = c.check_idle().await {
+                self.conn = None;
+            }
+        }
+        if self.conn.is_none() {
+            let deadline = Instant::now() + self.config.connect_timeout;
+            let mut c = self
+                .connector
+                .connect()
+                .await
+                .map_err(|e| (e.to_string(), false))?;
+            if let Some(creds) = &self.creds {
+                handshake::handshake(&mut c, creds, deadline)
+                    .await
+                    .map_err(|e| (e.to_string(), e.is_auth()))?;
+            }
+            self.conn = Some(c);
+        }
+        Ok(())
+    }
+
+    async fn send_inner(&mut self, batch: &[Record]) -> Outcomes {
+        let n = batch.len();
+        if let Some((until, err)) = &self.auth_failure {
+            if Instant::now() < *until {
+                return Outcomes::fail_all(n, err.clone());
+            }
+            self.auth_failure = None;
+        }
+        let mut outcomes = Outcomes::delivered(n);
+        let messages = self.encode(batch, &mut outcomes);
+        if messages.is_empty() {
+            return outcomes;
+        }
+        let retry_all = |outcomes: &mut Outcomes, err: String| {
+            for m in &messages {
+                for &i in &m.records {
+                    outcomes.retry(i);
+                }
+            }
+            outcomes.set_error(err);
+        };
+        match self.connect().await {
+            Ok(()) => {}
+            Err((err, true)) => {
+                self.auth_failure = Some((Instant::now() + AUTH_RETRY_INTERVAL, err.clone()));
+                for m in &messages {
+                    for &i in &m.records {
+                        outcomes.fail(i);
+                    }
+                }
+                outcomes.set_error(err);
+                return outcomes;
+            }
+            Err((err, false)) => {
+                retry_all(&mut outcomes, err);
+                return outcomes;
+            }
+        };
+        let conn = self.conn.as_mut().expect("connected above");
+        // Write every message, then wait for all acks: one round trip per batch.
+        if let Err(e) = conn
+            .write_all(&self.buf[..messages.last().unwrap().range.end])
+            .await
+        {
+            self.conn = None;
+            retry_all(&mut outcomes, e.to_string());
+            return outcomes;
+        }
+        if !self.config.ack {
+            return outcomes;
+        }
+        let chunks: Vec<&str> = messages.iter().map(|m| m.chunk.as_str()).collect();
+        let mut acked = vec![false; messages.len()];
+        let timeout = self.config.ack_timeout;
+        let result = ack::wait(conn, &chunks, &mut acked, Instant::now() + timeout, timeout).await;
+        if let Err(e) = result {
+            // The connection's state is unknown (late acks, half-open): start afresh.
+            self.conn = None;
+            for (m, ok) in messages.iter().zip(&acked) {
+                if !ok {
+                    for &i in &m.records {
+                        outcomes.retry(i);
+                    }
+                }
+            }
+            if let AckError::HandshakeRequired { .. } = e {
+                let err = e.to_string();
+                self.auth_failure = Some((Instant::now() + AUTH_RETRY_INTERVAL, err.clone()));
+                for (m, ok) in messages.iter().zip(&acked) {
+                    if !ok {
+                        for &i in &m.records {
+                            outcomes.fail(i);
+                        }
+                    }
+                }
+            }
+            outcomes.set_error(e.to_string());
+        }
+        outcomes
+    }
+}
+
+impl Sink for FluentSink {
+    fn name(&self) -> &'static str {
+        "fluent"
+    }
+
+    fn limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_events: MAX_EVENTS_PER_BATCH,
+            max_bytes: self.config.max_message_bytes - FRAMING_ROOM,
+        }
+    }
+
+    fn encoded_len(&self, record: &Record) -> usize {
+        self.encoder.bound(record)
+    }
+
+    async fn start(&mut self) {
+        // Connect early so the first batch does not wait; failures are retried by `send`.
+        let _ = self.connect().await;
+    }
+
+    async fn send(&mut self, batch: &[Record]) -> Outcomes {
+        self.send_inner(batch).await
+    }
+
+    async fn close(&mut self) {
+        if let Some(c) = self.conn.take() {
+            c.shutdown(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Counts outcomes of each kind, for tests and diagnostics.
+pub fn tally(o: &Outcomes) -> [usize; 5] {
+    let mut t = [0; 5];
+    for x in o.as_slice() {
+        t[match x {
+            Outcome::Delivered => 0,
+            Outcome::Deferred => 1,
+            Outcome::Retry => 2,
+            Outcome::Rejected(_) => 3,
+            Outcome::Failed => 4,
+        }] += 1;
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_templates_render_service_and_tag_safe_targets() {
+        let t = TagTemplate::parse("{service}.{target}").unwrap();
+        assert!(t.uses_target());
+        assert_eq!(
+            t.render("checkout", "app::db::pool"),
+            "checkout.app.db.pool"
+        );
+        assert_eq!(t.render("my svc", "a b"), "my_svc.a_b");
+        let t = TagTemplate::parse("logs.{service}").unwrap();
+        assert!(!t.uses_target());
+        assert_eq!(t.render("api", "x"), "logs.api");
+        for bad in ["{pid}", "{service", "service}", ""] {
+            assert!(TagTemplate::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
