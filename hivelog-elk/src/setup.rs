@@ -1,0 +1,81 @@
+//! `HIVELOG_ES_SETUP=true`: an index template so Kibana sorts and filters right on first use.
+//!
+//! Without a template, Elasticsearch guesses mappings from the first document: an RFC 3339
+//! `timestamp` becomes a `date` only if date detection happens to apply, `level` becomes `text`
+//! (plus a `.keyword` sub-field) and cannot be filtered on directly, and a later document with
+//! another type for the same field is rejected. The template maps hivelog's basic fields
+//! explicitly: the timestamp as `date`, the message as `text`, the level, target, service and
+//! other names as `keyword`, line and pid as `long`.
+//!
+//! It is installed by the sink's `start`, on the sink's own thread: `init` never waits on the
+//! network, and the template is in place before the first batch creates the index. A failure
+//! is reported on stderr and delivery goes on (documents still land, with dynamic mappings).
+//! The template is a composable `_index_template` named `hivelog-<pattern>` at priority 200,
+//! above Elasticsearch's built-in `logs-*-*` (100); it creates plain indices, not data streams.
+
+use hivelog_core::format::{Attr, Format};
+use serde_json::{json, Map, Value};
+
+/// Priority of the installed template.
+pub const TEMPLATE_PRIORITY: u32 = 200;
+
+/// The template's name and body for index pattern `pattern`.
+pub(crate) fn index_template(format: &Format, pattern: &str) -> (String, Value) {
+    let mut properties = Map::new();
+    for (key, attr) in format.basic() {
+        let mapping = match attr {
+            Attr::Timestamp => {
+                json!({"type": "date", "format": "strict_date_optional_time||epoch_millis"})
+            }
+            Attr::Message => json!({"type": "text"}),
+            Attr::Line | Attr::Pid | Attr::ThreadId => json!({"type": "long"}),
+            Attr::Level
+            | Attr::Target
+            | Attr::Module
+            | Attr::File
+            | Attr::Span
+            | Attr::Spans
+            | Attr::Thread
+            | Attr::Hostname
+            | Attr::Service
+            | Attr::Const(_) => json!({"type": "keyword", "ignore_above": 1024}),
+        };
+        properties.insert(key.to_owned(), mapping);
+    }
+    let name: String = pattern
+        .chars()
+        .map(|c| if c == '*' { '_' } else { c })
+        .collect();
+    let name = format!("hivelog-{}", name.trim_end_matches(['_', '-']));
+    let body = json!({
+        "index_patterns": [pattern],
+        "priority": TEMPLATE_PRIORITY,
+        "template": { "mappings": { "properties": properties } },
+        "_meta": { "created_by": "hivelog" }
+    });
+    (name, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_fields_get_explicit_mappings() {
+        let format = Format::builder().service("web").build();
+        let (name, body) = index_template(&format, "logs-web-*");
+        assert_eq!(name, "hivelog-logs-web");
+        let p = &body["template"]["mappings"]["properties"];
+        assert_eq!(p["timestamp"]["type"], "date");
+        assert_eq!(p["level"]["type"], "keyword");
+        assert_eq!(p["message"]["type"], "text");
+        assert_eq!(body["index_patterns"][0], "logs-web-*");
+        let ecs = Format::builder()
+            .schema(hivelog_core::format::Schema::Ecs)
+            .build();
+        let (_, body) = index_template(&ecs, "logs-x");
+        let p = &body["template"]["mappings"]["properties"];
+        assert_eq!(p["@timestamp"]["type"], "date");
+        assert_eq!(p["log.level"]["type"], "keyword");
+    }
+}

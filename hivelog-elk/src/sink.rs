@@ -1,0 +1,337 @@
+//! [`EsSink`]: encode a batch, send it, read the answer item by item, report per record.
+//!
+//! A batch from the pipeline becomes one `_bulk` request, cut short (the rest
+//! [`Outcome::Deferred`](hivelog_core::Outcome::Deferred)) when it would exceed the byte
+//! limit. A 413 splits the request in halves, sent one after the other, down to single
+//! documents; the limit then shrinks to half the refused size for the rest of the process, so
+//! the next batches fit the first time. Everything else an answer can mean is decided in
+//! [`crate::response`].
+//!
+//! Diagnostics go to stderr, never through `tracing` (that would feed the pipeline): a
+//! rejection summary at most every 10 seconds, and a request-level problem (bad credentials,
+//! wrong URL) once when it starts, not for every batch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hivelog_core::{BatchLimits, Format, Outcomes, Record, Sink};
+use reqwest::Method;
+
+use crate::config::{Action, Compression, EsConfig};
+use crate::dead_letter::DeadLetter;
+use crate::request::{gzip, BulkEncoder, Encoded, BULK_PATH, NDJSON};
+use crate::response::{
+    error_summary, parse_bulk, response_cap, retry_after, verdict, ItemOutcome, Verdict,
+    MIN_RESPONSE_CAP,
+};
+use crate::service::{SendError, Transport};
+use crate::setup::index_template;
+
+/// Smallest byte limit a 413 can shrink batches to.
+const MIN_BATCH_BYTES: usize = 1024;
+/// Least time between two rejection summaries on stderr.
+const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The Elasticsearch / OpenSearch sink: hand it to [`hivelog_core::Pipeline::spawn`].
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use hivelog_core::{Env, Format, Pipeline, PipelineConfig};
+/// use hivelog_elk::{EsConfig, EsSink};
+///
+/// let env = Env::from_process();
+/// if let Some(config) = EsConfig::from_env(&env)? {
+///     let format = Arc::new(Format::builder().apply_env(&env)?.build());
+///     let pipeline = Pipeline::spawn(EsSink::new(config, format), PipelineConfig::default())?;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct EsSink {
+    encoder: BulkEncoder,
+    encoded: Encoded,
+    transport: Transport,
+    action: Action,
+    compression: Compression,
+    limit_bytes: usize,
+    max_bytes: usize,
+    max_docs: usize,
+    dead_letter: Option<DeadLetter>,
+    setup: bool,
+    template_pattern: String,
+    format: Arc<Format>,
+    /// The status of the request-level problem last reported, until a request succeeds.
+    problem: Option<u16>,
+    rejections: Reporter,
+}
+
+impl EsSink {
+    /// A sink for `config`, writing documents with `format`. Never fails: a problem building
+    /// the HTTP client is reported by the first send.
+    pub fn new(config: EsConfig, format: Arc<Format>) -> EsSink {
+        let encoder = BulkEncoder::new(Arc::clone(&format), config.action, config.index.clone());
+        let template_pattern = config.index.pattern(encoder.service());
+        EsSink {
+            transport: Transport::new(&config),
+            encoder,
+            encoded: Encoded::default(),
+            action: config.action,
+            compression: config.compression,
+            limit_bytes: config.max_batch_bytes,
+            max_bytes: config.max_batch_bytes,
+            max_docs: config.max_batch_docs,
+            dead_letter: config.dead_letter.map(DeadLetter::new),
+            setup: config.setup,
+            template_pattern,
+            format,
+            problem: None,
+            rejections: Reporter::default(),
+        }
+    }
+
+    /// Reports a request-level problem once, until a request succeeds again.
+    fn report_problem(&mut self, status: u16, message: &str) {
+        if self.problem != Some(status) {
+            self.problem = Some(status);
+            eprintln!("hivelog: elasticsearch: {message}");
+        }
+    }
+
+    async fn install_template(&mut self) {
+        let (name, body) = index_template(&self.format, &self.template_pattern);
+        let body = Bytes::from(body.to_string());
+        let path = format!("/_index_template/{name}");
+        match self
+            .transport
+            .send(Method::PUT, &path, "application/json", body, false, MIN_RESPONSE_CAP)
+            .await
+        {
+            Ok(a) if (200..300).contains(&a.status) => {}
+            Ok(a) => eprintln!(
+                "hivelog: elasticsearch: HIVELOG_ES_SETUP: installing index template {name} at {} failed with {} ({}); documents still go out with dynamic mappings",
+                a.url,
+                a.status,
+                error_summary(&a.body)
+            ),
+            Err(e) => eprintln!(
+                "hivelog: elasticsearch: HIVELOG_ES_SETUP: installing index template {name} failed ({e}); documents still go out with dynamic mappings"
+            ),
+        }
+    }
+}
+
+impl Sink for EsSink {
+    fn name(&self) -> &'static str {
+        "elasticsearch"
+    }
+
+    fn limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_events: self.max_docs,
+            max_bytes: self.limit_bytes,
+        }
+    }
+
+    async fn start(&mut self) {
+        if self.setup {
+            self.install_template().await;
+        }
+    }
+
+    async fn send(&mut self, batch: &[Record]) -> Outcomes {
+        let n = batch.len();
+        let mut out = Outcomes::delivered(n);
+        if n == 0 {
+            return out;
+        }
+        self.encoder
+            .encode(batch, self.max_bytes, self.max_docs, &mut self.encoded);
+        let count = self.encoded.len();
+        for i in count..n {
+            out.defer(i);
+        }
+        let mut todo: Vec<(usize, usize)> = vec![(0, count)];
+        let mut retried = 0usize;
+        let mut retry_reason = None;
+        let mut rejected = 0usize;
+        let mut reject_reason = None;
+        while let Some((from, to)) = todo.pop() {
+            let range = self.encoded.range(from, to);
+            let len = range.len();
+            let raw = &self.encoded.body[range];
+            let (payload, gz) = match self.compression {
+                Compression::Gzip => (Bytes::from(gzip(raw)), true),
+                Compression::None => (Bytes::copy_from_slice(raw), false),
+            };
+            let answer = self
+                .transport
+                .send(
+                    Method::POST,
+                    BULK_PATH,
+                    NDJSON,
+                    payload,
+                    gz,
+                    response_cap(len),
+                )
+                .await;
+            // What ends this send early: the range and everything still to do share its fate.
+            let stop = |out: &mut Outcomes, todo: &mut Vec<(usize, usize)>, fail: bool| {
+                for (a, b) in std::iter::once((from, to)).chain(todo.drain(..)) {
+                    for i in a..b {
+                        if fail {
+                            out.fail(i)
+                        } else {
+                            out.retry(i)
+                        }
+                    }
+                }
+            };
+            let answer = match answer {
+                Ok(a) => a,
+                Err(SendError::Network(e)) => {
+                    stop(&mut out, &mut todo, false);
+                    out.set_error(e);
+                    break;
+                }
+                Err(SendError::Client(e)) => {
+                    stop(&mut out, &mut todo, true);
+                    self.report_problem(0, &e);
+                    out.set_error(e);
+                    break;
+                }
+            };
+            match verdict(answer.status, &answer.body, &answer.url) {
+                Verdict::Items => self.problem = None,
+                Verdict::Split if to - from > 1 => {
+                    let mid = from + (to - from) / 2;
+                    todo.push((mid, to));
+                    todo.push((from, mid));
+                    self.max_bytes = self.max_bytes.min(len / 2).max(MIN_BATCH_BYTES);
+                    continue;
+                }
+                Verdict::Split => {
+                    let reason = format!(
+                        "request_entity_too_large: the document ({len} bytes with its action line) is larger than the server accepts (http.max_content_length)"
+                    );
+                    self.dead_letter_write(from, 413, &reason);
+                    out.reject(from, reason.clone());
+                    rejected += 1;
+                    reject_reason.get_or_insert(reason);
+                    continue;
+                }
+                Verdict::Retry(e) => {
+                    stop(&mut out, &mut todo, false);
+                    if let Some(d) = retry_after(answer.retry_after.as_deref()) {
+                        out.set_retry_after(d);
+                    }
+                    out.set_error(e);
+                    break;
+                }
+                Verdict::Auth(e) | Verdict::Fail(e) => {
+                    stop(&mut out, &mut todo, true);
+                    self.report_problem(answer.status, &e);
+                    out.set_error(e);
+                    break;
+                }
+            }
+            let parsed = match parse_bulk(&answer.body) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Status 2xx but no readable items: resending is safe (409 → delivered).
+                    (from..to).for_each(|i| out.retry(i));
+                    out.set_error(format!("{}: {e}", answer.url));
+                    continue;
+                }
+            };
+            let Some(items) = parsed.items else {
+                if parsed.errors {
+                    (from..to).for_each(|i| out.retry(i));
+                    out.set_error(format!(
+                        "{}: bulk response says errors but lists no items",
+                        answer.url
+                    ));
+                }
+                continue;
+            };
+            for (k, item) in items.iter().take(to - from).enumerate() {
+                let i = from + k;
+                match item.outcome(self.action) {
+                    ItemOutcome::Delivered => {}
+                    ItemOutcome::Retry(reason) => {
+                        out.retry(i);
+                        retried += 1;
+                        retry_reason.get_or_insert(reason);
+                    }
+                    ItemOutcome::Rejected(reason) => {
+                        self.dead_letter_write(i, item.status, &reason);
+                        out.reject(i, reason.clone());
+                        rejected += 1;
+                        reject_reason.get_or_insert(reason);
+                    }
+                }
+            }
+            if items.len() < to - from {
+                (from + items.len()..to).for_each(|i| out.retry(i));
+                out.set_error(format!(
+                    "{}: bulk response lists {} items for {} documents; the rest are resent",
+                    answer.url,
+                    items.len(),
+                    to - from
+                ));
+            }
+        }
+        if let Some(reason) = retry_reason {
+            if out.error().is_none() {
+                out.set_error(format!("{retried} of {count} documents to retry: {reason}"));
+            }
+        }
+        if let Some(reason) = reject_reason {
+            let to_file = self
+                .dead_letter
+                .as_ref()
+                .map(|d| format!("; written to {}", d.path().display()))
+                .unwrap_or_default();
+            self.rejections.report(rejected, |total| {
+                format!("{total} documents rejected, e.g. {reason}{to_file}")
+            });
+        }
+        out
+    }
+}
+
+impl EsSink {
+    fn dead_letter_write(&mut self, i: usize, status: u16, reason: &str) {
+        if let Some(dl) = &mut self.dead_letter {
+            let (action, doc) = (self.encoded.action_line(i), self.encoded.document(i));
+            if let Err(e) = dl.write(status, reason, action, doc) {
+                if !dl.reported {
+                    dl.reported = true;
+                    eprintln!(
+                        "hivelog: elasticsearch: HIVELOG_ES_DEAD_LETTER {}: {e}; rejected documents are only counted",
+                        dl.path().display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Rate-limited stderr lines that sum what they suppressed.
+#[derive(Debug, Default)]
+struct Reporter {
+    last: Option<Instant>,
+    pending: usize,
+}
+
+impl Reporter {
+    fn report(&mut self, count: usize, message: impl FnOnce(usize) -> String) {
+        self.pending += count;
+        if self.last.is_some_and(|t| t.elapsed() < REPORT_INTERVAL) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        eprintln!("hivelog: elasticsearch: {}", message(self.pending));
+        self.pending = 0;
+    }
+}
