@@ -83,7 +83,7 @@ thread_local! {
 }
 
 impl RequestBuilder {
-    /// A builder; `instance` is the resolved `{instance}` value.
+    /// A builder; `instance` is the `{instance}` value when already known.
     pub(crate) fn new(
         format: Arc<Format>,
         message_format: MessageFormat,
@@ -91,7 +91,7 @@ impl RequestBuilder {
         template: StreamTemplate,
         retention_days: Option<u32>,
         max_puts: usize,
-        instance: String,
+        instance: Option<String>,
     ) -> Self {
         let max_event_bytes =
             max_event_bytes.clamp(limits::MIN_EVENT_BYTES, limits::MAX_EVENT_BYTES);
@@ -101,21 +101,47 @@ impl RequestBuilder {
             message_format,
             max_message_bytes: max_event_bytes - limits::EVENT_OVERHEAD,
             template,
-            instance,
+            instance: String::new(),
             pid: std::process::id().to_string(),
             max_age_ms: limits::MAX_EVENT_AGE_MS.min(retention_ms),
             max_puts: max_puts.max(1),
             fixed_stream: None,
         };
-        if !b.template.per_record() {
-            b.fixed_stream = Some(b.render_stream("", 0).into());
+        if let Some(instance) = instance {
+            b.set_instance(instance);
         }
         b
     }
 
-    /// Most message bytes one event may carry.
-    pub(crate) fn max_message_bytes(&self) -> usize {
-        self.max_message_bytes
+    /// Sets the resolved `{instance}`.
+    pub(crate) fn set_instance(&mut self, instance: String) {
+        self.instance = instance;
+        self.fixed_stream = (!self.template.per_record()).then(|| self.render_stream("", 0).into());
+    }
+
+    /// Whether `{instance}` is known (streams can be named).
+    pub(crate) fn has_instance(&self) -> bool {
+        !self.instance.is_empty()
+    }
+
+    /// The host name, the last fallback for `{instance}`.
+    pub(crate) fn hostname(&self) -> &str {
+        self.format.hostname()
+    }
+
+    /// The single stream of a template without `{target}` or `{date}`.
+    pub(crate) fn fixed_stream(&self) -> Option<Arc<str>> {
+        self.fixed_stream.clone()
+    }
+
+    /// The stream a record goes to.
+    pub(crate) fn stream_of(&self, record: &Record) -> String {
+        match &self.fixed_stream {
+            Some(s) => s.to_string(),
+            None => {
+                self.render_stream(record.target(), unix_ms(record.time).div_euclid(86_400_000))
+            }
+        }
     }
 
     /// Writes the record's message, before truncation.
@@ -354,7 +380,7 @@ mod tests {
             StreamTemplate::parse(template).unwrap(),
             None,
             64,
-            "i-0abc".into(),
+            Some("i-0abc".into()),
         )
     }
 
@@ -473,7 +499,7 @@ mod tests {
             StreamTemplate::parse("s").unwrap(),
             Some(1),
             8,
-            "i".into(),
+            Some("i".into()),
         );
         let now = SystemTime::now();
         let plan = b.build(
