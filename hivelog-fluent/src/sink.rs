@@ -310,9 +310,14 @@ impl FluentSink {
                 .await
                 .map_err(|e| (e.to_string(), false))?;
             if let Some(creds) = &self.creds {
-                handshake::handshake(&mut c, creds, deadline)
-                    .await
-                    .map_err(|e| (e.to_string(), e.is_auth()))?;
+                if let Err(e) = handshake::handshake(&mut c, creds, deadline).await {
+                    let err = e.to_string();
+                    if e.is_auth() {
+                        self.auth_failure =
+                            Some((Instant::now() + AUTH_RETRY_INTERVAL, err.clone()));
+                    }
+                    return Err((err, e.is_auth()));
+                }
             }
             self.conn = Some(c);
         }
@@ -343,7 +348,6 @@ impl FluentSink {
         match self.connect().await {
             Ok(()) => {}
             Err((err, true)) => {
-                self.auth_failure = Some((Instant::now() + AUTH_RETRY_INTERVAL, err.clone()));
                 for m in &messages {
                     for &i in &m.records {
                         outcomes.fail(i);
