@@ -583,7 +583,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
         #[test]
         fn no_request_ever_breaks_a_putlogevents_limit((input, max_event) in events(), max_puts in 1usize..8) {

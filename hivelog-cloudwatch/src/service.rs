@@ -65,6 +65,8 @@ impl CallError {
 pub(crate) struct Delivery {
     /// Batch positions of the request's events, in request order.
     pub indices: Vec<usize>,
+    /// The request's size as CloudWatch counts it.
+    pub bytes: usize,
     /// Accepted (possibly with some events refused), or failed.
     pub result: Result<Option<RejectedLogEventsInfo>, CallError>,
 }
@@ -206,6 +208,7 @@ impl Service {
     /// Sends one request; on `ResourceNotFoundException` recreates the stream and asks for a retry.
     pub(crate) async fn deliver(&self, put: Put) -> Delivery {
         let indices: Vec<usize> = put.events.iter().map(|e| e.index).collect();
+        let bytes = put.bytes;
         let mut events = Vec::with_capacity(put.events.len());
         for e in put.events {
             events.push(
@@ -217,7 +220,11 @@ impl Service {
             );
         }
         let result = self.deliver_events(&put.stream, events).await;
-        Delivery { indices, result }
+        Delivery {
+            indices,
+            bytes,
+            result,
+        }
     }
 
     async fn deliver_events(

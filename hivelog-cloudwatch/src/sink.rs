@@ -144,8 +144,9 @@ impl Sink for CloudWatchSink {
                 Ok((id, delivery)) => {
                     carried.remove(&id);
                     match delivery.result {
-                        Ok(None) => {}
+                        Ok(None) => outcomes.add_bytes_sent(delivery.bytes as u64),
                         Ok(Some(info)) => {
+                            outcomes.add_bytes_sent(delivery.bytes as u64);
                             apply_rejected(&info, &delivery.indices, &mut outcomes);
                         }
                         Err(e) => {

@@ -292,3 +292,51 @@ fn a_large_batch_is_split_into_parallel_requests_and_all_of_it_lands() {
             .all(|(i, m)| *m == text(&format!("event {i:06}"))));
     });
 }
+
+#[test]
+fn through_the_pipeline_every_record_lands_once_in_log_order() {
+    use hivelog_core::{Pipeline, PipelineConfig};
+    use std::time::Instant;
+
+    let url = moto();
+    let group = unique("pipeline");
+    let _rt = runtime(); // sets AWS_EC2_METADATA_DISABLED
+    let sink = sink(
+        config(&url, &group)
+            .stream("{target}")
+            .format(MessageFormat::Text),
+    );
+    let config = PipelineConfig {
+        flush_interval: Duration::from_millis(50),
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::spawn(sink, config).unwrap();
+    let n = 5_000;
+    for i in 0..n {
+        let target = if i % 2 == 0 { "even" } else { "odd" };
+        pipeline.push(record(target, &format!("n{i:05}"), SystemTime::now()));
+    }
+    let stats = pipeline.shutdown(Instant::now() + Duration::from_secs(30));
+    assert_eq!(
+        (stats.delivered, stats.failed, stats.rejected, stats.pending),
+        (n, 0, 0, 0),
+        "{stats:?}"
+    );
+    assert!(stats.bytes_sent > 0);
+    runtime().block_on(async {
+        let c = client(&url).await;
+        assert_eq!(streams(&c, &group).await, ["even", "odd"]);
+        for (stream, parity) in [("even", 0), ("odd", 1)] {
+            let got: Vec<String> = events(&c, &group, stream)
+                .await
+                .into_iter()
+                .map(|e| e.1)
+                .collect();
+            let want: Vec<String> = (0..n)
+                .filter(|i| i % 2 == parity)
+                .map(|i| text(&format!("n{i:05}")))
+                .collect();
+            assert_eq!(got, want);
+        }
+    });
+}
