@@ -26,8 +26,6 @@ pub(crate) struct DeadLetter {
     path: PathBuf,
     file: Option<File>,
     line: Vec<u8>,
-    /// Whether a write failure was already reported on stderr.
-    pub(crate) reported: bool,
 }
 
 impl DeadLetter {
@@ -36,7 +34,6 @@ impl DeadLetter {
             path,
             file: None,
             line: Vec::new(),
-            reported: false,
         }
     }
 

@@ -14,7 +14,8 @@
 //!   throttled or hit a server error are retried; documents the cluster refuses (a mapping
 //!   conflict) are rejected with their `error.type: reason`, counted, optionally written to a
 //!   dead-letter file, and never hold up the rest.
-//! - **Never loop on what cannot succeed.** 401/403 fail the batch and are reported once; a
+//! - **Never loop on what cannot succeed.** 401/403 fail the batch (never retried) with a message
+//!   saying which variables to check; a
 //!   413 splits the batch instead of resending it as is.
 //! - **Fail at `init`.** URLs, the Cloud ID, the index template (against Elasticsearch's
 //!   index-name rules), the API key and the CA file are checked when the configuration is

@@ -7,14 +7,15 @@
 //! the next batches fit the first time. Everything else an answer can mean is decided in
 //! [`crate::response`].
 //!
-//! Diagnostics go to stderr, never through `tracing` (that would feed the pipeline): a
-//! rejection summary at most every 10 seconds, and a request-level problem (bad credentials,
-//! wrong URL) once when it starts, not for every batch.
+//! Diagnostics: the pipeline already writes retries, failures (with the error set here, such
+//! as the 401 explanation) and rejections (with their reason) to stderr through
+//! [`hivelog_core::diag`], rate-limited; this sink adds only what the pipeline cannot know
+//! (the index template could not be installed, the dead-letter file cannot be written).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hivelog_core::diag;
 use hivelog_core::{BatchLimits, Format, Outcomes, Record, Sink};
 use reqwest::Method;
 
@@ -30,8 +31,6 @@ use crate::setup::index_template;
 
 /// Smallest byte limit a 413 can shrink batches to.
 const MIN_BATCH_BYTES: usize = 1024;
-/// Least time between two rejection summaries on stderr.
-const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The Elasticsearch / OpenSearch sink: hand it to [`hivelog_core::Pipeline::spawn`].
 ///
@@ -61,9 +60,6 @@ pub struct EsSink {
     setup: bool,
     template_pattern: String,
     format: Arc<Format>,
-    /// The status of the request-level problem last reported, until a request succeeds.
-    problem: Option<u16>,
-    rejections: Reporter,
 }
 
 impl EsSink {
@@ -85,16 +81,6 @@ impl EsSink {
             setup: config.setup,
             template_pattern,
             format,
-            problem: None,
-            rejections: Reporter::default(),
-        }
-    }
-
-    /// Reports a request-level problem once, until a request succeeds again.
-    fn report_problem(&mut self, status: u16, message: &str) {
-        if self.problem != Some(status) {
-            self.problem = Some(status);
-            eprintln!("hivelog: elasticsearch: {message}");
         }
     }
 
@@ -104,19 +90,38 @@ impl EsSink {
         let path = format!("/_index_template/{name}");
         match self
             .transport
-            .send(Method::PUT, &path, "application/json", body, false, MIN_RESPONSE_CAP)
+            .send(
+                Method::PUT,
+                &path,
+                "application/json",
+                body,
+                false,
+                MIN_RESPONSE_CAP,
+            )
             .await
         {
             Ok(a) if (200..300).contains(&a.status) => {}
-            Ok(a) => eprintln!(
-                "hivelog: elasticsearch: HIVELOG_ES_SETUP: installing index template {name} at {} failed with {} ({}); documents still go out with dynamic mappings",
-                a.url,
-                a.status,
-                error_summary(&a.body)
-            ),
-            Err(e) => eprintln!(
-                "hivelog: elasticsearch: HIVELOG_ES_SETUP: installing index template {name} failed ({e}); documents still go out with dynamic mappings"
-            ),
+            Ok(a) => {
+                diag::warn(
+                    "elasticsearch",
+                    "setup",
+                    format_args!(
+                        "HIVELOG_ES_SETUP: installing index template {name} at {} failed with {} ({}); documents still go out, with dynamic mappings",
+                        a.url,
+                        a.status,
+                        error_summary(&a.body)
+                    ),
+                );
+            }
+            Err(e) => {
+                diag::warn(
+                    "elasticsearch",
+                    "setup",
+                    format_args!(
+                        "HIVELOG_ES_SETUP: installing index template {name} failed ({e}); documents still go out, with dynamic mappings"
+                    ),
+                );
+            }
         }
     }
 }
@@ -154,8 +159,6 @@ impl Sink for EsSink {
         let mut todo: Vec<(usize, usize)> = vec![(0, count)];
         let mut retried = 0usize;
         let mut retry_reason = None;
-        let mut rejected = 0usize;
-        let mut reject_reason = None;
         while let Some((from, to)) = todo.pop() {
             let range = self.encoded.range(from, to);
             let len = range.len();
@@ -164,6 +167,7 @@ impl Sink for EsSink {
                 Compression::Gzip => (Bytes::from(gzip(raw)), true),
                 Compression::None => (Bytes::copy_from_slice(raw), false),
             };
+            let wire_len = payload.len() as u64;
             let answer = self
                 .transport
                 .send(
@@ -196,13 +200,13 @@ impl Sink for EsSink {
                 }
                 Err(SendError::Client(e)) => {
                     stop(&mut out, &mut todo, true);
-                    self.report_problem(0, &e);
                     out.set_error(e);
                     break;
                 }
             };
+            out.add_bytes_sent(wire_len);
             match verdict(answer.status, &answer.body, &answer.url) {
-                Verdict::Items => self.problem = None,
+                Verdict::Items => {}
                 Verdict::Split if to - from > 1 => {
                     let mid = from + (to - from) / 2;
                     todo.push((mid, to));
@@ -215,9 +219,7 @@ impl Sink for EsSink {
                         "request_entity_too_large: the document ({len} bytes with its action line) is larger than the server accepts (http.max_content_length)"
                     );
                     self.dead_letter_write(from, 413, &reason);
-                    out.reject(from, reason.clone());
-                    rejected += 1;
-                    reject_reason.get_or_insert(reason);
+                    out.reject(from, reason);
                     continue;
                 }
                 Verdict::Retry(e) => {
@@ -230,7 +232,6 @@ impl Sink for EsSink {
                 }
                 Verdict::Auth(e) | Verdict::Fail(e) => {
                     stop(&mut out, &mut todo, true);
-                    self.report_problem(answer.status, &e);
                     out.set_error(e);
                     break;
                 }
@@ -265,9 +266,7 @@ impl Sink for EsSink {
                     }
                     ItemOutcome::Rejected(reason) => {
                         self.dead_letter_write(i, item.status, &reason);
-                        out.reject(i, reason.clone());
-                        rejected += 1;
-                        reject_reason.get_or_insert(reason);
+                        out.reject(i, reason);
                     }
                 }
             }
@@ -286,16 +285,6 @@ impl Sink for EsSink {
                 out.set_error(format!("{retried} of {count} documents to retry: {reason}"));
             }
         }
-        if let Some(reason) = reject_reason {
-            let to_file = self
-                .dead_letter
-                .as_ref()
-                .map(|d| format!("; written to {}", d.path().display()))
-                .unwrap_or_default();
-            self.rejections.report(rejected, |total| {
-                format!("{total} documents rejected, e.g. {reason}{to_file}")
-            });
-        }
         out
     }
 }
@@ -305,33 +294,15 @@ impl EsSink {
         if let Some(dl) = &mut self.dead_letter {
             let (action, doc) = (self.encoded.action_line(i), self.encoded.document(i));
             if let Err(e) = dl.write(status, reason, action, doc) {
-                if !dl.reported {
-                    dl.reported = true;
-                    eprintln!(
-                        "hivelog: elasticsearch: HIVELOG_ES_DEAD_LETTER {}: {e}; rejected documents are only counted",
+                diag::warn(
+                    "elasticsearch",
+                    "dead_letter",
+                    format_args!(
+                        "HIVELOG_ES_DEAD_LETTER {}: {e}; rejected documents are only counted",
                         dl.path().display()
-                    );
-                }
+                    ),
+                );
             }
         }
-    }
-}
-
-/// Rate-limited stderr lines that sum what they suppressed.
-#[derive(Debug, Default)]
-struct Reporter {
-    last: Option<Instant>,
-    pending: usize,
-}
-
-impl Reporter {
-    fn report(&mut self, count: usize, message: impl FnOnce(usize) -> String) {
-        self.pending += count;
-        if self.last.is_some_and(|t| t.elapsed() < REPORT_INTERVAL) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        eprintln!("hivelog: elasticsearch: {}", message(self.pending));
-        self.pending = 0;
     }
 }
