@@ -1,1 +1,244 @@
-fn main() {}
+//! Delivery pipeline benchmarks.
+//!
+//! - `pipeline/push`: the caller's cost of one event, shaped like
+//!   `info!(user = "a@b.c", article = "https://example.com/x", "article hit")`: building the
+//!   `Record` (what capture does) and `Pipeline::push`, into a pipeline whose sink only counts.
+//! - `pipeline/enqueue`: `Pipeline::push` alone, the record built beforehand.
+//! - `pipeline/throughput`: push 100,000 prebuilt records from one thread and wait until the
+//!   sink has them all; also prints the worker thread's CPU use over that time.
+//! - before the criterion groups, a 10× overload (a stalled sink, 16 MB budget, 160 MB of
+//!   events offered) prints the process's peak RSS growth.
+//!
+//! `cargo bench -p hivelog-core --bench pipeline`
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput};
+use hivelog_core::pipeline::Overflow;
+use hivelog_core::record::{Str, Value};
+use hivelog_core::{BatchLimits, Outcomes, Pipeline, PipelineConfig, Record, Sink};
+
+/// Counts events and bytes; optionally stalls (an unreachable destination).
+struct CountingSink {
+    events: Arc<AtomicU64>,
+    stall: Arc<AtomicBool>,
+    /// `/proc/<pid>/task/<tid>` of the worker thread, for its CPU time.
+    thread: Arc<Mutex<Option<PathBuf>>>,
+}
+
+impl Sink for CountingSink {
+    fn name(&self) -> &'static str {
+        "count"
+    }
+
+    fn limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_events: 10_000,
+            max_bytes: 16 << 20,
+        }
+    }
+
+    async fn send(&mut self, batch: &[Record]) -> Outcomes {
+        if let Ok(mut t) = self.thread.lock() {
+            if t.is_none() {
+                *t = std::fs::read_link("/proc/thread-self")
+                    .ok()
+                    .map(|p| Path::new("/proc").join(p));
+            }
+        }
+        while self.stall.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let bytes: usize = batch.iter().map(|r| r.message().len() + 64).sum();
+        self.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut o = Outcomes::delivered(batch.len());
+        o.add_bytes_sent(bytes as u64);
+        o
+    }
+}
+
+struct Counting {
+    pipeline: Pipeline,
+    events: Arc<AtomicU64>,
+    stall: Arc<AtomicBool>,
+    thread: Arc<Mutex<Option<PathBuf>>>,
+}
+
+fn counting(config: PipelineConfig) -> Counting {
+    let events = Arc::new(AtomicU64::new(0));
+    let stall = Arc::new(AtomicBool::new(false));
+    let thread = Arc::new(Mutex::new(None));
+    let sink = CountingSink {
+        events: events.clone(),
+        stall: stall.clone(),
+        thread: thread.clone(),
+    };
+    Counting {
+        pipeline: Pipeline::spawn(sink, config).unwrap(),
+        events,
+        stall,
+        thread,
+    }
+}
+
+/// `info!(user = "a@b.c", article = "https://example.com/x", "article hit")`, captured.
+fn article_hit() -> Record {
+    let mut r = Record::new(
+        tracing::Level::INFO,
+        Str::Static("bench::handler"),
+        1 << 20,
+        2,
+    );
+    r.module = Some(Str::Static("bench::handler"));
+    r.file = Some(Str::Static("src/handler.rs"));
+    r.line = Some(42);
+    let user = r.fields.push_str("a@b.c");
+    r.fields.push("user", Value::Str(user));
+    let article = r.fields.push_str("https://example.com/x");
+    r.fields.push("article", Value::Str(article));
+    let message = r.fields.push_str("article hit");
+    r.message = Some(message);
+    r
+}
+
+fn push(c: &mut Criterion) {
+    let p = counting(PipelineConfig::default()).pipeline;
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("push", |b| b.iter(|| p.push(black_box(article_hit()))));
+    g.bench_function("enqueue", |b| {
+        b.iter_batched(article_hit, |r| p.push(r), BatchSize::SmallInput)
+    });
+    g.finish();
+    let s = p.shutdown(Instant::now() + Duration::from_secs(10));
+    println!(
+        "push: {} events, {} delivered, {} dropped (overflow), {} pending",
+        s.enqueued, s.delivered, s.dropped_overflow, s.pending
+    );
+}
+
+/// CPU time (user + system) of the thread at `/proc/<pid>/task/<tid>` (Linux).
+fn thread_cpu(dir: &Path) -> Option<Duration> {
+    let ticks_per_sec = 100.0; // USER_HZ on Linux
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    // Fields after `(comm) `: state is the 1st; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?;
+    Some(Duration::from_secs_f64(ticks / ticks_per_sec))
+}
+
+fn throughput(c: &mut Criterion) {
+    const N: u64 = 100_000;
+    let Counting {
+        pipeline: p,
+        events,
+        thread,
+        ..
+    } = counting(PipelineConfig::default());
+    // One record through, so that the worker's thread is known.
+    p.push(article_hit());
+    p.flush(Instant::now() + Duration::from_secs(5));
+    let dir = thread.lock().unwrap().clone();
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(N));
+    g.sample_size(20);
+    let (mut wall, cpu0) = (Duration::ZERO, dir.as_deref().and_then(thread_cpu));
+    g.bench_function("throughput", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let records: Vec<Record> = (0..N).map(|_| article_hit()).collect();
+                let target = events.load(Ordering::Relaxed) + N;
+                let t0 = Instant::now();
+                for r in records {
+                    p.push(r);
+                }
+                p.flush(Instant::now() + Duration::from_secs(30));
+                let took = t0.elapsed();
+                assert!(
+                    events.load(Ordering::Relaxed) >= target,
+                    "not all delivered"
+                );
+                total += took;
+            }
+            wall += total;
+            total
+        })
+    });
+    g.finish();
+    if let (Some(a), Some(b)) = (cpu0, dir.as_deref().and_then(thread_cpu)) {
+        let cpu = b.saturating_sub(a);
+        println!(
+            "throughput: worker thread used {:.2?} CPU over {:.2?} of measured wall time ({:.0}% of one core, includes warm-up)",
+            cpu,
+            wall,
+            100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+        );
+    }
+    let s = p.shutdown(Instant::now() + Duration::from_secs(10));
+    println!(
+        "throughput: {} delivered, {} dropped, {} bytes sent",
+        s.delivered,
+        s.dropped(),
+        s.bytes_sent
+    );
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Offers ten times the budget to a stalled pipeline and prints how much the peak RSS grew.
+fn overload() {
+    const BUDGET: usize = 16_000_000;
+    let before = peak_rss_kib();
+    let Counting {
+        pipeline: p, stall, ..
+    } = counting(PipelineConfig {
+        buffer_bytes: BUDGET,
+        overflow: Overflow::DropOldest,
+        ..PipelineConfig::default()
+    });
+    stall.store(true, Ordering::Relaxed);
+    let size = article_hit().size();
+    let n = 10 * BUDGET / size;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        p.push(article_hit());
+    }
+    let elapsed = t0.elapsed();
+    let s = p.stats();
+    let after = peak_rss_kib();
+    stall.store(false, Ordering::Relaxed);
+    let fin = p.shutdown(Instant::now() + Duration::from_secs(10));
+    println!(
+        "overload: {n} events of {size} B offered ({:.0} MB, 10x a {} MB budget) in {elapsed:.2?}; \
+         pending {} ({:.1} MB), dropped {}; peak RSS grew {:.1} MB (from {:.1} MB); after recovery delivered {}",
+        (n * size) as f64 / 1e6,
+        BUDGET / 1_000_000,
+        s.pending,
+        s.pending_bytes as f64 / 1e6,
+        s.dropped_overflow,
+        after.saturating_sub(before) as f64 / 1024.0,
+        before as f64 / 1024.0,
+        fin.delivered,
+    );
+}
+
+fn main() {
+    overload();
+    let mut c = Criterion::default().configure_from_args();
+    push(&mut c);
+    throughput(&mut c);
+    c.final_summary();
+}

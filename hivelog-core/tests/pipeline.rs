@@ -409,7 +409,7 @@ fn shutdown_is_idempotent_and_later_events_count_as_dropped_after_shutdown() {
 #[test]
 fn dropping_the_last_handle_does_not_wait_and_still_delivers() {
     let ctl = Control::new();
-    ctl.script().delay = Duration::from_millis(50);
+    ctl.script().delay = Duration::from_millis(500);
     let p = spawn(TestSink::new(&ctl), fast_config());
     for i in 0..10 {
         p.push(numbered(i));
@@ -417,7 +417,7 @@ fn dropping_the_last_handle_does_not_wait_and_still_delivers() {
     let t0 = Instant::now();
     drop(p);
     assert!(
-        t0.elapsed() < Duration::from_millis(40),
+        t0.elapsed() < Duration::from_millis(250),
         "{:?}",
         t0.elapsed()
     );

@@ -247,16 +247,24 @@ impl Shared {
         }
     }
 
-    /// For the worker: moves up to `max` queued records into `batch` (they stay pending, now
-    /// in flight). `held_min` is the lowest `seq` the worker already holds.
-    pub fn take(&self, max: usize, batch: &mut Vec<Record>, held_min: Option<u64>) {
+    /// For the worker: moves up to `max` queued records to the back of `batch` (they stay
+    /// pending, now in flight). `held_min` is the lowest `seq` the worker already holds.
+    ///
+    /// When `batch` is empty and the whole queue fits, the two buffers are swapped: the lock is
+    /// held for O(1) whatever the batch size, and the queue reuses the batch's allocation.
+    pub fn take(&self, max: usize, batch: &mut VecDeque<Record>, held_min: Option<u64>) {
         let mut st = self.lock();
         st.woken = false;
-        let n = max.min(st.queue.len());
-        let mut bytes = 0;
-        batch.extend(st.queue.drain(..n).inspect(|r| bytes += r.size()));
-        st.queued_bytes -= bytes;
-        st.inflight_min = held_min.or_else(|| batch.first().map(|r| r.seq));
+        if batch.is_empty() && st.queue.len() <= max {
+            std::mem::swap(&mut st.queue, batch);
+            st.queued_bytes = 0;
+        } else {
+            let n = max.min(st.queue.len());
+            let mut bytes = 0;
+            batch.extend(st.queue.drain(..n).inspect(|r| bytes += r.size()));
+            st.queued_bytes -= bytes;
+        }
+        st.inflight_min = held_min.or_else(|| batch.front().map(|r| r.seq));
         // After a burst, give back the queue's memory rather than keep its peak forever.
         let cap = st.queue.capacity();
         if cap > 65_536 && st.queue.len() < cap / 8 {

@@ -107,7 +107,8 @@ struct Worker<S> {
     last_cut: Instant,
     /// The last batch was cut by a limit: more may be ready now.
     backlog: bool,
-    batch: Vec<Record>,
+    /// The batch being sent; its buffer is swapped with the queue's when the whole queue fits.
+    batch: VecDeque<Record>,
     since: Vec<Option<Instant>>,
     reported_overflow: u64,
 }
@@ -122,7 +123,7 @@ impl<S: Sink> Worker<S> {
             retry_at: None,
             last_cut: Instant::now(),
             backlog: false,
-            batch: Vec::new(),
+            batch: VecDeque::new(),
             since: Vec::new(),
             reported_overflow: 0,
         }
@@ -206,13 +207,15 @@ impl<S: Sink> Worker<S> {
             let Some(h) = self.held.pop_front() else {
                 break;
             };
-            self.batch.push(h.record);
+            self.batch.push_back(h.record);
             self.since.push(h.since);
         }
-        let held_min = self.batch.first().map(|r| r.seq);
+        let held_min = self.batch.front().map(|r| r.seq);
         self.shared
             .take(max_events - self.batch.len(), &mut self.batch, held_min);
         self.since.resize(self.batch.len(), None);
+        // Outside the lock: a wrapped ring buffer is rotated into one slice.
+        self.batch.make_contiguous();
         self.last_cut = now;
 
         // Cut by bytes; one record always goes, even if alone it exceeds the limit (the sink
@@ -242,7 +245,7 @@ impl<S: Sink> Worker<S> {
 
         let shared = self.shared.clone();
         let sent = {
-            let send = CatchUnwind(Box::pin(self.sink.send(&self.batch)));
+            let send = CatchUnwind(Box::pin(self.sink.send(self.batch.as_slices().0)));
             tokio::select! {
                 biased;
                 r = send => Some(r),
@@ -375,6 +378,11 @@ impl<S: Sink> Worker<S> {
         }
         self.shared
             .resolve(r, self.held.front().map(|h| h.record.seq));
+        // The buffer goes back to the queue at the next swap; do not keep a burst's peak.
+        let max_events = self.sink.limits().max_events.max(1024);
+        if self.batch.capacity() > 4 * max_events {
+            self.batch.shrink_to(max_events);
+        }
 
         if retried > 0 {
             let wait = retry_at
