@@ -4,6 +4,8 @@
 //!   `info!(user = "a@b.c", article = "https://example.com/x", "article hit")`: building the
 //!   `Record` (what capture does) and `Pipeline::push`, into a pipeline whose sink only counts.
 //! - `pipeline/enqueue`: `Pipeline::push` alone, the record built beforehand.
+//! - `baseline/fmt_json_to_io_sink`: the same event through `tracing_subscriber::fmt().json()`
+//!   into `io::sink()`, for comparison.
 //! - `pipeline/throughput`: push 100,000 prebuilt records from one thread and wait until the
 //!   sink has them all; also prints the worker thread's CPU use over that time.
 //! - before the criterion groups, a 10× overload (a stalled sink, 16 MB budget, 160 MB of
@@ -114,14 +116,54 @@ fn push(c: &mut Criterion) {
         b.iter_batched(article_hit, |r| p.push(r), BatchSize::SmallInput)
     });
     g.finish();
+    // CPU time per call of this thread, which a loaded machine distorts far less than wall time.
+    let filtered_out = p.stats().enqueued == 0;
+    if !filtered_out {
+        const CALLS: u32 = 2_000_000;
+        let build = cpu_per_call(CALLS, || drop(black_box(article_hit())));
+        let push = cpu_per_call(CALLS, || p.push(black_box(article_hit())));
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::sink)
+            .finish();
+        let json = tracing::subscriber::with_default(subscriber, || {
+            cpu_per_call(CALLS / 4, || {
+                tracing::info!(
+                    user = "a@b.c",
+                    article = "https://example.com/x",
+                    "article hit"
+                )
+            })
+        });
+        println!(
+            "push (CPU time of the calling thread): build record {} ns, build + push {} ns; \
+             fmt().json() into io::sink() {} ns; ratio {:.2}",
+            build.as_nanos(),
+            push.as_nanos(),
+            json.as_nanos(),
+            push.as_secs_f64() / json.as_secs_f64()
+        );
+    }
     let s = p.shutdown(Instant::now() + Duration::from_secs(10));
-    if s.enqueued == 0 {
-        return; // filtered out
+    if filtered_out {
+        return;
     }
     println!(
         "push: {} events, {} delivered, {} dropped (overflow), {} pending",
         s.enqueued, s.delivered, s.dropped_overflow, s.pending
     );
+}
+
+/// CPU time of the calling thread per call of `f`, over `calls` calls.
+fn cpu_per_call(calls: u32, mut f: impl FnMut()) -> Duration {
+    let me = std::fs::read_link("/proc/thread-self")
+        .map(|p| Path::new("/proc").join(p))
+        .expect("/proc/thread-self");
+    let c0 = thread_cpu(&me).unwrap_or_default();
+    for _ in 0..calls {
+        f();
+    }
+    thread_cpu(&me).unwrap_or_default().saturating_sub(c0) / calls
 }
 
 /// CPU time (user + system) of the thread at `/proc/<pid>/task/<tid>` (Linux).
@@ -185,6 +227,9 @@ fn throughput(c: &mut Criterion) {
     g.finish();
     // CPU time per event is what a loaded machine does not distort: it bounds the sustainable
     // rate as 1 / (worker CPU per event) with the worker on one core.
+    if pushing == 0 {
+        return; // filtered out
+    }
     if let (Some(a), Some(b)) = (cpu0, dir.as_deref().and_then(thread_cpu)) {
         let cpu = b.saturating_sub(a);
         println!(
@@ -252,10 +297,34 @@ fn overload() {
     );
 }
 
+/// The same event through `tracing_subscriber::fmt().json()` into `io::sink()`: the reference
+/// the issue compares the caller's cost with.
+fn baseline(c: &mut Criterion) {
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::sink)
+        .finish();
+    let mut g = c.benchmark_group("baseline");
+    g.throughput(Throughput::Elements(1));
+    tracing::subscriber::with_default(subscriber, || {
+        g.bench_function("fmt_json_to_io_sink", |b| {
+            b.iter(|| {
+                tracing::info!(
+                    user = "a@b.c",
+                    article = "https://example.com/x",
+                    "article hit"
+                )
+            })
+        });
+    });
+    g.finish();
+}
+
 fn main() {
     overload();
     let mut c = Criterion::default().configure_from_args();
     push(&mut c);
+    baseline(&mut c);
     throughput(&mut c);
     c.final_summary();
 }

@@ -59,6 +59,10 @@ use queue::Shared;
 /// [`shutdown`](Pipeline::shutdown) to wait and get the report. `flush` and `shutdown` may be
 /// called from any thread, including from inside a tokio runtime of any flavor and from `Drop`:
 /// they wait on a condition variable, never on the caller's runtime.
+///
+/// The worker thread does not keep the process alive: events still pending when the process
+/// ends without a shutdown (`std::process::exit`, returning from `main` with a handle in a
+/// `static`) are lost.
 #[derive(Clone)]
 pub struct Pipeline {
     handle: Arc<Handle>,
