@@ -88,3 +88,18 @@ pub fn warn_every(sink: &str, cause: &str, interval: Duration, message: impl Dis
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_cause_per_interval() {
+        assert!(warn("diag-test", "a", "first"));
+        assert!(!warn("diag-test", "a", "again"));
+        assert!(warn("diag-test", "b", "another cause"));
+        assert!(warn("diag-test-2", "a", "another sink"));
+        assert!(warn_every("diag-test", "c", Duration::ZERO, "no limit"));
+        assert!(warn_every("diag-test", "c", Duration::ZERO, "no limit"));
+    }
+}

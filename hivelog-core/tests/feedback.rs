@@ -1,6 +1,6 @@
-//! No feedback loop: what the sink's own code logs through `tracing` on the pipeline's thread
-//! (and on its runtime's tasks and blocking threads) never reaches the application's
-//! subscriber. A separate test binary, because it installs a global subscriber.
+//! No feedback loop: what the sink's own code logs through `tracing` or `log` on the
+//! pipeline's thread (and on its runtime's tasks and blocking threads) never reaches the
+//! application's subscriber. A separate test binary, because it installs a global subscriber.
 
 mod common;
 
@@ -32,6 +32,7 @@ fn events_logged_by_the_sink_never_reach_the_global_subscriber() {
     let counts = Counts::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(counts.clone()))
         .unwrap();
+    tracing_log::LogTracer::init().unwrap();
 
     let ctl = Control::new();
     ctl.script().noisy = true;
@@ -44,8 +45,9 @@ fn events_logged_by_the_sink_never_reach_the_global_subscriber() {
     assert!(ctl.seen().attempts.len() >= 4, "the sink's code ran");
     assert!(ctl.closed.load(Ordering::SeqCst));
 
-    // The subscriber works: an event from the test's own thread is seen.
+    // The subscriber works: events from the test's own thread are seen, `log` ones too.
     tracing::info!("from the application");
-    assert_eq!(counts.from_app.load(Ordering::SeqCst), 1);
+    tracing_log::log::info!("from the application, through log");
+    assert_eq!(counts.from_app.load(Ordering::SeqCst), 2);
     assert_eq!(counts.from_sink.load(Ordering::SeqCst), 0);
 }

@@ -716,3 +716,31 @@ fn the_worker_thread_is_named_for_the_sink_and_start_runs_first() {
     assert!(ctl.started.load(Ordering::SeqCst));
     assert_eq!(ctl.seen().thread.as_deref(), Some("hivelog-test"));
 }
+
+#[test]
+fn memory_stays_within_the_budget_under_a_tenfold_overload() {
+    for overflow in [Overflow::DropNewest, Overflow::DropOldest] {
+        let ctl = Control::new();
+        ctl.hang();
+        let budget = budget_for(100);
+        let config = PipelineConfig {
+            buffer_bytes: budget,
+            overflow,
+            ..fast_config()
+        };
+        let p = spawn(TestSink::new(&ctl).max_events(10), config);
+        for i in 0..1000 {
+            p.push(numbered(i));
+            let s = p.stats();
+            assert!(s.pending_bytes as usize <= budget, "{overflow}: {s:?}");
+        }
+        let s = p.stats();
+        assert_eq!(
+            (s.pending, s.dropped_overflow),
+            (100, 900),
+            "{overflow}: {s:?}"
+        );
+        ctl.release();
+        assert_eq!(p.shutdown(secs(5.0)).delivered, 100);
+    }
+}

@@ -127,6 +127,8 @@ impl TestSink {
 
 fn noise(what: &'static str) {
     tracing::info!(target: "noisy_sink", what, "the sink's own libraries log this");
+    // Libraries such as rustls log through `log`, bridged to `tracing` by `LogTracer`.
+    tracing_log::log::info!(target: "noisy_sink", "{what}: logged through the log crate");
 }
 
 impl Sink for TestSink {
