@@ -744,3 +744,34 @@ fn memory_stays_within_the_budget_under_a_tenfold_overload() {
         assert_eq!(p.shutdown(secs(5.0)).delivered, 100);
     }
 }
+
+#[test]
+fn flush_and_shutdown_called_on_a_pipeline_thread_do_not_wait_for_it() {
+    // What a panic hook does when a sink (or its blocking task) panics: flush every pipeline.
+    for in_blocking in [false, true] {
+        let ctl = Control::new();
+        let p = spawn(TestSink::new(&ctl), fast_config());
+        let waited = Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let (p, waited) = (p.clone(), waited.clone());
+            let mut s = ctl.script();
+            s.in_blocking = in_blocking;
+            s.call_in_send = Some(Arc::new(move || {
+                let t0 = Instant::now();
+                p.flush(Instant::now() + Duration::from_secs(3));
+                waited.lock().unwrap().push(t0.elapsed());
+            }));
+        }
+        p.push(numbered(0));
+        let report = p.flush(secs(10.0));
+        assert_eq!(report.delivered, 1);
+        let waited = waited.lock().unwrap().clone();
+        assert!(!waited.is_empty());
+        assert!(
+            waited.iter().all(|w| *w < Duration::from_secs(1)),
+            "{waited:?}"
+        );
+        ctl.script().call_in_send = None;
+        p.shutdown(secs(5.0));
+    }
+}

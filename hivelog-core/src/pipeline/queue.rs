@@ -17,8 +17,7 @@
 //! Every drop is counted, by reason. An event larger than the whole budget is always dropped.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::thread::ThreadId;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -45,8 +44,6 @@ pub(crate) struct Shared {
     pub work: Notify,
     /// Tells an in-progress send that shutdown began, so it can watch the deadline.
     pub stop: Notify,
-    /// The worker's thread, so that `flush` called from it (a panic hook) does not wait on itself.
-    pub worker_thread: OnceLock<ThreadId>,
 }
 
 struct State {
@@ -127,17 +124,12 @@ impl Shared {
             done: Condvar::new(),
             work: Notify::new(),
             stop: Notify::new(),
-            worker_thread: OnceLock::new(),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock; if something did, the counters are still usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn on_worker_thread(&self) -> bool {
-        self.worker_thread.get() == Some(&std::thread::current().id())
     }
 
     /// Enqueues a record, or drops and counts it; see the module docs.
@@ -311,7 +303,7 @@ impl Shared {
     /// `deadline`.
     pub fn flush(&self, deadline: Instant) -> Stats {
         let mut st = self.lock();
-        if self.on_worker_thread() {
+        if super::worker::on_pipeline_thread() {
             return st.counters.snapshot(self.name);
         }
         let target = st.next_seq;
@@ -354,7 +346,7 @@ impl Shared {
     pub fn shutdown(&self, deadline: Instant) -> Stats {
         self.begin_shutdown(deadline);
         let mut st = self.lock();
-        if self.on_worker_thread() {
+        if super::worker::on_pipeline_thread() {
             return st.counters.snapshot(self.name);
         }
         while !st.finished {

@@ -34,7 +34,8 @@ pub struct Stats {
     pub pending: u64,
     /// Bytes queued or in flight.
     pub pending_bytes: u64,
-    /// The last error, if any.
+    /// The last error, if any: a retried or failed send's error (`gave up after …: <error>`
+    /// once retries ran out), or `rejected: <the destination's reason>`.
     pub last_error: Option<String>,
 }
 

@@ -25,6 +25,7 @@
 //! `close` is reported and otherwise ignored.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -46,10 +47,23 @@ const MIN_TICK: Duration = Duration::from_millis(1);
 /// Time `Sink::close` gets when the shutdown deadline has already passed.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
-/// Makes `Dispatch::none()` this thread's default dispatcher for the thread's whole life.
-fn silence_tracing() {
+thread_local! {
+    static ON_PIPELINE_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is a pipeline's worker or one of its runtime's threads: `flush` and
+/// `shutdown` called there (from a panic hook) must not wait for a worker that may be waiting
+/// for this very thread.
+pub(crate) fn on_pipeline_thread() -> bool {
+    ON_PIPELINE_THREAD.with(Cell::get)
+}
+
+/// Makes `Dispatch::none()` this thread's default dispatcher for the thread's whole life, and
+/// marks it as a pipeline thread.
+fn enter_pipeline_thread() {
     // The guard restores the previous default when dropped; the thread never wants it back.
     std::mem::forget(tracing::dispatcher::set_default(&Dispatch::none()));
+    ON_PIPELINE_THREAD.with(|t| t.set(true));
 }
 
 /// Builds the runtime and starts the thread `hivelog-<sink>`.
@@ -57,13 +71,12 @@ pub(crate) fn spawn<S: Sink>(sink: S, shared: Arc<Shared>) -> std::io::Result<()
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name(format!("hivelog-{}-blocking", shared.name))
-        .on_thread_start(silence_tracing)
+        .on_thread_start(enter_pipeline_thread)
         .build()?;
     std::thread::Builder::new()
         .name(format!("hivelog-{}", shared.name))
         .spawn(move || {
-            silence_tracing();
-            let _ = shared.worker_thread.set(std::thread::current().id());
+            enter_pipeline_thread();
             // Marks the pipeline finished even if the worker itself panics, so that no
             // `flush` or `shutdown` waits for a thread that is gone.
             let _finish = FinishOnDrop(shared.clone());

@@ -36,6 +36,9 @@ pub struct Script {
     pub noisy: bool,
     /// Bytes reported per delivered record.
     pub bytes_per_record: u64,
+    /// Called on the pipeline's thread at each send (inside `spawn_blocking` if `in_blocking`).
+    pub call_in_send: Option<Arc<dyn Fn() + Send + Sync>>,
+    pub in_blocking: bool,
 }
 
 /// What the sink saw.
@@ -159,10 +162,23 @@ impl Sink for TestSink {
             seen.attempt_times.push(Instant::now());
             seen.thread = std::thread::current().name().map(str::to_owned);
         }
-        let (delay, block, noisy) = {
+        let (delay, block, noisy, call, in_blocking) = {
             let s = ctl.script();
-            (s.delay, s.block_thread, s.noisy)
+            (
+                s.delay,
+                s.block_thread,
+                s.noisy,
+                s.call_in_send.clone(),
+                s.in_blocking,
+            )
         };
+        if let Some(call) = call {
+            if in_blocking {
+                tokio::task::spawn_blocking(move || call()).await.unwrap();
+            } else {
+                call();
+            }
+        }
         if noisy {
             noise("send");
             tokio::task::spawn_blocking(|| noise("spawn_blocking"))
