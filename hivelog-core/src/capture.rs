@@ -70,6 +70,34 @@ where
         opts.max_event_bytes,
         meta.fields().len(),
     );
+    fill(&mut record, event, ctx, opts);
+    record
+}
+
+/// Like [`capture_event`], into an existing record whose allocations are reused (the caller
+/// thread keeps one for events that only go to the local output and are never queued).
+pub fn capture_event_into<S>(
+    record: &mut Record,
+    event: &Event<'_>,
+    ctx: &Context<'_, S>,
+    opts: &CaptureOptions,
+) where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let meta = event.metadata();
+    record.reset(
+        *meta.level(),
+        Str::Static(meta.target()),
+        opts.max_event_bytes,
+    );
+    fill(record, event, ctx, opts);
+}
+
+fn fill<S>(record: &mut Record, event: &Event<'_>, ctx: &Context<'_, S>, opts: &CaptureOptions)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let meta = event.metadata();
     record.module = meta.module_path().map(Str::Static);
     record.file = meta.file().map(Str::Static);
     record.line = meta.line();
@@ -92,19 +120,18 @@ where
             record.line = m.line();
         }
         event.record(&mut EventVisitor {
-            record: &mut record,
+            record,
             skip_log_fields: true,
         });
     } else {
         event.record(&mut EventVisitor {
-            record: &mut record,
+            record,
             skip_log_fields: false,
         });
     }
     if let Some(span) = ctx.event_span(event) {
         record.span = span.extensions().get::<Arc<SpanNode>>().cloned();
     }
-    record
 }
 
 /// Stores a new span's node in its extensions; call from `Layer::on_new_span`.

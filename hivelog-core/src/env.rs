@@ -92,9 +92,10 @@ pub struct Env {
 impl Env {
     /// The process's `HIVELOG_*`, `RUST_LOG` and `HOSTNAME` variables.
     pub fn from_process() -> Self {
-        Env::from_pairs(std::env::vars().filter(|(k, _)| {
-            k.starts_with("HIVELOG_") || k == "RUST_LOG" || k == "HOSTNAME"
-        }))
+        Env::from_pairs(
+            std::env::vars()
+                .filter(|(k, _)| k.starts_with("HIVELOG_") || k == "RUST_LOG" || k == "HOSTNAME"),
+        )
     }
 
     /// Variables given explicitly (tests, `hivelog check`).
@@ -211,7 +212,8 @@ impl Env {
 }
 
 const DURATION_FORM: &str = "a number with a unit: ms, s, m or h (250ms, 5s, 2m)";
-const BYTES_FORM: &str = "a number of bytes with an optional unit: B, KB, MB, GB, KiB, MiB, GiB (64MB)";
+const BYTES_FORM: &str =
+    "a number of bytes with an optional unit: B, KB, MB, GB, KiB, MiB, GiB (64MB)";
 
 /// Parses `250ms`, `1.5s`, `2m`, `1h`; `0` is zero.
 pub fn parse_duration(v: &str) -> Option<Duration> {
@@ -251,7 +253,7 @@ pub fn parse_bytes(v: &str) -> Option<u64> {
         _ => return None,
     };
     let n = num * mult;
-    (n.is_finite() && n >= 0.0 && n < 1e15).then_some(n as u64)
+    (0.0..1e15).contains(&n).then_some(n as u64)
 }
 
 #[cfg(test)]
@@ -281,7 +283,11 @@ mod tests {
 
     #[test]
     fn unread_variables_are_reported_and_empty_ones_are_unset() {
-        let env = Env::from_pairs([("HIVELOG_LEVEL", "info"), ("HIVELOG_LEVLE", "debug"), ("HIVELOG_X", " ")]);
+        let env = Env::from_pairs([
+            ("HIVELOG_LEVEL", "info"),
+            ("HIVELOG_LEVLE", "debug"),
+            ("HIVELOG_X", " "),
+        ]);
         assert_eq!(env.get("HIVELOG_LEVEL"), Some("info"));
         assert_eq!(env.get("HIVELOG_X"), None);
         assert_eq!(env.unused(), vec!["HIVELOG_LEVLE".to_owned()]);

@@ -115,6 +115,18 @@ impl Fields {
         self.truncated
     }
 
+    /// Bytes of string data held.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Empties the storage, keeping its allocations (for reuse on the caller thread).
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.fields.clear();
+        self.truncated = false;
+    }
+
     /// Heap bytes held.
     pub fn heap_size(&self) -> usize {
         self.text.capacity() + self.fields.capacity() * std::mem::size_of::<Field>()
@@ -123,6 +135,10 @@ impl Fields {
     /// Stores a string, cut to the remaining budget.
     pub fn push_str(&mut self, s: &str) -> TextRange {
         let start = self.text.len();
+        if self.text.capacity() == 0 {
+            // One allocation for a typical event's strings instead of several reallocations.
+            self.text.reserve(s.len().max(96).min(self.max_text));
+        }
         let room = self.max_text.saturating_sub(start);
         if s.len() <= room {
             self.text.push_str(s);
@@ -139,6 +155,9 @@ impl Fields {
         let start = self.text.len();
         if let Some(s) = args.as_str() {
             return self.push_str(s);
+        }
+        if self.text.capacity() == 0 {
+            self.text.reserve(96.min(self.max_text));
         }
         let mut w = Capped {
             out: &mut self.text,
@@ -331,6 +350,23 @@ impl Record {
             seq: 0,
             fields: Fields::with_limit(max_text, capacity),
         }
+    }
+
+    /// Makes this record a fresh, empty one at the current time, keeping its allocations.
+    pub fn reset(&mut self, level: Level, target: Str, max_text: usize) {
+        self.time = SystemTime::now();
+        self.level = level;
+        self.target = target;
+        self.module = None;
+        self.file = None;
+        self.line = None;
+        self.message = None;
+        self.thread = None;
+        self.thread_id = 0;
+        self.span = None;
+        self.seq = 0;
+        self.fields.clear();
+        self.fields.max_text = max_text;
     }
 
     /// Bytes this record holds in memory (the struct and its own heap); what budgets count.

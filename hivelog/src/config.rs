@@ -110,7 +110,7 @@ pub(crate) fn warn_unused(env: &Env) {
             ),
             _ => format!("{var} is not a hivelog variable; it is ignored (typo?)"),
         };
-        crate::diag_warn("config", &var, &msg);
+        hivelog_core::diag::warn("config", &var, &msg);
     }
 }
 

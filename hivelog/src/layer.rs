@@ -6,6 +6,7 @@
 //! max level), so an event no destination wants is rejected by the macro itself, before any
 //! field is evaluated; an event some destination wants is captured once and routed.
 
+use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -56,10 +57,19 @@ impl HivelogLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        if let [only] = self.routes.as_slice() {
+        match self.routes.as_slice() {
             // One destination: `enabled` already said yes for it.
-            let record = capture::capture_event(event, &ctx, &self.capture);
-            return send(&only.dest, record);
+            [Route {
+                dest: Dest::Local(local),
+                ..
+            }] => return write_local(local, event, &ctx, &self.capture),
+            [only] => {
+                return send(
+                    &only.dest,
+                    capture::capture_event(event, &ctx, &self.capture),
+                )
+            }
+            _ => {}
         }
         let meta = event.metadata();
         let mut wanted: u64 = 0;
@@ -83,6 +93,35 @@ impl HivelogLayer {
         }
         send(&self.routes[last].dest, record);
     }
+}
+
+thread_local! {
+    /// The record reused by events that only go to the local output (never queued).
+    static SCRATCH: RefCell<Option<Record>> = const { RefCell::new(None) };
+}
+
+fn write_local<S>(local: &Local, event: &Event<'_>, ctx: &Context<'_, S>, opts: &CaptureOptions)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            match slot.as_mut() {
+                Some(r) => capture::capture_event_into(r, event, ctx, opts),
+                None => *slot = Some(capture::capture_event(event, ctx, opts)),
+            }
+            if let Some(r) = slot.as_mut() {
+                local.write(r);
+                // Release span references now; don't keep a huge event's buffers forever.
+                r.span = None;
+                if r.size() > 64 * 1024 {
+                    *slot = None;
+                }
+            }
+        }
+        // An event logged while formatting another (a `Display` that logs): no reuse.
+        Err(_) => local.write(&capture::capture_event(event, ctx, opts)),
+    })
 }
 
 fn send(dest: &Dest, record: Record) {
@@ -157,7 +196,7 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         // A log call must never panic because of logging (a user's `Display` that panics, say).
         if std::panic::catch_unwind(AssertUnwindSafe(|| self.deliver(event, ctx))).is_err() {
-            crate::diag_warn(
+            hivelog_core::diag::warn(
                 "hivelog",
                 "event-panic",
                 "formatting an event panicked; the event was dropped",

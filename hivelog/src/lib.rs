@@ -1,10 +1,8 @@
 //! Structured JSON logging for Rust services in one call.
 //!
 //! ```no_run
-//! fn main() {
-//!     let _logs = hivelog::init(); // reads HIVELOG_* variables; flushes when dropped
-//!     tracing::info!(user = "a@b.c", article = "https://example.com/x", "article hit");
-//! }
+//! let _logs = hivelog::init(); // at the top of main: reads HIVELOG_*; flushes when dropped
+//! tracing::info!(user = "a@b.c", article = "https://example.com/x", "article hit");
 //! ```
 //! prints
 //! ```text
@@ -121,7 +119,7 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
         .init()
         .is_err()
     {
-        diag_warn("config", "log", "another `log` logger is installed; `log` records from dependencies will not reach hivelog");
+        hivelog_core::diag::warn("config", "log", "another `log` logger is installed; `log` records from dependencies will not reach hivelog");
     }
     let _ = GLOBAL.set(outputs.clone());
     if hook {
@@ -161,10 +159,4 @@ fn init_with(builder: Builder) -> Guard {
             })
         }
     }
-}
-
-/// hivelog's own diagnostics go to stderr (never through `tracing`, which could loop).
-pub(crate) fn diag_warn(source: &str, cause: &str, message: &str) {
-    let _ = cause;
-    eprintln!("hivelog[{source}]: {message}");
 }

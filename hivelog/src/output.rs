@@ -155,10 +155,10 @@ impl Local {
         match res {
             Ok(()) => self.written.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
-                crate::diag_warn(
+                hivelog_core::diag::warn(
                     &self.name,
                     "write",
-                    &format!("cannot write a log line: {e}"),
+                    format!("cannot write a log line: {e}"),
                 );
                 self.failed.fetch_add(1, Ordering::Relaxed)
             }

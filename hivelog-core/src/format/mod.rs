@@ -172,6 +172,7 @@ impl Format {
 
     /// Appends the record as one JSON object (no newline).
     pub fn write_json(&self, record: &Record, out: &mut Vec<u8>) {
+        out.reserve(256 + record.fields.text_len());
         self.emit(record, &mut JsonWriter::new(out));
     }
 

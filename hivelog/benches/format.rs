@@ -1,0 +1,99 @@
+//! hivelog's JSON output against tracing-subscriber's, side by side in one run, per event,
+//! into `io::sink()`. Run: `cargo bench -p hivelog --bench format`.
+//!
+//! Both subscribers are installed the same way (`tracing::dispatcher::with_default`), so the
+//! dispatch overhead is identical and the difference is the formatting and writing.
+
+use std::hint::black_box;
+use std::io;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tracing::{debug, info, info_span, Dispatch};
+
+fn hivelog_dispatch() -> (Dispatch, hivelog::Guard) {
+    hivelog::builder()
+        .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
+        .extra("service", "bench")
+        .extra("environment", "prod")
+        .writer(io::sink())
+        .try_build()
+        .unwrap()
+}
+
+fn ts_flat() -> Dispatch {
+    Dispatch::new(
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(io::sink)
+            .finish(),
+    )
+}
+
+fn ts_span() -> Dispatch {
+    Dispatch::new(
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(io::sink)
+            .finish(),
+    )
+}
+
+fn event() {
+    info!(
+        user = "a@b.c",
+        article = "https://example.com/x",
+        "article hit"
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let (hl, _guard) = hivelog_dispatch();
+    let flat = ts_flat();
+    let span = ts_span();
+
+    let mut g = c.benchmark_group("event");
+    g.bench_function("hivelog", |b| {
+        tracing::dispatcher::with_default(&hl, || b.iter(event))
+    });
+    g.bench_function("tracing_subscriber_json", |b| {
+        tracing::dispatcher::with_default(&flat, || b.iter(event))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("event_in_span");
+    g.bench_function("hivelog", |b| {
+        tracing::dispatcher::with_default(&hl, || {
+            let s = info_span!("handle", request_id = 42, route = "/hit");
+            let _e = s.enter();
+            b.iter(event)
+        })
+    });
+    g.bench_function("tracing_subscriber_json", |b| {
+        tracing::dispatcher::with_default(&span, || {
+            let s = info_span!("handle", request_id = 42, route = "/hit");
+            let _e = s.enter();
+            b.iter(event)
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("filtered_debug");
+    g.bench_function("hivelog", |b| {
+        tracing::dispatcher::with_default(&hl, || b.iter(|| debug!(x = black_box(1), "filtered")))
+    });
+    g.bench_function("tracing_subscriber_json", |b| {
+        tracing::dispatcher::with_default(&flat, || b.iter(|| debug!(x = black_box(1), "filtered")))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

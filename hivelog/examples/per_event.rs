@@ -1,0 +1,62 @@
+//! Runs one benchmark event N times under one subscriber, for instruction counting with
+//! callgrind (repeatable on a noisy machine, unlike wall time):
+//!
+//! ```sh
+//! cargo build --release -p hivelog --example per_event
+//! for s in hivelog tracing_subscriber; do for c in event span filtered; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$s.$c target/release/examples/per_event $s $c 200000
+//! done; done
+//! ```
+//! and divide each total by N (the setup is a fixed few hundred thousand instructions; run
+//! with N=0 to subtract it).
+
+use std::io;
+
+use tracing::{debug, info, info_span, Dispatch};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (sub, case, n) = (
+        args[1].as_str(),
+        args[2].as_str(),
+        args[3].parse::<u64>().unwrap(),
+    );
+    let (dispatch, _guard) = match sub {
+        "hivelog" => {
+            let (d, g) = hivelog::builder()
+                .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
+                .extra("service", "bench")
+                .extra("environment", "prod")
+                .writer(io::sink())
+                .try_build()
+                .unwrap();
+            (d, Some(g))
+        }
+        _ => {
+            let b = tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_writer(io::sink);
+            let d = if case == "span" {
+                Dispatch::new(b.with_current_span(true).with_span_list(false).finish())
+            } else {
+                Dispatch::new(b.finish())
+            };
+            (d, None)
+        }
+    };
+    tracing::dispatcher::with_default(&dispatch, || {
+        let span = info_span!("handle", request_id = 42, route = "/hit");
+        let _entered = (case == "span").then(|| span.enter());
+        for _ in 0..n {
+            match case {
+                "filtered" => debug!(x = 1, "filtered"),
+                _ => info!(
+                    user = "a@b.c",
+                    article = "https://example.com/x",
+                    "article hit"
+                ),
+            }
+        }
+    });
+}
