@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hivelog_core::pipeline::Overflow;
-use hivelog_core::{Pipeline, PipelineConfig, Stats};
+use hivelog_core::{Pipeline, PipelineConfig, Record, Stats};
 
 fn spawn(sink: TestSink, config: PipelineConfig) -> Pipeline {
     Pipeline::spawn(sink, config).expect("spawn pipeline")
@@ -774,4 +774,48 @@ fn flush_and_shutdown_called_on_a_pipeline_thread_do_not_wait_for_it() {
         ctl.script().call_in_send = None;
         p.shutdown(secs(5.0));
     }
+}
+
+/// A record of exactly `bytes` bytes as the budget counts them.
+fn sized(bytes: usize) -> Record {
+    let empty = || {
+        Record::new(
+            tracing::Level::INFO,
+            hivelog_core::record::Str::Static("test"),
+            1 << 20,
+            2,
+        )
+    };
+    let mut r = empty();
+    let m = r.fields.push_str(&"x".repeat(bytes - empty().size()));
+    r.message = Some(m);
+    assert_eq!(r.size(), bytes);
+    r
+}
+
+#[test]
+fn drop_oldest_keeps_the_queue_when_evicting_it_would_not_make_room() {
+    let ctl = Control::new();
+    ctl.hang();
+    let unit = numbered(0).size();
+    let config = PipelineConfig {
+        buffer_bytes: 20 * unit,
+        overflow: Overflow::DropOldest,
+        flush_interval: Duration::from_secs(60),
+        ..fast_config()
+    };
+    let p = spawn(TestSink::new(&ctl).max_events(1), config);
+    p.push(sized(12 * unit));
+    p.flush(Instant::now() + Duration::from_millis(1));
+    ctl.wait_holding();
+    for i in 1..=8 {
+        p.push(numbered(i));
+    }
+    // 12 units in flight + 9 > 20: evicting the 8 queued would not help.
+    p.push(sized(9 * unit));
+    let s = p.stats();
+    assert_eq!((s.pending, s.dropped_overflow), (9, 1), "{s:?}");
+    ctl.release();
+    let report = p.shutdown(secs(5.0));
+    assert_eq!(report.delivered, 9);
 }

@@ -10,7 +10,7 @@
 //! bounded even while a slow destination holds a batch. When a new event does not fit:
 //! - `drop_newest` drops it (the log call never waits);
 //! - `drop_oldest` drops queued events from the front until it fits (events already handed
-//!   to the sink are not taken back);
+//!   to the sink are not taken back; if they alone leave no room, the new event is dropped);
 //! - `block:<d>` waits on a condition variable, at most `d`, for the worker to free room,
 //!   then drops it.
 //!
@@ -153,6 +153,13 @@ impl Shared {
                     return;
                 }
                 Overflow::DropOldest => {
+                    // Records in flight cannot be evicted: if evicting every queued one would
+                    // not make room, keep them and drop only the new one.
+                    let in_flight = st.counters.pending_bytes as usize - st.queued_bytes;
+                    if in_flight + size > budget {
+                        st.counters.dropped_overflow += 1;
+                        return;
+                    }
                     while st.counters.pending_bytes as usize + size > budget {
                         let Some(old) = st.queue.pop_front() else {
                             break;
@@ -165,11 +172,6 @@ impl Shared {
                     }
                     if st.done_waiters > 0 {
                         self.done.notify_all();
-                    }
-                    if st.counters.pending_bytes as usize + size > budget {
-                        // What is left is in flight: nothing more can be evicted.
-                        st.counters.dropped_overflow += 1;
-                        return;
                     }
                 }
                 Overflow::Block(max_wait) => {
