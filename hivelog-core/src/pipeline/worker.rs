@@ -42,7 +42,8 @@ use crate::diag;
 use crate::record::Record;
 use crate::sink::{Outcome, Outcomes, Sink};
 
-/// Shortest wait between two checks for a partial batch, so a zero flush interval cannot spin.
+/// Shortest wait between two checks for a partial batch, and shortest backoff, so that zero
+/// settings cannot spin the worker.
 const MIN_TICK: Duration = Duration::from_millis(1);
 /// Time `Sink::close` gets when the shutdown deadline has already passed.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
@@ -323,7 +324,11 @@ impl<S: Sink> Worker<S> {
             "destination asked for a retry"
         });
         let retry_at = if any_retry {
-            let delay = self.backoff.next_delay(outcomes.retry_after());
+            // At least a tick, so that a zero base and cap cannot spin the worker.
+            let delay = self
+                .backoff
+                .next_delay(outcomes.retry_after())
+                .max(MIN_TICK);
             Some(now + delay)
         } else {
             self.backoff.reset();
