@@ -320,8 +320,10 @@ impl<S: Sink> Worker<S> {
         let any_retry = all_deferred || (0..n).any(|i| outcome(i) == Outcome::Retry);
         let error = outcomes.error().unwrap_or(if all_deferred {
             "the sink deferred every record of a batch"
+        } else if any_retry {
+            "the destination asked for a retry"
         } else {
-            "destination asked for a retry"
+            "the sink reported a permanent failure"
         });
         let retry_at = if any_retry {
             // At least a tick, so that a zero base and cap cannot spin the worker.
