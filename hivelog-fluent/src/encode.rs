@@ -6,8 +6,9 @@
 //!   are `nil`, as JSON writes `null`). Sending the JSON line as one string field would force
 //!   every Fluentd user to add a parser filter.
 //! - **Map lengths are not known in advance** (`Emit` streams keys), so a map or array header
-//!   is reserved as 5 bytes and rewritten at its end in its shortest form, moving the body left;
-//!   bodies are small, and the output is what any msgpack encoder would produce.
+//!   is reserved as one byte (the fix form, up to 15 entries, which most records fit) and
+//!   patched at its end; a longer one is widened then, moving its body. The output is what any
+//!   msgpack encoder would produce (shortest forms).
 //! - **PackedForward** `[tag, bin(entries), {"size": n, "chunk": id}]`: entries are encoded
 //!   once straight into the message buffer after a fixed 5-byte `bin32` header, patched last.
 //!   With gzip the entries become one gzip member (CompressedPackedForward).
@@ -37,7 +38,7 @@ const ENTRY_OVERHEAD: usize = 1 + 10;
 
 #[derive(Clone, Copy)]
 struct Open {
-    /// Where the 5 reserved header bytes start.
+    /// Where the one-byte header placeholder is.
     at: usize,
     /// Elements (arrays) or pairs (maps) so far.
     count: u32,
@@ -80,7 +81,8 @@ impl<'a> MsgpackWriter<'a> {
     fn open(&mut self, map: bool) {
         self.value();
         let at = self.out.len();
-        self.out.extend_from_slice(&[0; 5]);
+        // One byte, enough for the fix forms (up to 15 entries), the common case.
+        self.out.push(0);
         self.stack.push(Open { at, count: 0, map }.into());
     }
 
@@ -109,11 +111,10 @@ impl<'a> MsgpackWriter<'a> {
                 5
             }
         };
-        self.out[at..at + n].copy_from_slice(&head[..n]);
-        if n < 5 {
-            let len = self.out.len();
-            self.out.copy_within(at + 5..len, at + n);
-            self.out.truncate(len - (5 - n));
+        self.out[at] = head[0];
+        if n > 1 {
+            // More than 15 entries: widen the header, moving the body right.
+            self.out.splice(at + 1..at + 1, head[1..n].iter().copied());
         }
     }
 
@@ -126,7 +127,8 @@ impl<'a> MsgpackWriter<'a> {
 
     #[inline]
     fn raw_str(&mut self, s: &str) {
-        let _ = rmp::encode::write_str(self.out, s);
+        str_header(self.out, s.len());
+        self.out.extend_from_slice(s.as_bytes());
     }
 }
 
@@ -148,7 +150,7 @@ impl Emit for MsgpackWriter<'_> {
     }
     fn key_prefixed(&mut self, prefix: &str, key: &str) {
         self.key_start();
-        let _ = rmp::encode::write_str_len(self.out, (prefix.len() + key.len()) as u32);
+        str_header(self.out, prefix.len() + key.len());
         self.out.extend_from_slice(prefix.as_bytes());
         self.out.extend_from_slice(key.as_bytes());
     }
@@ -170,22 +172,27 @@ impl Emit for MsgpackWriter<'_> {
         } else {
             let s = self.out.split_off(at + 1);
             self.out.truncate(at);
-            let _ = rmp::encode::write_str_len(self.out, s.len() as u32);
+            str_header(self.out, s.len());
             self.out.extend_from_slice(&s);
         }
     }
     fn i64(&mut self, v: i64) {
         self.value();
-        let _ = rmp::encode::write_sint(self.out, v);
+        if v >= 0 {
+            uint(self.out, v as u64);
+        } else {
+            sint(self.out, v);
+        }
     }
     fn u64(&mut self, v: u64) {
         self.value();
-        let _ = rmp::encode::write_uint(self.out, v);
+        uint(self.out, v);
     }
     fn f64(&mut self, v: f64) {
         self.value();
         if v.is_finite() {
-            let _ = rmp::encode::write_f64(self.out, v);
+            self.out.push(0xcb);
+            self.out.extend_from_slice(&v.to_be_bytes());
         } else {
             self.out.push(0xc0);
         }
@@ -209,6 +216,61 @@ impl Emit for MsgpackWriter<'_> {
     }
     fn end_map(&mut self) {
         self.close();
+    }
+}
+
+// The hot scalar writers, by hand: `rmp`'s generic writers return `Result`s with an
+// `io::Error` inside even for a `Vec`, which cost more than the bytes they write. The forms are
+// the shortest ones, as `rmp::encode::write_{str,uint,sint}` choose them.
+
+#[inline]
+fn str_header(out: &mut Vec<u8>, len: usize) {
+    if len < 32 {
+        out.push(0xa0 | len as u8);
+    } else if len < 256 {
+        out.extend_from_slice(&[0xd9, len as u8]);
+    } else if len < 65_536 {
+        out.push(0xda);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0xdb);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+}
+
+#[inline]
+fn uint(out: &mut Vec<u8>, v: u64) {
+    if v < 128 {
+        out.push(v as u8);
+    } else if v < 256 {
+        out.extend_from_slice(&[0xcc, v as u8]);
+    } else if v < 65_536 {
+        out.push(0xcd);
+        out.extend_from_slice(&(v as u16).to_be_bytes());
+    } else if v <= u64::from(u32::MAX) {
+        out.push(0xce);
+        out.extend_from_slice(&(v as u32).to_be_bytes());
+    } else {
+        out.push(0xcf);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+#[inline]
+fn sint(out: &mut Vec<u8>, v: i64) {
+    if v >= -32 {
+        out.push(v as i8 as u8);
+    } else if v >= i64::from(i8::MIN) {
+        out.extend_from_slice(&[0xd0, v as i8 as u8]);
+    } else if v >= i64::from(i16::MIN) {
+        out.push(0xd1);
+        out.extend_from_slice(&(v as i16).to_be_bytes());
+    } else if v >= i64::from(i32::MIN) {
+        out.push(0xd2);
+        out.extend_from_slice(&(v as i32).to_be_bytes());
+    } else {
+        out.push(0xd3);
+        out.extend_from_slice(&v.to_be_bytes());
     }
 }
 
@@ -583,6 +645,80 @@ mod tests {
         ]);
         rmpv::encode::write_value(&mut expected, &v).unwrap();
         assert_eq!(out, expected);
+    }
+
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = M> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(M::Nil),
+            any::<bool>().prop_map(M::from),
+            any::<u64>().prop_map(M::from),
+            any::<i64>().prop_map(M::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(M::F64),
+            ".{0,40}".prop_map(|s: String| M::from(s)),
+            (0usize..70_000).prop_map(|n| M::from("k".repeat(n))),
+        ];
+        leaf.prop_recursive(3, 64, 20, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..20).prop_map(M::Array),
+                proptest::collection::vec(("[a-z]{0,5}", inner), 0..20).prop_map(|kv| {
+                    M::Map(
+                        kv.into_iter()
+                            .map(|(k, v): (String, M)| (M::from(k), v))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    fn emit_value(v: &M, w: &mut MsgpackWriter<'_>) {
+        match v {
+            M::Nil => w.null(),
+            M::Boolean(b) => w.bool(*b),
+            M::Integer(i) => match i.as_u64() {
+                Some(u) => w.u64(u),
+                None => w.i64(i.as_i64().unwrap()),
+            },
+            M::F64(f) => w.f64(*f),
+            M::String(s) => w.str(s.as_str().unwrap()),
+            M::Array(a) => {
+                w.begin_array();
+                a.iter().for_each(|x| emit_value(x, w));
+                w.end_array();
+            }
+            M::Map(m) => {
+                w.begin_map();
+                for (k, x) in m {
+                    w.key(k.as_str().unwrap());
+                    emit_value(x, w);
+                }
+                w.end_map();
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        #[test]
+        fn the_writer_produces_what_rmpv_produces(entries in proptest::collection::vec(("[a-z]{1,8}", arb_value()), 0..20)) {
+            let mut out = Vec::new();
+            let mut stack = Vec::new();
+            let mut w = MsgpackWriter::new(&mut out, &mut stack);
+            w.begin_record();
+            for (k, v) in &entries {
+                w.key(k);
+                emit_value(v, &mut w);
+            }
+            w.end_record();
+            let map = M::Map(entries.iter().map(|(k, v)| (M::from(k.as_str()), v.clone())).collect());
+            let mut expected = Vec::new();
+            rmpv::encode::write_value(&mut expected, &map).unwrap();
+            proptest::prop_assert_eq!(out, expected);
+        }
     }
 
     #[test]
