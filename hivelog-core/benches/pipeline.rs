@@ -4,6 +4,8 @@
 //!   `info!(user = "a@b.c", article = "https://example.com/x", "article hit")`: building the
 //!   `Record` (what capture does) and `Pipeline::push`, into a pipeline whose sink only counts.
 //! - `pipeline/enqueue`: `Pipeline::push` alone, the record built beforehand.
+//! - `pipeline/push_sink_hung`: `pipeline/push` while the destination hangs (the budget fills,
+//!   then events are dropped and counted).
 //! - `baseline/fmt_json_to_io_sink`: the same event through `tracing_subscriber::fmt().json()`
 //!   into `io::sink()`, for comparison.
 //! - `pipeline/throughput`: push 100,000 prebuilt records from one thread and wait until the
@@ -115,7 +117,27 @@ fn push(c: &mut Criterion) {
     g.bench_function("enqueue", |b| {
         b.iter_batched(article_hit, |r| p.push(r), BatchSize::SmallInput)
     });
+    // The same while the destination hangs: the queue fills, then every event is dropped and
+    // counted; the caller's cost must not grow.
+    let hung = counting(PipelineConfig::default());
+    hung.stall.store(true, Ordering::Relaxed);
+    g.bench_function("push_sink_hung", |b| {
+        b.iter(|| hung.pipeline.push(black_box(article_hit())))
+    });
     g.finish();
+    let s = hung.pipeline.stats();
+    if s.enqueued > 0 {
+        println!(
+            "push_sink_hung: {} events, {} pending ({:.1} MB), {} dropped (overflow)",
+            s.enqueued,
+            s.pending,
+            s.pending_bytes as f64 / 1e6,
+            s.dropped_overflow
+        );
+    }
+    hung.stall.store(false, Ordering::Relaxed);
+    hung.pipeline
+        .shutdown(Instant::now() + Duration::from_secs(10));
     // CPU time per call of this thread, which a loaded machine distorts far less than wall time.
     let filtered_out = p.stats().enqueued == 0;
     if !filtered_out {
