@@ -569,3 +569,34 @@ fn a_hung_receiver_does_not_slow_the_log_call() {
     );
     assert_eq!(r.count(), 0);
 }
+
+#[tokio::test]
+async fn tls_with_a_private_ca_delivers_and_an_unknown_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = hivelog_tests::forward::tls_material(dir.path());
+    let r = ForwardReceiver::start_tls(ReceiverConfig::default().shared_key("k"), &cert, &key);
+    let cfg = FluentConfig::new(&r.tls_url())
+        .unwrap()
+        .ca_cert(&ca)
+        .shared_key("k");
+    let mut sink = FluentSink::new(cfg, format());
+    assert_eq!(tally(&sink.send(&batch(0..100)).await), [100, 0, 0, 0, 0]);
+    assert_eq!(
+        tally(&sink.send(&batch(100..200)).await),
+        [200 - 100, 0, 0, 0, 0]
+    );
+    assert_eq!(
+        (r.count(), r.connections(), r.handshakes()),
+        (200, 1, (1, 0))
+    );
+    // The same server without its CA in the trust store: refused before anything is sent.
+    let mut sink = FluentSink::new(FluentConfig::new(&r.tls_url()).unwrap(), format());
+    let out = sink.send(&batch(0..1)).await;
+    assert_eq!(tally(&out), [0, 0, 1, 0, 0]);
+    let err = out.error().unwrap();
+    assert!(
+        err.contains("TLS with tls://localhost") && err.contains("certificate"),
+        "{err}"
+    );
+    assert_eq!(r.count(), 200);
+}

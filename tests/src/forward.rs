@@ -206,6 +206,7 @@ struct Running {
 /// A running (or stopped) Forward receiver.
 pub struct ForwardReceiver {
     bind: Bind,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     config: Arc<ReceiverConfig>,
     state: Arc<State>,
     running: Option<Running>,
@@ -230,6 +231,35 @@ impl ForwardReceiver {
         r
     }
 
+    /// Listens on a free 127.0.0.1 port with TLS, presenting `cert_pem` (chain) and `key_pem`.
+    pub fn start_tls(config: ReceiverConfig, cert_pem: &Path, key_pem: &Path) -> ForwardReceiver {
+        let certs: Vec<_> = rustls_pemfile::certs(&mut &std::fs::read(cert_pem).unwrap()[..])
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut &std::fs::read(key_pem).unwrap()[..])
+            .unwrap()
+            .expect("a private key");
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let mut r = ForwardReceiver::new(Bind::Tcp(addr), config);
+        r.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)));
+        r.spawn(Some(Listener::Tcp(listener)));
+        r
+    }
+
+    /// `tls://localhost:PORT`, for a receiver started with [`ForwardReceiver::start_tls`].
+    pub fn tls_url(&self) -> String {
+        format!("tls://localhost:{}", self.port())
+    }
+
     /// Listens on a Unix socket at `path`.
     pub fn start_unix(path: &Path, config: ReceiverConfig) -> ForwardReceiver {
         let mut r = ForwardReceiver::new(Bind::Unix(path.to_owned()), config);
@@ -249,6 +279,7 @@ impl ForwardReceiver {
     fn new(bind: Bind, config: ReceiverConfig) -> ForwardReceiver {
         ForwardReceiver {
             bind,
+            tls: None,
             config: Arc::new(config),
             state: Arc::default(),
             running: None,
@@ -313,6 +344,7 @@ impl ForwardReceiver {
         let bind = self.bind.clone();
         let config = self.config.clone();
         let state = self.state.clone();
+        let tls = self.tls.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("forward-receiver".into())
@@ -342,7 +374,20 @@ impl ForwardReceiver {
                                 match accepted {
                                     Ok(Conn::Tcp(s)) => {
                                         let _ = s.set_nodelay(true);
-                                        conns.spawn(serve(s, config.clone(), state.clone()));
+                                        let (config, state) = (config.clone(), state.clone());
+                                        match tls.clone() {
+                                            None => {
+                                                conns.spawn(serve(s, config, state));
+                                            }
+                                            Some(acceptor) => {
+                                                conns.spawn(async move {
+                                                    match acceptor.accept(s).await {
+                                                        Ok(s) => serve(s, config, state).await,
+                                                        Err(e) => state.error(format!("TLS accept: {e}")),
+                                                    }
+                                                });
+                                            }
+                                        }
                                     }
                                     Ok(Conn::Unix(s)) => {
                                         conns.spawn(serve(s, config.clone(), state.clone()));
@@ -458,6 +503,85 @@ impl AsyncListener {
             AsyncListener::Unix(l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
         }
     }
+}
+
+/// Writes a throwaway CA and a `localhost`/127.0.0.1 server certificate signed by it into
+/// `dir` with the `openssl` command; returns `(ca.pem, server-chain.pem, server-key.pem)`.
+pub fn tls_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=hivelog test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
 }
 
 /// The SHA-512 of the parts, concatenated, in lowercase hex.
