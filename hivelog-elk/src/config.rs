@@ -292,7 +292,17 @@ impl EsConfig {
             self.timeout = t;
         }
         if let Some(p) = env.get("HIVELOG_ES_DEAD_LETTER") {
-            self.dead_letter = Some(PathBuf::from(p));
+            let path = PathBuf::from(p);
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if path.is_dir() || dir.is_some_and(|d| !d.is_dir()) {
+                return Err(ConfigError::invalid(
+                    "HIVELOG_ES_DEAD_LETTER",
+                    p,
+                    "a file path in an existing directory",
+                    "a path such as /var/log/app/es-rejected.ndjson (the file is created on the first rejection)",
+                ));
+            }
+            self.dead_letter = Some(path);
         }
         if let Some(s) = env.bool("HIVELOG_ES_SETUP")? {
             self.setup = s;
@@ -1020,6 +1030,7 @@ mod tests {
             ("HIVELOG_ES_MAX_BATCH_BYTES", "lots"),
             ("HIVELOG_ES_TIMEOUT", "0"),
             ("HIVELOG_ES_SETUP", "maybe"),
+            ("HIVELOG_ES_DEAD_LETTER", "/nonexistent-dir/x.ndjson"),
         ] {
             let err = EsConfig::from_env(&env(&[("HIVELOG_ES_URL", "http://h"), (k, v)]))
                 .unwrap_err()

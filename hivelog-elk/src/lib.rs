@@ -14,9 +14,8 @@
 //!   throttled or hit a server error are retried; documents the cluster refuses (a mapping
 //!   conflict) are rejected with their `error.type: reason`, counted, optionally written to a
 //!   dead-letter file, and never hold up the rest.
-//! - **Never loop on what cannot succeed.** 401/403 fail the batch (never retried) with a message
-//!   saying which variables to check; a
-//!   413 splits the batch instead of resending it as is.
+//! - **Never loop on what cannot succeed.** 401/403 fail the batch (never retried) with a
+//!   message saying which variables to check; a 413 splits the batch instead of resending it.
 //! - **Fail at `init`.** URLs, the Cloud ID, the index template (against Elasticsearch's
 //!   index-name rules), the API key and the CA file are checked when the configuration is
 //!   read, with messages naming the variable.
@@ -41,3 +40,47 @@ pub use config::{
 pub use request::{BULK_PATH, NDJSON};
 pub use setup::TEMPLATE_PRIORITY;
 pub use sink::EsSink;
+
+/// The sink's encoder on its own, for benchmarks (not a stable API).
+#[doc(hidden)]
+pub mod bench {
+    use std::sync::Arc;
+
+    use hivelog_core::{Format, Record};
+
+    use crate::request::{BulkEncoder, Encoded};
+    use crate::EsConfig;
+
+    /// Encodes batches exactly as [`crate::EsSink`] does before sending.
+    #[derive(Debug)]
+    pub struct Encoder {
+        inner: BulkEncoder,
+        out: Encoded,
+        max_bytes: usize,
+        max_docs: usize,
+    }
+
+    impl Encoder {
+        /// An encoder for `config` and `format`.
+        pub fn new(config: &EsConfig, format: Arc<Format>) -> Self {
+            Encoder {
+                inner: BulkEncoder::new(format, config.action, config.index.clone()),
+                out: Encoded::default(),
+                max_bytes: config.max_batch_bytes,
+                max_docs: config.max_batch_docs,
+            }
+        }
+
+        /// Encodes as much of `batch` as one request takes; returns (documents, bytes).
+        pub fn encode(&mut self, batch: &[Record]) -> (usize, usize) {
+            self.inner
+                .encode(batch, self.max_bytes, self.max_docs, &mut self.out);
+            (self.out.len(), self.out.body.len())
+        }
+
+        /// The last body.
+        pub fn body(&self) -> &[u8] {
+            &self.out.body
+        }
+    }
+}

@@ -76,7 +76,7 @@ impl Transport {
         self.next = (self.next + 1) % n;
         let mut last = String::new();
         for k in 0..n {
-            let url = format!("{}{path}", self.nodes[(first + k) % n]);
+            let mut url = format!("{}{path}", self.nodes[(first + k) % n]);
             let mut req = client
                 .request(method.clone(), &url)
                 .header(CONTENT_TYPE, content_type)
@@ -85,7 +85,11 @@ impl Transport {
                 req = req.header(CONTENT_ENCODING, "gzip");
             }
             match req.send().await {
-                Ok(resp) => return read(resp, url, cap).await,
+                Ok(resp) => {
+                    // Messages name the endpoint, not the long filter_path query.
+                    url.truncate(url.find('?').unwrap_or(url.len()));
+                    return read(resp, url, cap).await;
+                }
                 Err(e) if e.is_connect() && k + 1 < n => {
                     last = describe(&e);
                     continue;
@@ -104,10 +108,9 @@ async fn read(mut resp: reqwest::Response, url: String, cap: usize) -> Result<An
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut body = Vec::with_capacity(
-        resp.content_length()
-            .map_or(4096, |l| l.min(cap as u64) as usize),
-    );
+    // A claimed length is a hint only: never reserve more than 1 MiB up front on its word.
+    let hint = resp.content_length().unwrap_or(4096).min(1 << 20) as usize;
+    let mut body = Vec::with_capacity(hint);
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {

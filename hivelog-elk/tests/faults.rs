@@ -497,3 +497,20 @@ fn setup_installs_an_index_template_before_the_first_batch() {
     );
     assert_eq!(reqs[1].path(), "/_bulk");
 }
+
+#[test]
+fn debug_output_never_shows_credentials() {
+    let config = EsConfig::new("https://bob:hunter2@127.0.0.1:9200")
+        .unwrap()
+        .api_key("myid:topsecretkey")
+        .unwrap();
+    let s = sink(config.clone());
+    for text in [format!("{config:?}"), format!("{s:?}")] {
+        assert!(
+            !text.contains("hunter2") && !text.contains("topsecretkey"),
+            "{text}"
+        );
+        // base64("myid:topsecretkey") must not leak either.
+        assert!(!text.contains("bXlpZDp0b3BzZWNyZXRrZXk"), "{text}");
+    }
+}
