@@ -363,14 +363,13 @@ impl FluentSink {
         };
         let conn = self.conn.as_mut().expect("connected above");
         // Write every message, then wait for all acks: one round trip per batch.
-        if let Err(e) = conn
-            .write_all(&self.buf[..messages.last().unwrap().range.end])
-            .await
-        {
+        let wire = &self.buf[..messages.last().unwrap().range.end];
+        if let Err(e) = conn.write_all(wire).await {
             self.conn = None;
             retry_all(&mut outcomes, e.to_string());
             return outcomes;
         }
+        outcomes.add_bytes_sent(wire.len() as u64);
         if !self.config.ack {
             return outcomes;
         }

@@ -118,6 +118,7 @@ async fn every_event_arrives_once_with_exact_nanosecond_time_and_the_json_fields
         (m[0].mode, m[0].size, m[0].acked),
         (Mode::PackedForward, Some(2000), true)
     );
+    assert_eq!(out.bytes_sent(), m[0].bytes as u64);
     assert!(r.errors().is_empty(), "{:?}", r.errors());
 }
 
