@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hivelog_core::format::{Schema, TimestampFormat};
 use hivelog_core::{ConfigError, Env, Format, FormatBuilder, Pipeline, PipelineConfig};
@@ -35,6 +36,7 @@ pub struct Builder {
     pipeline: PipelineConfig,
     env: Option<Env>,
     panic_hook: bool,
+    heartbeat: Option<Duration>,
     #[cfg(feature = "fluent")]
     fluent: Option<hivelog_fluent::FluentConfig>,
     #[cfg(feature = "elk")]
@@ -55,6 +57,7 @@ impl Default for Builder {
             pipeline: PipelineConfig::default(),
             env: None,
             panic_hook: true,
+            heartbeat: None,
             #[cfg(feature = "fluent")]
             fluent: None,
             #[cfg(feature = "elk")]
@@ -144,6 +147,12 @@ impl Builder {
         self
     }
 
+    /// Emits a `hivelog.heartbeat` INFO event with the counters this often (`HIVELOG_HEARTBEAT`).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = Some(every);
+        self
+    }
+
     /// Ships to Fluentd / Fluent Bit (`HIVELOG_FLUENT_ADDR` overrides this whole setting).
     #[cfg(feature = "fluent")]
     pub fn fluent(mut self, config: hivelog_fluent::FluentConfig) -> Self {
@@ -179,9 +188,11 @@ impl Builder {
     /// Builds the subscriber without installing it: for tests (`tracing::dispatcher::with_default`)
     /// and programs that install their own. Starts the sinks' threads.
     pub fn try_build(self) -> Result<(Dispatch, Guard), ConfigError> {
-        let (layer, outputs, _) = self.build_layer()?;
+        let (layer, mut outputs, _) = self.build_layer()?;
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+        outputs.start_heartbeat(dispatch.clone());
         Ok((
-            Dispatch::new(tracing_subscriber::registry().with(layer)),
+            dispatch,
             Guard {
                 outputs,
                 done: false,
@@ -245,6 +256,13 @@ impl Builder {
                 });
             }
         }
+        outputs.heartbeat_every = env
+            .parse(
+                "HIVELOG_HEARTBEAT",
+                "a heartbeat interval",
+                crate::heartbeat::parse,
+            )?
+            .unwrap_or(self.heartbeat);
         config::warn_unused(&env);
         let layer = HivelogLayer::new(routes, format.capture_options());
         Ok((layer, outputs, format))

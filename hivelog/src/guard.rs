@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use hivelog_core::{Pipeline, Stats};
 
+use crate::heartbeat::Heartbeat;
 use crate::output::{Local, LocalReport};
 
 /// Everything hivelog writes to: the local output and each sink's pipeline.
@@ -14,9 +15,30 @@ pub(crate) struct Outputs {
     pub(crate) local: Option<Arc<Local>>,
     pub(crate) sinks: Vec<Pipeline>,
     pub(crate) shutdown_timeout: Duration,
+    /// `HIVELOG_HEARTBEAT`, started by [`Outputs::start_heartbeat`] once the dispatch exists.
+    pub(crate) heartbeat_every: Option<Duration>,
+    pub(crate) heartbeat: Option<Arc<Heartbeat>>,
 }
 
 impl Outputs {
+    /// Starts the heartbeat, if configured, emitting through `dispatch`.
+    pub(crate) fn start_heartbeat(&mut self, dispatch: tracing::Dispatch) {
+        let Some(every) = self.heartbeat_every else {
+            return;
+        };
+        let me = self.clone();
+        match Heartbeat::start(every, dispatch, move || me.report()) {
+            Ok(hb) => self.heartbeat = Some(hb),
+            Err(e) => {
+                hivelog_core::diag::warn(
+                    "heartbeat",
+                    "spawn",
+                    format!("cannot start the heartbeat thread: {e}"),
+                );
+            }
+        }
+    }
+
     pub(crate) fn report(&self) -> Report {
         Report {
             local: self.local.as_ref().map(|l| l.report()),
@@ -53,6 +75,9 @@ impl Outputs {
     }
 
     pub(crate) fn shutdown(&self, timeout: Duration) -> Report {
+        if let Some(hb) = &self.heartbeat {
+            hb.stop();
+        }
         let deadline = Instant::now() + timeout;
         self.each(|p| p.shutdown(deadline))
     }

@@ -23,6 +23,7 @@ mod builder;
 mod config;
 mod file;
 mod guard;
+mod heartbeat;
 mod layer;
 mod output;
 mod panic;
@@ -97,7 +98,7 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
         return Err(ConfigError::AlreadyInitialized);
     }
     let hook = builder.wants_panic_hook();
-    let (layer, outputs, _) = builder
+    let (layer, mut outputs, _) = builder
         .build_layer()
         .inspect_err(|_| CLAIMED.store(false, Ordering::SeqCst))?;
     let max = layer.max_level();
@@ -121,6 +122,7 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
     {
         hivelog_core::diag::warn("config", "log", "another `log` logger is installed; `log` records from dependencies will not reach hivelog");
     }
+    outputs.start_heartbeat(tracing::dispatcher::get_default(|d| d.clone()));
     let _ = GLOBAL.set(outputs.clone());
     if hook {
         panic::install(

@@ -15,6 +15,7 @@ fn each_bad_value_names_the_variable_the_value_and_the_expectation() {
         ("HIVELOG_FILE_ROTATION", "weekly", "HIVELOG_FILE_ROTATION: 'weekly' is not a rotation; expected never, hourly, daily, or a size of at least 1KB (100MB)"),
         ("HIVELOG_FILE_KEEP", "-1", "HIVELOG_FILE_KEEP: '-1' is not a number in range; expected an integer from 1 to 100000"),
         ("HIVELOG_MAX_EVENT_BYTES", "10", "HIVELOG_MAX_EVENT_BYTES: '10' is not an event size; expected a size from 1KiB to 64MiB (1MiB)"),
+        ("HIVELOG_HEARTBEAT", "10ms", "HIVELOG_HEARTBEAT: '10ms' is not a heartbeat interval; expected off, or a duration of at least 1s (30s, 30m, 1h)"),
         ("HIVELOG_EXTRA", "novalue", "HIVELOG_EXTRA: 'novalue' is not valid extra fields; expected 'k=v,k2=v2' or a JSON object ('novalue' has no key=value)"),
     ];
     for (var, value, expected) in cases {

@@ -404,3 +404,32 @@ fn pretty_format_is_one_readable_line_per_event() {
     );
     assert!(!text.contains("secret") && !text.contains('\x1b'));
 }
+
+#[test]
+fn the_heartbeat_reports_the_counters_periodically_until_shutdown() {
+    let buf = support::Buf::default();
+    let env = hivelog::Env::from_pairs([("HIVELOG_HEARTBEAT", "1s")]);
+    let (dispatch, guard) = hivelog::builder()
+        .env(env)
+        .writer(buf.clone())
+        .try_build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || info!("work"));
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    drop(guard);
+    let beats: Vec<_> = support::parse(&buf.text())
+        .into_iter()
+        .filter(|l| l["message"] == "hivelog.heartbeat")
+        .collect();
+    assert_eq!(beats.len(), 2, "{}", buf.text());
+    assert_eq!(beats[0]["target"], "hivelog");
+    assert_eq!(beats[0]["written"], 1);
+    assert_eq!(beats[1]["written"], 2);
+    assert!(beats[0]["dropped"].is_u64() && beats[0]["pending"].is_u64());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let after = support::parse(&buf.text())
+        .iter()
+        .filter(|l| l["message"] == "hivelog.heartbeat")
+        .count();
+    assert_eq!(after, 2, "no heartbeat after shutdown");
+}
