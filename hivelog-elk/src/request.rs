@@ -30,13 +30,18 @@ pub const BULK_PATH: &str =
     "/_bulk?filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason";
 
 /// One encoded batch: the body and where each record sits in it.
+///
+/// The positions stay valid after the body is moved out (into the `Bytes` that is sent), so the
+/// sink can slice halves and rejected documents out of the sent buffer without copying.
 #[derive(Debug, Default)]
 pub(crate) struct Encoded {
     /// The NDJSON body of the records included.
     pub(crate) body: Vec<u8>,
     /// For each included record: where its action line starts and where its document starts.
-    /// Its pair of lines ends where the next record's starts (or at `body.len()`).
+    /// Its pair of lines ends where the next record's starts (or at `end`).
     pub(crate) starts: Vec<(usize, usize)>,
+    /// The body's length.
+    pub(crate) end: usize,
 }
 
 impl Encoded {
@@ -45,21 +50,23 @@ impl Encoded {
         self.starts.len()
     }
 
+    fn end_of(&self, i: usize) -> usize {
+        self.starts.get(i + 1).map_or(self.end, |s| s.0)
+    }
+
     /// Byte range of records `from..to` (both lines of each).
     pub(crate) fn range(&self, from: usize, to: usize) -> std::ops::Range<usize> {
-        let end = self.starts.get(to).map_or(self.body.len(), |s| s.0);
-        self.starts[from].0..end
+        self.starts[from].0..self.end_of(to - 1)
     }
 
-    /// The document line of record `i`, without its newline.
-    pub(crate) fn document(&self, i: usize) -> &[u8] {
-        let end = self.starts.get(i + 1).map_or(self.body.len(), |s| s.0);
-        &self.body[self.starts[i].1..end - 1]
+    /// Byte range of the document line of record `i`, without its newline.
+    pub(crate) fn document(&self, i: usize) -> std::ops::Range<usize> {
+        self.starts[i].1..self.end_of(i) - 1
     }
 
-    /// The action line of record `i`, without its newline.
-    pub(crate) fn action_line(&self, i: usize) -> &[u8] {
-        &self.body[self.starts[i].0..self.starts[i].1 - 1]
+    /// Byte range of the action line of record `i`, without its newline.
+    pub(crate) fn action_line(&self, i: usize) -> std::ops::Range<usize> {
+        self.starts[i].0..self.starts[i].1 - 1
     }
 }
 
@@ -154,6 +161,7 @@ impl BulkEncoder {
             }
             out.starts.push((start, doc));
         }
+        out.end = out.body.len();
     }
 }
 
@@ -232,13 +240,16 @@ mod tests {
         assert!(id2.ends_with("ff"));
         let doc: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(doc["message"], "a\nb");
-        assert_eq!(out.document(1), lines[3].as_bytes());
-        assert_eq!(out.action_line(0), lines[0].as_bytes());
+        assert_eq!(&out.body[out.document(1)], lines[3].as_bytes());
+        assert_eq!(&out.body[out.action_line(0)], lines[0].as_bytes());
         // Another sink instance has another salt.
         let mut e2 = encoder("logs-{service}");
         let mut out2 = Encoded::default();
         e2.encode(&batch[..1], usize::MAX, usize::MAX, &mut out2);
-        assert_ne!(out2.action_line(0), out.action_line(0));
+        assert_ne!(
+            &out2.body[out2.action_line(0)],
+            &out.body[out.action_line(0)]
+        );
     }
 
     #[test]
@@ -253,8 +264,8 @@ mod tests {
         ];
         e.encode(&batch, usize::MAX, usize::MAX, &mut out);
         let idx = |i: usize| {
-            serde_json::from_slice::<serde_json::Value>(out.action_line(i)).unwrap()["create"]
-                ["_index"]
+            serde_json::from_slice::<serde_json::Value>(&out.body[out.action_line(i)]).unwrap()
+                ["create"]["_index"]
                 .as_str()
                 .unwrap()
                 .to_owned()

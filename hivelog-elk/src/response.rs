@@ -167,20 +167,60 @@ impl Item {
 }
 
 /// Parses a bulk answer; `Err` says why it is not one.
+///
+/// When `errors: false` comes before `items` (as Elasticsearch writes it), the items are
+/// skipped without being built: every one of them succeeded, and a 10,000-item answer is
+/// then read at scanning speed.
 pub(crate) fn parse_bulk(body: &[u8]) -> Result<BulkResponse, String> {
-    #[derive(Deserialize)]
-    struct Raw {
-        #[serde(default)]
-        errors: bool,
-        #[serde(default)]
-        items: Option<Vec<RawItem>>,
+    serde_json::from_slice::<RawResponse>(body)
+        .map(|r| r.0)
+        .map_err(|e| format!("unreadable bulk response ({e}): {}", error_summary(body)))
+}
+
+struct RawResponse(BulkResponse);
+
+impl<'de> Deserialize<'de> for RawResponse {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Field {
+            Errors,
+            Items,
+            #[serde(other)]
+            Other,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawResponse;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a bulk response object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawResponse, A::Error> {
+                let mut errors = None;
+                let mut items = None;
+                while let Some(key) = map.next_key::<Field>()? {
+                    match key {
+                        Field::Errors => errors = Some(map.next_value::<bool>()?),
+                        Field::Items if errors == Some(false) => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        Field::Items => {
+                            let v: Vec<RawItem> = map.next_value()?;
+                            items = Some(v.into_iter().map(|i| i.0).collect());
+                        }
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RawResponse(BulkResponse {
+                    errors: errors.unwrap_or(false),
+                    items,
+                }))
+            }
+        }
+        d.deserialize_map(V)
     }
-    let raw: Raw = serde_json::from_slice(body)
-        .map_err(|e| format!("unreadable bulk response ({e}): {}", error_summary(body)))?;
-    Ok(BulkResponse {
-        errors: raw.errors,
-        items: raw.items.map(|v| v.into_iter().map(|i| i.0).collect()),
-    })
 }
 
 /// `{"<action>": {"status": …, "error": {…}}}`, whatever the action's name.

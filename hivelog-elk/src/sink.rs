@@ -153,6 +153,8 @@ impl Sink for EsSink {
         self.encoder
             .encode(batch, self.max_bytes, self.max_docs, &mut self.encoded);
         let count = self.encoded.len();
+        // The body moves into a `Bytes` that requests share by slice; it is reclaimed below.
+        let body = Bytes::from(std::mem::take(&mut self.encoded.body));
         for i in count..n {
             out.defer(i);
         }
@@ -162,10 +164,9 @@ impl Sink for EsSink {
         while let Some((from, to)) = todo.pop() {
             let range = self.encoded.range(from, to);
             let len = range.len();
-            let raw = &self.encoded.body[range];
             let (payload, gz) = match self.compression {
-                Compression::Gzip => (Bytes::from(gzip(raw)), true),
-                Compression::None => (Bytes::copy_from_slice(raw), false),
+                Compression::Gzip => (Bytes::from(gzip(&body[range])), true),
+                Compression::None => (body.slice(range), false),
             };
             let wire_len = payload.len() as u64;
             let answer = self
@@ -218,7 +219,7 @@ impl Sink for EsSink {
                     let reason = format!(
                         "request_entity_too_large: the document ({len} bytes with its action line) is larger than the server accepts (http.max_content_length)"
                     );
-                    self.dead_letter_write(from, 413, &reason);
+                    self.dead_letter_write(&body, from, 413, &reason);
                     out.reject(from, reason);
                     continue;
                 }
@@ -265,7 +266,7 @@ impl Sink for EsSink {
                         retry_reason.get_or_insert(reason);
                     }
                     ItemOutcome::Rejected(reason) => {
-                        self.dead_letter_write(i, item.status, &reason);
+                        self.dead_letter_write(&body, i, item.status, &reason);
                         out.reject(i, reason);
                     }
                 }
@@ -285,14 +286,19 @@ impl Sink for EsSink {
                 out.set_error(format!("{retried} of {count} documents to retry: {reason}"));
             }
         }
+        // Reuse the buffer when no request holds a slice of it any more (the usual case).
+        if let Ok(buf) = body.try_into_mut() {
+            self.encoded.body = buf.into();
+        }
         out
     }
 }
 
 impl EsSink {
-    fn dead_letter_write(&mut self, i: usize, status: u16, reason: &str) {
+    fn dead_letter_write(&mut self, body: &[u8], i: usize, status: u16, reason: &str) {
         if let Some(dl) = &mut self.dead_letter {
-            let (action, doc) = (self.encoded.action_line(i), self.encoded.document(i));
+            let action = &body[self.encoded.action_line(i)];
+            let doc = &body[self.encoded.document(i)];
             if let Err(e) = dl.write(status, reason, action, doc) {
                 diag::warn(
                     "elasticsearch",
