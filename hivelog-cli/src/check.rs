@@ -1,0 +1,99 @@
+//! `hivelog check`: validate, print, probe, and turn the result into an exit code.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hivelog::cloudwatch::CloudWatchConfig;
+use hivelog::elk::EsConfig;
+use hivelog::fluent::FluentConfig;
+use hivelog_core::{ConfigError, Env, FormatBuilder, PipelineConfig};
+
+use crate::args::CheckOptions;
+use crate::probe::{self, Destinations};
+use crate::report::{self, Report};
+use crate::scrub::Scrubber;
+use crate::settings::{self, Resolved, Vars};
+
+/// Exit code: the configuration is valid and every destination accepted the test event.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a destination is unreachable, refused the credentials or the event.
+pub const EXIT_DESTINATION: u8 = 1;
+/// Exit code: the configuration (or the command line) is invalid.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Runs the check on the process environment and prints the report; returns the exit code.
+pub fn run(opts: &CheckOptions) -> u8 {
+    let vars = Vars::from_process();
+    let scrubber = Scrubber::new(vars.iter());
+    let (resolved, config_error) = match resolve(opts.service.as_deref()) {
+        Ok(r) => (Some(r), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let mut report = Report {
+        sections: settings::sections(&vars, resolved.as_ref()),
+        config_error,
+        destinations: Vec::new(),
+        timeout: opts.timeout,
+    };
+    let mut stdout = std::io::stdout().lock();
+    if !opts.json {
+        // The configuration first: it is useful while the destinations are being tried.
+        let _ = stdout.write_all(report::config_text(&report, &scrubber).as_bytes());
+        let _ = stdout.flush();
+    }
+    if let Some(r) = resolved {
+        let dest = Destinations {
+            fluent: r.fluent,
+            es: r.es,
+            cloudwatch: r.cloudwatch,
+        };
+        match probe::probe_all(dest, &r.format, opts.timeout) {
+            Ok(p) => report.destinations = p,
+            Err(e) => {
+                eprintln!("hivelog: cannot start a runtime to test the destinations: {e}");
+                return EXIT_DESTINATION;
+            }
+        }
+    }
+    let text = if opts.json {
+        report::json(&report, &scrubber) + "\n"
+    } else {
+        report::destinations_text(&report, &scrubber)
+    };
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+    report.exit_code()
+}
+
+/// Validates the environment with `try_init`'s own code, then resolves what the check needs.
+///
+/// `try_build` is the whole of `try_init` but installing: every variable is parsed by the
+/// code that parses it in a service, in the same order, so the first error is the one the
+/// service would report. It starts the sinks' pipelines, which are shut down at once with a
+/// zero deadline (nothing was logged through them).
+fn resolve(service: Option<&str>) -> Result<Resolved, ConfigError> {
+    let mut builder = hivelog::builder()
+        .env(Env::from_process())
+        .output(hivelog::Output::None)
+        .panic_hook(false);
+    if let Some(s) = service {
+        builder = builder.service(s);
+    }
+    let (_dispatch, guard) = builder.try_build()?;
+    guard.shutdown(Duration::ZERO);
+
+    // The same parsers again, for the values the facade keeps to itself.
+    let env = Env::from_process();
+    let mut format = FormatBuilder::default();
+    if let Some(s) = service {
+        format = format.service(s);
+    }
+    Ok(Resolved {
+        format: Arc::new(format.apply_env(&env)?.build()),
+        pipeline: PipelineConfig::default().apply_env(&env)?,
+        fluent: FluentConfig::from_env(&env)?,
+        es: EsConfig::from_env(&env)?,
+        cloudwatch: CloudWatchConfig::from_env(&env)?,
+    })
+}

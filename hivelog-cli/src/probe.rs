@@ -1,0 +1,329 @@
+//! Sending one test event to each destination, and reading what happened from the sink's
+//! [`Outcomes`].
+//!
+//! Each sink is built as the service would build it (`XSink::new(config, format)`), then
+//! `start` (connect, handshake, create the stream) and `send` run once, directly, with no
+//! pipeline around them: the pipeline would retry and back off, and this tool wants the first
+//! answer. All destinations are probed at once on one current-thread runtime, each under its
+//! own deadline, so the whole check takes at most about one `--timeout`.
+//!
+//! The sinks report a failure as text (the `Outcomes` error), so "authenticated" and
+//! "reachable" are read from it: HTTP 401/403, AWS credential errors and a refused Forward
+//! handshake mean the destination answered but refused us; connection refused, DNS errors and
+//! timeouts mean nothing answered. A rejected event means both worked and the destination
+//! refused the event itself, with its reason.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hivelog::cloudwatch::{CloudWatchConfig, CloudWatchSink};
+use hivelog::elk::{EsConfig, EsSink};
+use hivelog::fluent::{FluentConfig, FluentSink};
+use hivelog_core::record::{Str, Value};
+use hivelog_core::{Format, Outcome, Outcomes, Record, Sink};
+
+/// Time given to `Sink::close` after the test (closing a Forward connection cleanly).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What one destination did with the test event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// `fluent`, `elasticsearch`, `cloudwatch`.
+    pub sink: &'static str,
+    /// Where it sends (address, node URLs, log group and endpoint).
+    pub target: String,
+    /// Whether the destination answered; `None` when this cannot be told.
+    pub reachable: Option<bool>,
+    /// Whether it accepted our credentials; `None` when it never got to check them.
+    pub authenticated: Option<bool>,
+    /// Whether it accepted the test event.
+    pub accepted: bool,
+    /// How long `send` took (the event's round trip), when it finished in time.
+    pub round_trip: Option<Duration>,
+    /// How long `start` took (connection, handshake, setup calls).
+    pub start: Option<Duration>,
+    /// Why it failed, in the sink's words.
+    pub detail: Option<String>,
+}
+
+/// The destinations to test.
+#[derive(Debug, Default)]
+pub struct Destinations {
+    /// Fluentd / Fluent Bit.
+    pub fluent: Option<FluentConfig>,
+    /// Elasticsearch / OpenSearch.
+    pub es: Option<EsConfig>,
+    /// CloudWatch Logs.
+    pub cloudwatch: Option<CloudWatchConfig>,
+}
+
+/// Tests every destination at once, each within `timeout`; results in the order fluent,
+/// elasticsearch, cloudwatch.
+pub fn probe_all(
+    dest: Destinations,
+    format: &Arc<Format>,
+    timeout: Duration,
+) -> std::io::Result<Vec<Probe>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let record = || test_record(format);
+    // The sinks are built inside the runtime: a client may register with it when created.
+    let results = rt.block_on(async {
+        let fluent = dest.fluent.map(|c| {
+            let target = c.address().to_string();
+            probe(
+                FluentSink::new(c, format.clone()),
+                target,
+                record(),
+                timeout,
+            )
+        });
+        let es = dest.es.map(|c| {
+            let target = c.nodes().join(",");
+            probe(EsSink::new(c, format.clone()), target, record(), timeout)
+        });
+        let cloudwatch = dest.cloudwatch.map(|c| {
+            let target = cloudwatch_target(&c);
+            probe(
+                CloudWatchSink::new(c, format.clone()),
+                target,
+                record(),
+                timeout,
+            )
+        });
+        let (a, b, c) = tokio::join!(optional(fluent), optional(es), optional(cloudwatch));
+        [a, b, c]
+    });
+    Ok(results.into_iter().flatten().collect())
+}
+
+async fn optional<F: Future<Output = Probe>>(f: Option<F>) -> Option<Probe> {
+    match f {
+        Some(f) => Some(f.await),
+        None => None,
+    }
+}
+
+fn cloudwatch_target(c: &CloudWatchConfig) -> String {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    match (endpoint, region) {
+        (Some(e), _) => format!("log group {} at {e}", c.group_name()),
+        (None, Some(r)) => format!("log group {} in {r}", c.group_name()),
+        (None, None) => format!("log group {}", c.group_name()),
+    }
+}
+
+/// The test event: INFO, target `hivelog::check`, "hivelog check from <host>", and a
+/// `check_id` field to find it at the destination.
+pub fn test_record(format: &Format) -> Record {
+    let mut r = Record::new(
+        tracing::Level::INFO,
+        Str::Static("hivelog::check"),
+        format.max_event_bytes(),
+        1,
+    );
+    r.module = Some(Str::Static("hivelog::check"));
+    let msg = r
+        .fields
+        .push_fmt(format_args!("hivelog check from {}", format.hostname()));
+    r.message = Some(msg);
+    let (secs, nanos) = r.unix_time();
+    let id = r.fields.push_fmt(format_args!(
+        "{}-{}-{secs}{nanos:09}",
+        format.hostname(),
+        std::process::id()
+    ));
+    r.fields.push("check_id", Value::Str(id));
+    r
+}
+
+async fn probe<S: Sink>(mut sink: S, target: String, record: Record, timeout: Duration) -> Probe {
+    let name = sink.name();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let t0 = Instant::now();
+    let mut start = None;
+    let mut round_trip = None;
+    let run = async {
+        sink.start().await;
+        start = Some(t0.elapsed());
+        let t1 = Instant::now();
+        let outcomes = sink.send(std::slice::from_ref(&record)).await;
+        round_trip = Some(t1.elapsed());
+        outcomes
+    };
+    let result = tokio::time::timeout_at(deadline, run).await;
+    let mut p = match result {
+        Ok(outcomes) => classify(name, target, &outcomes),
+        Err(_) => Probe {
+            sink: name,
+            target,
+            reachable: Some(false),
+            authenticated: None,
+            accepted: false,
+            round_trip: None,
+            start: None,
+            detail: Some(if start.is_some() {
+                format!("the test event was not confirmed within {timeout:?} (--timeout)")
+            } else {
+                format!("no connection within {timeout:?} (--timeout)")
+            }),
+        },
+    };
+    p.start = start;
+    p.round_trip = round_trip;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+    p
+}
+
+/// Reads one test event's outcome.
+pub fn classify(sink: &'static str, target: String, o: &Outcomes) -> Probe {
+    let mut p = Probe {
+        sink,
+        target,
+        reachable: Some(true),
+        authenticated: Some(true),
+        accepted: false,
+        round_trip: None,
+        start: None,
+        detail: None,
+    };
+    match o.as_slice().first() {
+        Some(Outcome::Delivered) => p.accepted = true,
+        Some(Outcome::Rejected(i)) => {
+            p.detail = Some(format!("the event was rejected: {}", o.reason(*i)));
+        }
+        None => p.detail = Some("the sink reported no outcome".to_owned()),
+        Some(Outcome::Retry | Outcome::Failed | Outcome::Deferred) => {
+            let err = o.error().unwrap_or("failed without a message");
+            match failure_kind(err) {
+                Failure::NoCredentials => {
+                    p.reachable = None;
+                    p.authenticated = Some(false);
+                }
+                Failure::Auth => p.authenticated = Some(false),
+                Failure::Unreachable => {
+                    p.reachable = Some(false);
+                    p.authenticated = None;
+                }
+                Failure::Other => p.authenticated = None,
+            }
+            p.detail = Some(err.to_owned());
+        }
+    }
+    p
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// No credentials to send: nothing was attempted.
+    NoCredentials,
+    /// The destination refused the credentials.
+    Auth,
+    /// Nothing answered.
+    Unreachable,
+    /// The destination answered with another error (5xx, throttling, protocol).
+    Other,
+}
+
+fn failure_kind(err: &str) -> Failure {
+    let e = err.to_ascii_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| e.contains(w));
+    if any(&[
+        "no credentials",
+        "loading credentials",
+        "credentials provider",
+        "construct request",
+    ]) {
+        Failure::NoCredentials
+    } else if any(&[
+        " 401",
+        " 403",
+        "unauthorized",
+        "forbidden",
+        "authenticat",
+        "credential",
+        "access denied",
+        "accessdenied",
+        "unrecognizedclient",
+        "signature",
+        "security token",
+        "clienttokenid",
+        "shared_key",
+        "refused the handshake",
+        "during the handshake",
+        "handshake required",
+        "api key",
+    ]) {
+        Failure::Auth
+    } else if any(&[
+        "connection refused",
+        "cannot connect",
+        "error trying to connect",
+        "tcp connect",
+        "connect error",
+        "dns error",
+        "failed to lookup",
+        "name or service not known",
+        "no route to host",
+        "network is unreachable",
+        "dispatch failure",
+        "timed out",
+        "timeout",
+    ]) {
+        Failure::Unreachable
+    } else {
+        Failure::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_read_from_the_sinks_messages() {
+        assert_eq!(
+            failure_kind("Elasticsearch at http://h answered 401 Unauthorized (x): check HIVELOG_ES_USERNAME"),
+            Failure::Auth
+        );
+        assert_eq!(
+            failure_kind("tcp://127.0.0.1:1 refused the handshake: shared_key mismatch; check"),
+            Failure::Auth
+        );
+        assert_eq!(
+            failure_kind("cannot connect to tcp://127.0.0.1:1: Connection refused (os error 111)"),
+            Failure::Unreachable
+        );
+        assert_eq!(
+            failure_kind("PutLogEvents: dispatch failure: io error: Connection refused"),
+            Failure::Unreachable
+        );
+        assert_eq!(
+            failure_kind("Elasticsearch at http://h answered 503 Service Unavailable"),
+            Failure::Other
+        );
+    }
+
+    #[test]
+    fn a_rejected_event_was_reachable_and_authenticated() {
+        let mut o = Outcomes::delivered(1);
+        o.reject(0, "mapper_parsing_exception: bad");
+        let p = classify("elasticsearch", "h".into(), &o);
+        assert_eq!(
+            (p.reachable, p.authenticated, p.accepted),
+            (Some(true), Some(true), false)
+        );
+        assert!(p.detail.unwrap().contains("mapper_parsing_exception"));
+        let p = classify("elasticsearch", "h".into(), &Outcomes::delivered(1));
+        assert!(p.accepted && p.detail.is_none());
+    }
+}

@@ -1,0 +1,202 @@
+//! Printing the check: aligned text for people, one JSON object (`--json`) for machines.
+//! Every string goes through the [`Scrubber`] on its way out.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::probe::Probe;
+use crate::scrub::Scrubber;
+use crate::settings::Section;
+
+/// Everything `hivelog check` found.
+#[derive(Debug)]
+pub struct Report {
+    /// The configuration table.
+    pub sections: Vec<Section>,
+    /// The validation error, exactly as `try_init` words it.
+    pub config_error: Option<String>,
+    /// One entry per configured destination (empty when the configuration is invalid).
+    pub destinations: Vec<Probe>,
+    /// The deadline each destination had.
+    pub timeout: Duration,
+}
+
+impl Report {
+    /// 0 when all is well, 1 when a destination failed, 2 when the configuration is invalid.
+    pub fn exit_code(&self) -> u8 {
+        if self.config_error.is_some() {
+            crate::check::EXIT_CONFIG
+        } else if self.destinations.iter().any(|p| !p.accepted) {
+            crate::check::EXIT_DESTINATION
+        } else {
+            crate::check::EXIT_OK
+        }
+    }
+}
+
+/// The configuration part of the text report.
+pub fn config_text(r: &Report, s: &Scrubber) -> String {
+    let mut out = String::new();
+    let width = r
+        .sections
+        .iter()
+        .flat_map(|sec| &sec.settings)
+        .map(|v| v.name.len())
+        .max()
+        .unwrap_or(0);
+    let vwidth = r
+        .sections
+        .iter()
+        .flat_map(|sec| &sec.settings)
+        .map(|v| v.value.chars().count())
+        .filter(|n| *n <= 40)
+        .max()
+        .unwrap_or(0);
+    out.push_str("hivelog check\n\nConfiguration (value, then where it came from):\n");
+    for sec in &r.sections {
+        let state = match sec.name {
+            "general" | "delivery" => "",
+            "unknown" => " (set, but not hivelog variables: ignored; typo?)",
+            _ if sec.enabled => " (on)",
+            _ => " (off)",
+        };
+        let _ = writeln!(out, "\n  {}{state}", sec.name);
+        for v in &sec.settings {
+            let _ = writeln!(
+                out,
+                "    {:width$}  {:vwidth$}  {}",
+                v.name,
+                v.value,
+                v.source.as_str()
+            );
+        }
+        if let Some(d) = &sec.resolved {
+            let _ = writeln!(out, "    resolved: {d}");
+        }
+    }
+    out.push('\n');
+    match &r.config_error {
+        Some(e) => {
+            let _ = writeln!(out, "Configuration: INVALID\n  {e}");
+        }
+        None => out.push_str("Configuration: valid\n"),
+    }
+    s.clean(&out)
+}
+
+/// The destinations part of the text report, with the verdict.
+pub fn destinations_text(r: &Report, s: &Scrubber) -> String {
+    let mut out = String::new();
+    if r.config_error.is_some() {
+        out.push_str("\nDestinations: not tested (fix the configuration first)\n");
+    } else if r.destinations.is_empty() {
+        out.push_str("\nDestinations: none configured (HIVELOG_FLUENT_ADDR, HIVELOG_ES_URL or HIVELOG_CLOUDWATCH_GROUP enables one)\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "\nDestinations (one test event each, {:?} deadline):",
+            r.timeout
+        );
+        for p in &r.destinations {
+            let _ = writeln!(out, "\n  {}  {}", p.sink, p.target);
+            let _ = writeln!(
+                out,
+                "    reachable: {}  authenticated: {}  event accepted: {}  round trip: {}",
+                yes_no(p.reachable),
+                yes_no(p.authenticated),
+                yes_no(Some(p.accepted)),
+                p.round_trip.map_or("-".to_owned(), ms)
+            );
+            if let Some(d) = &p.detail {
+                let _ = writeln!(out, "    {d}");
+            }
+        }
+    }
+    let verdict = match r.exit_code() {
+        crate::check::EXIT_OK => "OK".to_owned(),
+        crate::check::EXIT_CONFIG => "FAILED: invalid configuration".to_owned(),
+        _ => {
+            let failed: Vec<&str> = r
+                .destinations
+                .iter()
+                .filter(|p| !p.accepted)
+                .map(|p| p.sink)
+                .collect();
+            format!("FAILED: {}", failed.join(", "))
+        }
+    };
+    let _ = writeln!(out, "\nResult: {verdict}");
+    s.clean(&out)
+}
+
+/// The whole report as one JSON object.
+pub fn json(r: &Report, s: &Scrubber) -> String {
+    let sections: Vec<Value> = r
+        .sections
+        .iter()
+        .map(|sec| {
+            json!({
+                "name": sec.name,
+                "enabled": sec.enabled,
+                "settings": sec.settings.iter().map(|v| json!({
+                    "name": v.name,
+                    "value": v.value,
+                    "source": v.source.as_str(),
+                })).collect::<Vec<_>>(),
+                "resolved": sec.resolved,
+            })
+        })
+        .collect();
+    let destinations: Vec<Value> = r
+        .destinations
+        .iter()
+        .map(|p| {
+            json!({
+                "sink": p.sink,
+                "target": p.target,
+                "reachable": p.reachable,
+                "authenticated": p.authenticated,
+                "accepted": p.accepted,
+                "round_trip_ms": p.round_trip.map(|d| d.as_secs_f64() * 1000.0),
+                "start_ms": p.start.map(|d| d.as_secs_f64() * 1000.0),
+                "error": p.detail,
+            })
+        })
+        .collect();
+    let mut v = json!({
+        "ok": r.exit_code() == crate::check::EXIT_OK,
+        "exit_code": r.exit_code(),
+        "config": {
+            "valid": r.config_error.is_none(),
+            "error": r.config_error,
+            "sections": sections,
+        },
+        "timeout_ms": r.timeout.as_millis() as u64,
+        "destinations": destinations,
+    });
+    scrub_json(&mut v, s);
+    v.to_string()
+}
+
+fn scrub_json(v: &mut Value, s: &Scrubber) {
+    match v {
+        Value::String(t) => *t = s.clean(t),
+        Value::Array(a) => a.iter_mut().for_each(|x| scrub_json(x, s)),
+        Value::Object(o) => o.values_mut().for_each(|x| scrub_json(x, s)),
+        _ => {}
+    }
+}
+
+fn yes_no(b: Option<bool>) -> &'static str {
+    match b {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "unknown",
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
