@@ -208,8 +208,13 @@ impl FluentConfig {
         }
     }
 
-    /// Applies the `HIVELOG_FLUENT_*` variables (all but `_ADDR`) over `self`.
+    /// Applies the `HIVELOG_FLUENT_*` variables over `self`: how a configuration set in code
+    /// (`hivelog::builder().fluent(…)`) lets the environment override it, `HIVELOG_FLUENT_ADDR`
+    /// included.
     pub fn apply_env(mut self, env: &Env) -> Result<FluentConfig, ConfigError> {
+        if let Some(addr) = env.get("HIVELOG_FLUENT_ADDR") {
+            self.addr = FluentConfig::new(addr)?.addr;
+        }
         if let Some(tag) = env.get("HIVELOG_FLUENT_TAG") {
             crate::sink::TagTemplate::parse(tag).map_err(|expected| {
                 ConfigError::invalid("HIVELOG_FLUENT_TAG", tag, "a tag template", &expected)
@@ -524,6 +529,27 @@ mod tests {
         for v in ENV_VARS {
             assert!(v.starts_with("HIVELOG_FLUENT_") && *v != "HIVELOG_FLUENT_LEVEL");
         }
+    }
+
+    #[test]
+    fn env_overrides_a_configuration_set_in_code() {
+        let code = FluentConfig::new("tcp://fluentd:24224")
+            .unwrap()
+            .tag("code.{service}")
+            .ack(false);
+        let c = code
+            .clone()
+            .apply_env(&env(&[
+                ("HIVELOG_FLUENT_ADDR", "unix:///run/fluent.sock"),
+                ("HIVELOG_FLUENT_ACK", "true"),
+            ]))
+            .unwrap();
+        assert_eq!(c.addr, Address::Unix("/run/fluent.sock".into()));
+        assert!(c.ack);
+        assert_eq!(c.tag, "code.{service}");
+        let c = code.apply_env(&env(&[])).unwrap();
+        assert_eq!(c.addr.to_string(), "tcp://fluentd:24224");
+        assert!(!c.ack);
     }
 
     #[test]

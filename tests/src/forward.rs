@@ -947,7 +947,11 @@ impl Session {
                     .and_then(|o| map_get(o, "compressed"))
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                let raw = bytes_of(&second).unwrap().to_vec();
+                let raw = match second {
+                    Value::Binary(b) => b,
+                    Value::String(s) => s.into_bytes(),
+                    _ => unreachable!(),
+                };
                 let data = match compressed.as_deref() {
                     None | Some("text") => {
                         mode = Mode::PackedForward;
