@@ -514,3 +514,29 @@ fn debug_output_never_shows_credentials() {
         assert!(!text.contains("bXlpZDp0b3BzZWNyZXRrZXk"), "{text}");
     }
 }
+
+#[test]
+fn a_custom_ca_certificate_is_trusted_and_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, chain, key) = hivelog_tests::forward::tls_material(dir.path());
+    let server = HttpServer::start_tls(&chain, &key, |req| bulk_answer(req, |_, _| 201));
+    let env = hivelog_core::Env::from_pairs([
+        ("HIVELOG_ES_URL", server.https_url()),
+        ("HIVELOG_ES_CA_CERT", ca.display().to_string()),
+    ]);
+    let config = EsConfig::from_env(&env).unwrap().unwrap();
+    let out = send(&mut sink(config), &records(2));
+    assert_eq!(tally(&out), (2, 0, 0, 0, 0), "{:?}", out.error());
+    // Without the CA the server's certificate is not trusted: retried, with the reason.
+    let out = send(
+        &mut sink(EsConfig::new(&server.https_url()).unwrap()),
+        &records(2),
+    );
+    assert_eq!(tally(&out), (0, 2, 0, 0, 0));
+    assert!(
+        out.error().unwrap().to_lowercase().contains("certificate"),
+        "{:?}",
+        out.error()
+    );
+    assert_eq!(server.request_count(), 1);
+}

@@ -10,6 +10,7 @@
 //! The server runs on its own thread with its own tokio runtime, so it keeps answering while the
 //! test thread blocks (for example in `Pipeline::flush`) and works from sync and async tests
 //! alike. It listens on `127.0.0.1` on a port chosen by the OS; it stops when dropped.
+//! [`HttpServer::start_tls`] serves the same over HTTPS (custom-CA tests).
 //!
 //! ```no_run
 //! use hivelog_tests::http::{HttpServer, Response};
@@ -38,11 +39,12 @@
 
 use std::io::Read as _;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -261,11 +263,40 @@ impl HttpServer {
     where
         F: Fn(&Request) -> Response + Send + Sync + 'static,
     {
+        HttpServer::start_inner(None, Box::new(handler))
+    }
+
+    /// Like [`HttpServer::start`], but speaking HTTPS with the certificate chain and key in
+    /// these PEM files (see [`crate::forward::tls_material`] for a throwaway CA and a
+    /// `localhost` certificate). Use [`HttpServer::https_url`].
+    pub fn start_tls<F>(cert_pem: &Path, key_pem: &Path, handler: F) -> HttpServer
+    where
+        F: Fn(&Request) -> Response + Send + Sync + 'static,
+    {
+        let certs: Vec<_> = rustls_pemfile::certs(&mut &std::fs::read(cert_pem).unwrap()[..])
+            .collect::<Result<_, _>>()
+            .expect("certificate PEM");
+        let key = rustls_pemfile::private_key(&mut &std::fs::read(key_pem).unwrap()[..])
+            .expect("key PEM")
+            .expect("a private key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("certificate and key");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        HttpServer::start_inner(Some(acceptor), Box::new(handler))
+    }
+
+    fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>, handler: Box<Handler>) -> HttpServer {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
-            handler: Box::new(handler),
+            handler,
             requests: Mutex::new(Vec::new()),
             keep: AtomicBool::new(true),
             next_index: AtomicUsize::new(0),
@@ -280,7 +311,7 @@ impl HttpServer {
                     .enable_all()
                     .build()
                     .expect("server runtime");
-                rt.block_on(serve(std_listener, thread_shared, stop_rx));
+                rt.block_on(serve(std_listener, tls, thread_shared, stop_rx));
             })
             .expect("spawn server thread");
         HttpServer {
@@ -299,6 +330,12 @@ impl HttpServer {
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `https://localhost:PORT` (no trailing slash), for a server started with
+    /// [`HttpServer::start_tls`].
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
     }
 
     /// Whether received requests are kept (default true). Benchmarks turn it off so memory
@@ -346,6 +383,7 @@ impl Drop for HttpServer {
 
 async fn serve(
     listener: std::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -360,10 +398,20 @@ async fn serve(
                 let id = shared.connections.fetch_add(1, Ordering::SeqCst);
                 let shared = Arc::clone(&shared);
                 let mut stop = stop.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
                     tokio::select! {
                         _ = stop.changed() => {}
-                        _ = connection(stream, id, &shared) => {}
+                        _ = async {
+                            match tls {
+                                None => connection(stream, id, &shared).await,
+                                Some(acceptor) => {
+                                    if let Ok(s) = acceptor.accept(stream).await {
+                                        connection(s, id, &shared).await
+                                    }
+                                }
+                            }
+                        } => {}
                     }
                 });
             }
@@ -374,7 +422,7 @@ async fn serve(
 }
 
 /// Serves one keep-alive connection until the peer closes it or a fault ends it.
-async fn connection(mut stream: TcpStream, id: usize, shared: &Shared) {
+async fn connection<S: Stream>(mut stream: S, id: usize, shared: &Shared) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     loop {
         let Some(mut req) = read_request(&mut stream, &mut buf).await else {
@@ -416,9 +464,26 @@ async fn connection(mut stream: TcpStream, id: usize, shared: &Shared) {
     }
 }
 
-fn reset(stream: TcpStream) {
+/// A connection the server can answer on and reset: plain TCP or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Stream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+fn reset<S: Stream>(stream: S) {
     // SO_LINGER 0 makes close() send RST instead of FIN.
-    let _ = stream.set_zero_linger();
+    let _ = stream.tcp().set_zero_linger();
     drop(stream);
 }
 
@@ -460,7 +525,7 @@ fn response_head(resp: &Response, close: bool) -> Vec<u8> {
 
 /// Reads one request from `stream`; `buf` carries bytes already read past the previous one.
 /// `None` when the peer closed the connection or sent something that is not HTTP/1.1.
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
+async fn read_request<S: Stream>(stream: &mut S, buf: &mut Vec<u8>) -> Option<Request> {
     let head_end = loop {
         if let Some(p) = find(buf, b"\r\n\r\n") {
             break p;
@@ -516,7 +581,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reque
     })
 }
 
-async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+async fn read_chunked<S: Stream>(stream: &mut S, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let line_end = loop {
@@ -555,7 +620,7 @@ async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u
     }
 }
 
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+async fn fill<S: Stream>(stream: &mut S, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 64 * 1024];
     match stream.read(&mut chunk).await {
         Ok(0) | Err(_) => false,
