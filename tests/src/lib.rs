@@ -8,3 +8,4 @@
 pub mod forward;
 pub mod http;
 pub mod peers;
+pub mod proxy;

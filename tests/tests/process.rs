@@ -1,0 +1,225 @@
+//! Process faults: each case runs in a child process (this test binary re-executed with
+//! `HIVELOG_CHILD=<case>`), because `hivelog::init` installs a global subscriber once per process
+//! and because what we test is how the process ends.
+//!
+//! - a panic in a request handler thread is logged as one ERROR event and reaches the sink;
+//! - `std::process::exit` skips the guard's destructor: events still queued for a sink are lost,
+//!   unless `hivelog::flush(timeout)` is called first (both measured);
+//! - a SIGTERM-style shutdown during a backend outage returns within
+//!   `HIVELOG_SHUTDOWN_TIMEOUT` and prints the report (what was not delivered) on stderr.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::to_json;
+use hivelog_tests::forward::{ForwardReceiver, ReceiverConfig};
+
+fn child(case: &str, vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_main", "--nocapture", "--test-threads=1"]);
+    cmd.env_clear().env("HIVELOG_CHILD", case);
+    if let Ok(p) = std::env::var("PATH") {
+        cmd.env("PATH", p);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run_child(case: &str, vars: &[(&str, &str)]) -> Output {
+    child(case, vars).output().unwrap()
+}
+
+/// The child side: does what `HIVELOG_CHILD` says.
+#[test]
+fn child_main() {
+    let Ok(case) = std::env::var("HIVELOG_CHILD") else {
+        return;
+    };
+    match case.as_str() {
+        "handler-panic" => {
+            let _logs = hivelog::init();
+            let handler = std::thread::Builder::new()
+                .name("request-handler-3".into())
+                .spawn(|| {
+                    tracing::info!(path = "/articles/7", "handling request");
+                    let v: Vec<u32> = Vec::new();
+                    #[allow(clippy::unnecessary_operation)]
+                    let _ = v[3]; // index out of bounds, as a real handler bug would
+                })
+                .unwrap();
+            assert!(handler.join().is_err());
+            tracing::info!("server still running");
+        }
+        "exit" | "flush-then-exit" => {
+            let _logs = hivelog::init();
+            for seq in 0..100u64 {
+                tracing::info!(seq, "queued before exit");
+            }
+            if case == "flush-then-exit" {
+                let report = hivelog::flush(Duration::from_secs(5));
+                eprintln!("flush report: {report}");
+            }
+            std::process::exit(0);
+        }
+        "sigterm-outage" => {
+            let logs = hivelog::init();
+            for seq in 0..50u64 {
+                tracing::info!(seq, "during the outage");
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .unwrap();
+                println!("READY");
+                term.recv().await;
+            });
+            // What a service does on SIGTERM: return from main, dropping the guard.
+            drop(logs);
+        }
+        other => panic!("unknown case {other}"),
+    }
+}
+
+#[test]
+fn a_panic_in_a_request_handler_is_logged_and_delivered_to_the_sink() {
+    let receiver = ForwardReceiver::start(ReceiverConfig::default());
+    let out = run_child(
+        "handler-panic",
+        &[
+            ("HIVELOG_FLUENT_ADDR", &receiver.url()),
+            ("HIVELOG_FLUSH_INTERVAL", "50ms"),
+            ("HIVELOG_SERVICE", "svc"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<_> = receiver
+        .events()
+        .iter()
+        .map(|e| to_json(&e.record))
+        .collect();
+    let panics: Vec<_> = events.iter().filter(|e| e["target"] == "panic").collect();
+    assert_eq!(panics.len(), 1, "{events:#?}");
+    let p = panics[0];
+    assert_eq!(p["level"], "ERROR");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("index out of bounds"),
+        "{p}"
+    );
+    assert_eq!(p["thread"], "request-handler-3", "{p}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "server still running"),
+        "the service keeps logging after the handler's panic: {events:#?}"
+    );
+}
+
+/// `std::process::exit` runs no destructors: with a 10 s flush interval every event is still
+/// queued, and all of it is lost. `hivelog::flush` before `exit` delivers all of it.
+#[test]
+fn process_exit_loses_queued_sink_events_unless_flushed_first() {
+    let vars = |r: &ForwardReceiver| {
+        vec![
+            ("HIVELOG_FLUENT_ADDR".to_owned(), r.url()),
+            ("HIVELOG_FLUSH_INTERVAL".to_owned(), "10s".to_owned()),
+            ("HIVELOG_OUTPUT".to_owned(), "none".to_owned()),
+        ]
+    };
+    let receiver = ForwardReceiver::start(ReceiverConfig::default());
+    let v = vars(&receiver);
+    let v: Vec<(&str, &str)> = v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let out = run_child("exit", &v);
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let lost = 100 - receiver.count();
+    assert_eq!(receiver.count(), 0, "exit without flush");
+
+    let receiver = ForwardReceiver::start(ReceiverConfig::default());
+    let v = vars(&receiver);
+    let v: Vec<(&str, &str)> = v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let t = Instant::now();
+    let out = run_child("flush-then-exit", &v);
+    let took = t.elapsed();
+    assert!(out.status.success());
+    assert_eq!(
+        receiver.count(),
+        100,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "FIGURE process exit: without flush {lost}/100 queued events lost; with hivelog::flush \
+         0/100 lost (child ran {took:?})"
+    );
+}
+
+/// SIGTERM while the backend is down: the guard's shutdown gives up at
+/// `HIVELOG_SHUTDOWN_TIMEOUT` (here 1 s) and prints what it could not deliver.
+#[test]
+fn sigterm_during_an_outage_honours_the_shutdown_timeout_and_prints_the_report() {
+    let down = ForwardReceiver::down(ReceiverConfig::default());
+    let mut proc = child(
+        "sigterm-outage",
+        &[
+            ("HIVELOG_FLUENT_ADDR", &down.url()),
+            ("HIVELOG_FLUSH_INTERVAL", "50ms"),
+            ("HIVELOG_RETRY_BASE", "10ms"),
+            ("HIVELOG_RETRY_CAP", "100ms"),
+            ("HIVELOG_SHUTDOWN_TIMEOUT", "1s"),
+            ("HIVELOG_OUTPUT", "none"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdout = BufReader::new(proc.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "child ended early"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(proc.id() as i32, libc::SIGTERM) }, 0);
+    let out = proc.wait_with_output().unwrap();
+    let took = t.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "shutdown took {took:?} with a 1 s deadline"
+    );
+    let report = stderr
+        .lines()
+        .find(|l| l.contains("hivelog: shutdown:"))
+        .unwrap_or_else(|| panic!("no report on stderr: {stderr}"));
+    assert!(report.contains("fluent"), "{report}");
+    assert!(
+        report.contains("delivered 0") && report.contains("pending 50"),
+        "{report}"
+    );
+    eprintln!(
+        "FIGURE process sigterm: exit {took:?} after SIGTERM with a 1s deadline; stderr: {report}"
+    );
+}
