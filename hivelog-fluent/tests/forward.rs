@@ -554,14 +554,17 @@ fn a_hung_receiver_does_not_slow_the_log_call() {
         cfg,
     );
     let n = 100_000;
+    let records = batch(0..n);
     let t = Instant::now();
-    for i in 0..n {
-        p.push(record(i));
+    for rec in records {
+        p.push(rec);
     }
     let per_call = t.elapsed() / n as u32;
+    // Blocked on the receiver a call would take the write timeout (200ms); it takes
+    // microseconds, even in a debug build on a loaded machine.
     let stats = p.stats();
     assert!(
-        per_call < Duration::from_micros(20),
+        per_call < Duration::from_micros(50),
         "{per_call:?} per log call"
     );
     assert!(
