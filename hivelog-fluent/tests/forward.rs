@@ -604,3 +604,80 @@ async fn tls_with_a_private_ca_delivers_and_an_unknown_ca_is_refused() {
     );
     assert_eq!(r.count(), 200);
 }
+
+#[test]
+fn a_silent_network_partition_is_detected_by_the_ack_timeout_and_healed_without_loss() {
+    use hivelog_tests::proxy::{FaultProxy, Mode as Net};
+    let r = ForwardReceiver::start(ReceiverConfig::default());
+    let proxy = FaultProxy::start(r.addr());
+    let cfg = FluentConfig::new(&format!("tcp://{}", proxy.addr()))
+        .unwrap()
+        .ack_timeout(Duration::from_millis(300));
+    let p = spawn(FluentSink::new(cfg, format()), fast_pipeline());
+    for i in 0..500 {
+        p.push(record(i));
+    }
+    assert_eq!(
+        p.flush(Instant::now() + Duration::from_secs(10)).delivered,
+        500
+    );
+    // The peer goes silent: writes still succeed into the socket, only acks stop.
+    proxy.set(Net::Blackhole);
+    for i in 500..1000 {
+        p.push(record(i));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let stats = p.stats();
+    assert!(stats.retried > 0, "{stats:?}");
+    assert!(
+        stats
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("did not ack"),
+        "{stats:?}"
+    );
+    proxy.heal();
+    let stats = p.flush(Instant::now() + Duration::from_secs(20));
+    assert_eq!(
+        (stats.delivered, stats.pending, stats.failed),
+        (1000, 0, 0),
+        "{stats:?}"
+    );
+    let mut got: Vec<u64> = r.events().iter().map(index_of).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 1000);
+}
+
+#[test]
+fn a_connection_reset_in_the_middle_of_a_message_loses_nothing() {
+    use hivelog_tests::proxy::{FaultProxy, Mode as Net};
+    let r = ForwardReceiver::start(ReceiverConfig::default());
+    let proxy = FaultProxy::start(r.addr());
+    let p = spawn(
+        FluentSink::new(
+            FluentConfig::new(&format!("tcp://{}", proxy.addr())).unwrap(),
+            format(),
+        ),
+        fast_pipeline(),
+    );
+    proxy.set(Net::ResetAfter(10_000));
+    for i in 0..2000 {
+        p.push(record(i));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.heal();
+    let stats = p.flush(Instant::now() + Duration::from_secs(20));
+    assert_eq!((stats.delivered, stats.pending), (2000, 0), "{stats:?}");
+    assert!(proxy.stats().resets > 0);
+    let mut got: Vec<u64> = r.events().iter().map(index_of).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 2000);
+    assert!(
+        r.errors().iter().all(|e| e.contains("partial message")),
+        "{:?}",
+        r.errors()
+    );
+}
