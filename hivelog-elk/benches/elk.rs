@@ -156,8 +156,38 @@ fn threads_cpu(keep: impl Fn(&str) -> bool) -> f64 {
     total
 }
 
+/// CPU seconds of the calling thread.
+fn this_thread_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    if f.len() < 13 {
+        return f64::NAN;
+    }
+    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+}
+
 fn one_run() {
     const N: u64 = 1_000_000;
+    {
+        let config = EsConfig::new("http://127.0.0.1:9").unwrap();
+        let mut enc = Encoder::new(&config, format());
+        let batch: Vec<Record> = (0..10_000).map(record).collect();
+        let rounds = N as usize / batch.len();
+        let cpu0 = this_thread_cpu();
+        let t = Instant::now();
+        for _ in 0..rounds {
+            enc.encode(&batch);
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let cpu = this_thread_cpu() - cpu0;
+        println!(
+            "elk encode: {N} documents, {:.3} µs CPU/document ({:.0} documents per CPU second; wall {:.3} s)",
+            cpu * 1e6 / N as f64,
+            N as f64 / cpu,
+            wall
+        );
+    }
     let server = bulk_server();
     let sink = EsSink::new(EsConfig::new(&server.url()).unwrap(), format());
     let pipeline = Pipeline::spawn(sink, pipeline_config()).unwrap();
