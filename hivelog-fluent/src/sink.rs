@@ -5,7 +5,11 @@
 //!   of the encoded entry, so batches fit; a record that still does not fit (a long tag) is
 //!   `Deferred` to the next send, and one that could never fit alone is rejected with a reason.
 //! - **Outcomes per message**: acked → `Delivered`; unacked at the deadline, a write error or a
-//!   dropped connection → `Retry` for that message's records only. Without acks, written and
+//!   dropped connection → `Retry` for that message's records only. The sink remembers the
+//!   boundaries of unacked messages and cuts the resent records into the same messages, so a
+//!   resend carries the same `chunk` (a duplicate downstream is always a whole message with a
+//!   known chunk), and newer records follow in messages of their own: several messages in
+//!   flight on the one connection. Without acks, written and
 //!   flushed counts as delivered (at-most-once, as `fluent-logger` does).
 //! - **Authentication failures are not retried in a loop**: a refused handshake or a wrong
 //!   server digest fails the batch (`Outcome::Failed`, with the reason) and, for
@@ -123,6 +127,9 @@ struct Message {
     range: std::ops::Range<usize>,
     /// Indices of its records in the batch.
     records: Vec<usize>,
+    tag: String,
+    /// `seq` of its first and last records.
+    seqs: (u64, u64),
     chunk: String,
 }
 
@@ -153,6 +160,8 @@ pub struct FluentSink {
     buf: Vec<u8>,
     scratch: Vec<u8>,
     auth_failure: Option<(Instant, String)>,
+    /// Tag and `seq` range of each message of the last send that was not acked.
+    resend: Vec<(String, u64, u64)>,
 }
 
 impl std::fmt::Debug for FluentSink {
@@ -194,6 +203,7 @@ impl FluentSink {
             buf: Vec::new(),
             scratch: Vec::new(),
             auth_failure: None,
+            resend: Vec::new(),
         }
     }
 
@@ -233,65 +243,114 @@ impl FluentSink {
     }
 
     /// Encodes the batch into `self.buf`; records that do not fit are deferred or rejected.
+    ///
+    /// Records of a message that was not acked come back first in the next batch (the pipeline
+    /// keeps retried records ahead of new ones); they are cut into the same messages again, so
+    /// each resent message has the same records and therefore the same chunk id, and newer
+    /// records of that tag follow in a message of their own.
     fn encode(&mut self, batch: &[Record], outcomes: &mut Outcomes) -> Vec<Message> {
         self.buf.clear();
-        let max = self.config.max_message_bytes;
-        let gzip = self.config.compress == Compression::Gzip;
-        let ack = self.config.ack;
+        let resend = std::mem::take(&mut self.resend);
         let mut messages = Vec::new();
         for (tag, indices) in self.group(batch) {
-            let start = self.buf.len();
-            let entries_at = encode::open_message(&mut self.buf, &tag);
-            let overhead = encode::message_overhead(tag.len());
-            let mut records = Vec::with_capacity(indices.len());
-            let mut full = false;
-            for i in indices {
-                if full {
-                    outcomes.defer(i);
-                    continue;
-                }
-                let before = self.buf.len();
-                self.encoder.entry(&batch[i], &mut self.buf);
-                if self.buf.len() - start + overhead > max {
-                    self.buf.truncate(before);
-                    if records.is_empty() {
-                        outcomes.reject(
-                            i,
-                            format!(
-                                "event of {} bytes does not fit in one message of HIVELOG_FLUENT_MAX_MESSAGE_BYTES={max}",
-                                self.buf.len() - before
-                            ),
-                        );
-                        continue;
+            let mut rest = &indices[..];
+            while !rest.is_empty() {
+                // Up to the end of the unacked message this record began, or up to the start
+                // of the next one.
+                let seq = batch[rest[0]].seq;
+                let cut = match resend
+                    .iter()
+                    .find(|(t, f, l)| *t == tag && (*f..=*l).contains(&seq))
+                {
+                    Some((_, _, last)) => {
+                        rest.iter().take_while(|&&i| batch[i].seq <= *last).count()
                     }
-                    full = true;
-                    outcomes.defer(i);
-                    continue;
+                    None => rest
+                        .iter()
+                        .position(|&i| {
+                            let s = batch[i].seq;
+                            resend.iter().any(|(t, f, _)| *t == tag && *f == s)
+                        })
+                        .filter(|&p| p > 0)
+                        .unwrap_or(rest.len()),
+                };
+                let (segment, tail) = rest.split_at(cut);
+                rest = tail;
+                if !self.encode_message(&tag, segment, batch, outcomes, &mut messages) {
+                    // Full: what follows waits for the next send, in order.
+                    for &i in rest {
+                        outcomes.defer(i);
+                    }
+                    break;
                 }
-                records.push(i);
             }
-            if records.is_empty() {
-                self.buf.truncate(start);
-                continue;
-            }
-            let first = batch[records[0]].seq;
-            let last = batch[*records.last().unwrap()].seq;
-            let chunk = encode::chunk_id(&self.salt, &tag, first, last, records.len());
-            encode::close_message(
-                &mut self.buf,
-                entries_at,
-                records.len(),
-                ack.then_some(chunk.as_str()),
-                gzip,
-                &mut self.scratch,
-            );
-            messages.push(Message {
-                range: start..self.buf.len(),
-                records,
-                chunk,
-            });
         }
         messages
+    }
+
+    /// Encodes one message of `indices`; false when it filled up before the last record.
+    fn encode_message(
+        &mut self,
+        tag: &str,
+        indices: &[usize],
+        batch: &[Record],
+        outcomes: &mut Outcomes,
+        messages: &mut Vec<Message>,
+    ) -> bool {
+        let max = self.config.max_message_bytes;
+        let start = self.buf.len();
+        let entries_at = encode::open_message(&mut self.buf, tag);
+        let overhead = encode::message_overhead(tag.len());
+        let mut records = Vec::with_capacity(indices.len());
+        let mut full = false;
+        for &i in indices {
+            if full {
+                outcomes.defer(i);
+                continue;
+            }
+            let before = self.buf.len();
+            self.encoder.entry(&batch[i], &mut self.buf);
+            if self.buf.len() - start + overhead > max {
+                let size = self.buf.len() - before;
+                self.buf.truncate(before);
+                if records.is_empty() {
+                    outcomes.reject(
+                        i,
+                        format!(
+                            "event of {size} bytes does not fit in one message of HIVELOG_FLUENT_MAX_MESSAGE_BYTES={max}"
+                        ),
+                    );
+                    continue;
+                }
+                full = true;
+                outcomes.defer(i);
+                continue;
+            }
+            records.push(i);
+        }
+        if records.is_empty() {
+            self.buf.truncate(start);
+            return !full;
+        }
+        let first = batch[records[0]].seq;
+        let last = batch[*records.last().unwrap()].seq;
+        let chunk = encode::chunk_id(&self.salt, tag, first, last, records.len());
+        encode::close_message(
+            &mut self.buf,
+            entries_at,
+            records.len(),
+            self.config.ack.then_some(chunk.as_str()),
+            self.config.compress == Compression::Gzip,
+            &mut self.scratch,
+        );
+        messages.push(Message {
+            range: start..self.buf.len(),
+            tag: tag.to_owned(),
+            seqs: (first, last),
+            records,
+            chunk,
+        });
+        !full
     }
 
     /// A usable connection: the current one if still alive, else a new one (with handshake).
@@ -324,7 +383,7 @@ impl FluentSink {
         Ok(())
     }
 
-    async fn send_inner(&mut self, batch: &[Record]) -> Outcomes {
+    async fn send_inner(&mut self, batch: &[Record], sent: &mut Vec<Message>) -> Outcomes {
         let n = batch.len();
         if let Some((until, err)) = &self.auth_failure {
             if Instant::now() < *until {
@@ -333,12 +392,13 @@ impl FluentSink {
             self.auth_failure = None;
         }
         let mut outcomes = Outcomes::delivered(n);
-        let messages = self.encode(batch, &mut outcomes);
+        *sent = self.encode(batch, &mut outcomes);
+        let messages = &*sent;
         if messages.is_empty() {
             return outcomes;
         }
         let retry_all = |outcomes: &mut Outcomes, err: String| {
-            for m in &messages {
+            for m in messages {
                 for &i in &m.records {
                     outcomes.retry(i);
                 }
@@ -348,7 +408,7 @@ impl FluentSink {
         match self.connect().await {
             Ok(()) => {}
             Err((err, true)) => {
-                for m in &messages {
+                for m in messages {
                     for &i in &m.records {
                         outcomes.fail(i);
                     }
@@ -426,7 +486,15 @@ impl Sink for FluentSink {
     }
 
     async fn send(&mut self, batch: &[Record]) -> Outcomes {
-        self.send_inner(batch).await
+        let mut sent = Vec::new();
+        let outcomes = self.send_inner(batch, &mut sent).await;
+        // Remember the unacked messages' boundaries, to resend them as the same messages.
+        for m in &sent {
+            if outcomes.as_slice()[m.records[0]] == Outcome::Retry {
+                self.resend.push((m.tag.clone(), m.seqs.0, m.seqs.1));
+            }
+        }
+        outcomes
     }
 
     async fn close(&mut self) {

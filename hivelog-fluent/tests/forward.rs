@@ -199,6 +199,22 @@ async fn the_same_records_resent_carry_the_same_chunk() {
 }
 
 #[tokio::test]
+async fn an_unacked_message_is_resent_whole_with_its_chunk_and_newer_records_follow_apart() {
+    let r = ForwardReceiver::start(ReceiverConfig::default().fault(Fault::NeverAck));
+    let mut sink = FluentSink::new(config(&r).ack_timeout(Duration::from_millis(100)), format());
+    let first = batch(0..10);
+    assert_eq!(tally(&sink.send(&first).await), [0, 0, 10, 0, 0]);
+    // As the pipeline does: the retried records lead, newer ones follow.
+    let again = batch(0..15);
+    assert_eq!(tally(&sink.send(&again).await), [0, 0, 15, 0, 0]);
+    let m = r.messages();
+    assert_eq!(m.len(), 3);
+    assert_eq!((m[1].entries, m[2].entries), (10, 5));
+    assert_eq!(m[0].chunk, m[1].chunk, "the resent message keeps its chunk");
+    assert_ne!(m[1].chunk, m[2].chunk);
+}
+
+#[tokio::test]
 async fn messages_stay_under_the_limit_and_the_rest_is_deferred_or_rejected() {
     let r = ForwardReceiver::start(ReceiverConfig::default());
     let max = 64 * 1024;
@@ -459,8 +475,19 @@ fn pipeline_loses_nothing_when_the_receiver_is_killed_and_restarted_mid_stream()
         "{stats:?}"
     );
     let mut counts = vec![0u32; n as usize];
+    let mut chunks: Vec<Option<String>> = vec![None; n as usize];
     for e in r.events() {
-        counts[index_of(&e) as usize] += 1;
+        let i = index_of(&e) as usize;
+        counts[i] += 1;
+        // A duplicate is a whole message resent: it carries the first copy's chunk.
+        match &chunks[i] {
+            None => chunks[i] = e.chunk.clone(),
+            Some(c) => assert_eq!(
+                Some(c),
+                e.chunk.as_ref(),
+                "event {i} resent in another message"
+            ),
+        }
     }
     assert!(counts.iter().all(|c| *c >= 1), "lost events");
     let dups: u64 = counts.iter().map(|c| u64::from(c - 1)).sum();
