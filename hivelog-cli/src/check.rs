@@ -35,6 +35,7 @@ pub fn run(opts: &CheckOptions) -> u8 {
         config_error,
         destinations: Vec::new(),
         timeout: opts.timeout,
+        check_id: None,
     };
     let mut stdout = std::io::stdout().lock();
     if !opts.json {
@@ -48,7 +49,9 @@ pub fn run(opts: &CheckOptions) -> u8 {
             es: r.es,
             cloudwatch: r.cloudwatch,
         };
-        match probe::probe_all(dest, &r.format, opts.timeout) {
+        let id = probe::check_id(&r.format);
+        report.check_id = Some(id.clone());
+        match probe::probe_all(dest, &r.format, &id, opts.timeout) {
             Ok(p) => report.destinations = p,
             Err(e) => {
                 eprintln!("hivelog: cannot start a runtime to test the destinations: {e}");

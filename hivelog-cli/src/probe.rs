@@ -63,12 +63,13 @@ pub struct Destinations {
 pub fn probe_all(
     dest: Destinations,
     format: &Arc<Format>,
+    check_id: &str,
     timeout: Duration,
 ) -> std::io::Result<Vec<Probe>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let record = || test_record(format);
+    let record = || test_record(format, check_id);
     // The sinks are built inside the runtime: a client may register with it when created.
     let results = rt.block_on(async {
         let fluent = dest.fluent.map(|c| {
@@ -122,9 +123,17 @@ fn cloudwatch_target(c: &CloudWatchConfig) -> String {
     }
 }
 
+/// An id for this run's test events: host, process and time, so two checks never share one.
+pub fn check_id(format: &Format) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{}-{nanos}", format.hostname(), std::process::id())
+}
+
 /// The test event: INFO, target `hivelog::check`, "hivelog check from <host>", and a
 /// `check_id` field to find it at the destination.
-pub fn test_record(format: &Format) -> Record {
+pub fn test_record(format: &Format, check_id: &str) -> Record {
     let mut r = Record::new(
         tracing::Level::INFO,
         Str::Static("hivelog::check"),
@@ -136,12 +145,7 @@ pub fn test_record(format: &Format) -> Record {
         .fields
         .push_fmt(format_args!("hivelog check from {}", format.hostname()));
     r.message = Some(msg);
-    let (secs, nanos) = r.unix_time();
-    let id = r.fields.push_fmt(format_args!(
-        "{}-{}-{secs}{nanos:09}",
-        format.hostname(),
-        std::process::id()
-    ));
+    let id = r.fields.push_str(check_id);
     r.fields.push("check_id", Value::Str(id));
     r
 }

@@ -21,6 +21,8 @@ pub struct Report {
     pub destinations: Vec<Probe>,
     /// The deadline each destination had.
     pub timeout: Duration,
+    /// The `check_id` field of the test events, to find them at the destinations.
+    pub check_id: Option<String>,
 }
 
 impl Report {
@@ -96,7 +98,8 @@ pub fn destinations_text(r: &Report, s: &Scrubber) -> String {
     } else {
         let _ = writeln!(
             out,
-            "\nDestinations (one test event each, {:?} deadline):",
+            "\nDestinations (one test event each, check_id={}, {:?} deadline):",
+            r.check_id.as_deref().unwrap_or("-"),
             r.timeout
         );
         for p in &r.destinations {
@@ -110,7 +113,9 @@ pub fn destinations_text(r: &Report, s: &Scrubber) -> String {
                 p.round_trip.map_or("-".to_owned(), ms)
             );
             if let Some(d) = &p.detail {
-                let _ = writeln!(out, "    {d}");
+                for line in d.lines() {
+                    let _ = writeln!(out, "    {}", line.trim_start());
+                }
             }
         }
     }
@@ -174,6 +179,7 @@ pub fn json(r: &Report, s: &Scrubber) -> String {
             "sections": sections,
         },
         "timeout_ms": r.timeout.as_millis() as u64,
+        "check_id": r.check_id,
         "destinations": destinations,
     });
     scrub_json(&mut v, s);

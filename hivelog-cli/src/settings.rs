@@ -170,7 +170,7 @@ pub fn sections(vars: &Vars, resolved: Option<&Resolved>) -> Vec<Section> {
     });
 
     known.extend(PIPELINE_VARS);
-    let any_sink = resolved.map_or(true, Resolved::any_sink);
+    let any_sink = resolved.is_none_or(Resolved::any_sink);
     if any_sink || PIPELINE_VARS.iter().any(|n| vars.get(n).is_some()) {
         out.push(Section {
             name: "delivery",
@@ -183,51 +183,49 @@ pub fn sections(vars: &Vars, resolved: Option<&Resolved>) -> Vec<Section> {
         });
     }
 
-    let sinks: [(&str, &[&str], &[&str], &str, bool, Option<String>); 3] = [
-        (
-            "fluent",
-            hivelog::fluent::ENV_VARS,
-            &["HIVELOG_FLUENT_ADDR"],
-            "HIVELOG_FLUENT_LEVEL",
-            enabled(
-                vars,
-                resolved.map(|r| r.fluent.is_some()),
-                &["HIVELOG_FLUENT_ADDR"],
-            ),
-            resolved
+    let sinks = [
+        SinkVars {
+            name: "fluent",
+            env_vars: hivelog::fluent::ENV_VARS,
+            switches: &["HIVELOG_FLUENT_ADDR"],
+            level_var: "HIVELOG_FLUENT_LEVEL",
+            on: resolved.map(|r| r.fluent.is_some()),
+            debug: resolved
                 .and_then(|r| r.fluent.as_ref())
                 .map(|c| format!("{c:?}")),
-        ),
-        (
-            "elasticsearch",
-            hivelog::elk::ENV_VARS,
-            &["HIVELOG_ES_URL", "HIVELOG_ES_CLOUD_ID"],
-            "HIVELOG_ES_LEVEL",
-            enabled(
-                vars,
-                resolved.map(|r| r.es.is_some()),
-                &["HIVELOG_ES_URL", "HIVELOG_ES_CLOUD_ID"],
-            ),
-            resolved
+        },
+        SinkVars {
+            name: "elasticsearch",
+            env_vars: hivelog::elk::ENV_VARS,
+            switches: &["HIVELOG_ES_URL", "HIVELOG_ES_CLOUD_ID"],
+            level_var: "HIVELOG_ES_LEVEL",
+            on: resolved.map(|r| r.es.is_some()),
+            debug: resolved
                 .and_then(|r| r.es.as_ref())
                 .map(|c| format!("{c:?}")),
-        ),
-        (
-            "cloudwatch",
-            hivelog::cloudwatch::ENV_VARS,
-            &["HIVELOG_CLOUDWATCH_GROUP"],
-            "HIVELOG_CLOUDWATCH_LEVEL",
-            enabled(
-                vars,
-                resolved.map(|r| r.cloudwatch.is_some()),
-                &["HIVELOG_CLOUDWATCH_GROUP"],
-            ),
-            resolved
+        },
+        SinkVars {
+            name: "cloudwatch",
+            env_vars: hivelog::cloudwatch::ENV_VARS,
+            switches: &["HIVELOG_CLOUDWATCH_GROUP"],
+            level_var: "HIVELOG_CLOUDWATCH_LEVEL",
+            on: resolved.map(|r| r.cloudwatch.is_some()),
+            debug: resolved
                 .and_then(|r| r.cloudwatch.as_ref())
                 .map(|c| format!("{c:?}")),
-        ),
+        },
     ];
-    for (name, env_vars, switches, level_var, on, debug) in sinks {
+    for SinkVars {
+        name,
+        env_vars,
+        switches,
+        level_var,
+        on,
+        debug,
+    } in sinks
+    {
+        // Without a resolved configuration, a sink is on when its switch is set.
+        let on = on.unwrap_or_else(|| switches.iter().any(|s| vars.get(s).is_some()));
         let mut names: Vec<&str> = env_vars.to_vec();
         names.push(level_var);
         if name == "cloudwatch" {
@@ -270,8 +268,14 @@ pub fn sections(vars: &Vars, resolved: Option<&Resolved>) -> Vec<Section> {
     out
 }
 
-fn enabled(vars: &Vars, resolved: Option<bool>, switches: &[&str]) -> bool {
-    resolved.unwrap_or_else(|| switches.iter().any(|s| vars.get(s).is_some()))
+/// One sink's variables and state, for its section.
+struct SinkVars {
+    name: &'static str,
+    env_vars: &'static [&'static str],
+    switches: &'static [&'static str],
+    level_var: &'static str,
+    on: Option<bool>,
+    debug: Option<String>,
 }
 
 fn setting(vars: &Vars, name: &str, resolved: Option<&Resolved>) -> Setting {

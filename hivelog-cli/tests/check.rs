@@ -175,9 +175,10 @@ fn without_destinations_it_prints_the_configuration_and_exits_0() {
 #[test]
 fn elasticsearch_accepts_the_test_event() {
     let es = peers::es_url();
+    let service = unique("hivelog-check");
     let vars = [
         ("HIVELOG_ES_URL", es.as_str()),
-        ("HIVELOG_SERVICE", "hivelog-check-test"),
+        ("HIVELOG_SERVICE", service.as_str()),
     ];
     let o = check(&vars, &[]);
     let out = stdout(&o);
@@ -195,6 +196,31 @@ fn elasticsearch_accepts_the_test_event() {
     assert_eq!(verdict(d), (Some(true), Some(true), true));
     assert!(d["round_trip_ms"].as_f64().unwrap() > 0.0, "{d}");
     assert!(d["error"].is_null());
+
+    // The event is in the index, with the id the report gives.
+    let index = format!("{es}/logs-{service}");
+    curl(&["-XPOST", &format!("{index}/_refresh")]);
+    let hits: Value = serde_json::from_str(&curl(&[&format!("{index}/_search?size=100")])).unwrap();
+    let ids: Vec<&str> = hits["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["_source"]["check_id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&v["check_id"].as_str().unwrap()),
+        "{ids:?} {hits}"
+    );
+}
+
+fn curl(args: &[&str]) -> String {
+    let o = Command::new("curl")
+        .arg("-fsS")
+        .args(args)
+        .output()
+        .expect("curl");
+    assert!(o.status.success(), "curl {args:?}: {}", stderr(&o));
+    stdout(&o)
 }
 
 #[test]
