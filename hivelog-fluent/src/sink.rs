@@ -1,15 +1,17 @@
 //! The sink: a batch → one PackedForward message per tag → written on one connection → acks.
 //!
-//! - **One message per tag** per send, each at most `max_message_bytes`. The pipeline's batch
-//!   limit is the message limit minus the framing, and [`Sink::encoded_len`] is an upper bound
-//!   of the encoded entry, so batches fit; a record that still does not fit (a long tag) is
-//!   `Deferred` to the next send, and one that could never fit alone is rejected with a reason.
+//! - **Messages carry one tag each** and about [`MESSAGE_TARGET_BYTES`] of entries, never more
+//!   than `max_message_bytes`. Each is written as soon as it is encoded, so the receiver reads
+//!   one while the next is encoded, and all acks are awaited together: several messages in
+//!   flight, one round trip per batch. The pipeline's batch limit is the message limit minus
+//!   the framing, and [`Sink::encoded_len`] is an upper bound of the encoded entry, so batches
+//!   fit; a record that still does not fit (a long tag) is `Deferred` to the next send, and one
+//!   that could never fit alone is rejected with a reason.
 //! - **Outcomes per message**: acked → `Delivered`; unacked at the deadline, a write error or a
 //!   dropped connection → `Retry` for that message's records only. The sink remembers the
 //!   boundaries of unacked messages and cuts the resent records into the same messages, so a
 //!   resend carries the same `chunk` (a duplicate downstream is always a whole message with a
-//!   known chunk), and newer records follow in messages of their own: several messages in
-//!   flight on the one connection. Without acks, written and
+//!   known chunk), and newer records follow in messages of their own. Without acks, written and
 //!   flushed counts as delivered (at-most-once, as `fluent-logger` does).
 //! - **Authentication failures are not retried in a loop**: a refused handshake or a wrong
 //!   server digest fails the batch (`Outcome::Failed`, with the reason) and, for
@@ -36,6 +38,10 @@ use crate::transport::{Connection, Connector, Idle};
 pub const AUTH_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 /// Most records per batch: 20,000 (a few MB of typical events, one round trip).
 pub const MAX_EVENTS_PER_BATCH: usize = 20_000;
+/// Size at which a tag's records start a new message (bounded by [`Encoder::bound`]): 1 MiB.
+/// Several messages per batch let the receiver read one while the next is encoded; the hard
+/// limit stays `HIVELOG_FLUENT_MAX_MESSAGE_BYTES`.
+pub const MESSAGE_TARGET_BYTES: usize = 1024 * 1024;
 /// Room kept in each message for the framing around the entries (tag, headers, options).
 const FRAMING_ROOM: usize = 1024;
 /// The longest tag (a longer rendered tag is cut): keeps the framing within [`FRAMING_ROOM`].
@@ -123,8 +129,6 @@ fn push_tag_safe(out: &mut String, s: &str) {
 /// One message being built or in flight.
 #[derive(Debug)]
 struct Message {
-    /// Its bytes in `FluentSink::buf`.
-    range: std::ops::Range<usize>,
     /// Indices of its records in the batch.
     records: Vec<usize>,
     tag: String,
@@ -242,50 +246,50 @@ impl FluentSink {
         groups
     }
 
-    /// Encodes the batch into `self.buf`; records that do not fit are deferred or rejected.
+    /// Cuts the batch into messages: one tag each, about [`MESSAGE_TARGET_BYTES`] each (by
+    /// [`Encoder::bound`]), so that the receiver reads one while the next is encoded.
     ///
     /// Records of a message that was not acked come back first in the next batch (the pipeline
     /// keeps retried records ahead of new ones); they are cut into the same messages again, so
     /// each resent message has the same records and therefore the same chunk id, and newer
-    /// records of that tag follow in a message of their own.
-    fn encode(&mut self, batch: &[Record], outcomes: &mut Outcomes) -> Vec<Message> {
-        self.buf.clear();
+    /// records of that tag follow in messages of their own.
+    fn plan(&mut self, batch: &[Record]) -> Vec<(String, Vec<usize>)> {
         let resend = std::mem::take(&mut self.resend);
-        let mut messages = Vec::new();
+        let mut plan = Vec::new();
         for (tag, indices) in self.group(batch) {
             let mut rest = &indices[..];
             while !rest.is_empty() {
-                // Up to the end of the unacked message this record began, or up to the start
-                // of the next one.
                 let seq = batch[rest[0]].seq;
                 let cut = match resend
                     .iter()
                     .find(|(t, f, l)| *t == tag && (*f..=*l).contains(&seq))
                 {
+                    // The unacked message this record began, whole.
                     Some((_, _, last)) => {
                         rest.iter().take_while(|&&i| batch[i].seq <= *last).count()
                     }
-                    None => rest
-                        .iter()
-                        .position(|&i| {
-                            let s = batch[i].seq;
-                            resend.iter().any(|(t, f, _)| *t == tag && *f == s)
-                        })
-                        .filter(|&p| p > 0)
-                        .unwrap_or(rest.len()),
-                };
-                let (segment, tail) = rest.split_at(cut);
-                rest = tail;
-                if !self.encode_message(&tag, segment, batch, outcomes, &mut messages) {
-                    // Full: what follows waits for the next send, in order.
-                    for &i in rest {
-                        outcomes.defer(i);
+                    // New records: up to the target size or the next unacked message.
+                    None => {
+                        let mut bytes = 0;
+                        rest.iter()
+                            .enumerate()
+                            .position(|(k, &i)| {
+                                bytes += self.encoder.bound(&batch[i]);
+                                k > 0
+                                    && (bytes > MESSAGE_TARGET_BYTES
+                                        || resend
+                                            .iter()
+                                            .any(|(t, f, _)| *t == tag && *f == batch[i].seq))
+                            })
+                            .unwrap_or(rest.len())
                     }
-                    break;
-                }
+                };
+                let (segment, tail) = rest.split_at(cut.max(1));
+                plan.push((tag.clone(), segment.to_vec()));
+                rest = tail;
             }
         }
-        messages
+        plan
     }
 
     /// Encodes one message of `indices`; false when it filled up before the last record.
@@ -344,7 +348,6 @@ impl FluentSink {
             &mut self.scratch,
         );
         messages.push(Message {
-            range: start..self.buf.len(),
             tag: tag.to_owned(),
             seqs: (first, last),
             records,
@@ -391,69 +394,74 @@ impl FluentSink {
             }
             self.auth_failure = None;
         }
-        let mut outcomes = Outcomes::delivered(n);
-        *sent = self.encode(batch, &mut outcomes);
-        let messages = &*sent;
-        if messages.is_empty() {
-            return outcomes;
-        }
-        let retry_all = |outcomes: &mut Outcomes, err: String| {
-            for m in messages {
-                for &i in &m.records {
-                    outcomes.retry(i);
-                }
-            }
-            outcomes.set_error(err);
-        };
         match self.connect().await {
             Ok(()) => {}
-            Err((err, true)) => {
-                for m in messages {
-                    for &i in &m.records {
-                        outcomes.fail(i);
-                    }
-                }
-                outcomes.set_error(err);
-                return outcomes;
-            }
+            Err((err, true)) => return Outcomes::fail_all(n, err),
             Err((err, false)) => {
-                retry_all(&mut outcomes, err);
-                return outcomes;
+                // Nothing was encoded: the unacked boundaries still apply next time.
+                return Outcomes::retry_all(n, err);
             }
-        };
+        }
+        let mut outcomes = Outcomes::delivered(n);
+        let plan = self.plan(batch);
+        // Encode and write message by message, so the receiver reads one while the next is
+        // encoded; then wait for all acks at once.
+        let mut full: Vec<&str> = Vec::new();
+        let mut failure = None;
+        for (tag, indices) in &plan {
+            if failure.is_some() {
+                indices.iter().for_each(|&i| outcomes.retry(i));
+                continue;
+            }
+            if full.contains(&tag.as_str()) {
+                indices.iter().for_each(|&i| outcomes.defer(i));
+                continue;
+            }
+            self.buf.clear();
+            if !self.encode_message(tag, indices, batch, &mut outcomes, sent) {
+                full.push(tag);
+            }
+            if self.buf.is_empty() {
+                continue;
+            }
+            let conn = self.conn.as_mut().expect("connected above");
+            if let Err(e) = conn.write_all(&self.buf).await {
+                self.conn = None;
+                failure = Some(e.to_string());
+                // What this connection carried before is not acked either: resend it all.
+                for m in sent.iter() {
+                    m.records.iter().for_each(|&i| outcomes.retry(i));
+                }
+                continue;
+            }
+            outcomes.add_bytes_sent(self.buf.len() as u64);
+        }
+        if let Some(err) = failure {
+            outcomes.set_error(err);
+            return outcomes;
+        }
+        if !self.config.ack || sent.is_empty() {
+            return outcomes;
+        }
         let conn = self.conn.as_mut().expect("connected above");
-        // Write every message, then wait for all acks: one round trip per batch.
-        let wire = &self.buf[..messages.last().unwrap().range.end];
-        if let Err(e) = conn.write_all(wire).await {
-            self.conn = None;
-            retry_all(&mut outcomes, e.to_string());
-            return outcomes;
-        }
-        outcomes.add_bytes_sent(wire.len() as u64);
-        if !self.config.ack {
-            return outcomes;
-        }
-        let chunks: Vec<&str> = messages.iter().map(|m| m.chunk.as_str()).collect();
-        let mut acked = vec![false; messages.len()];
+        let chunks: Vec<&str> = sent.iter().map(|m| m.chunk.as_str()).collect();
+        let mut acked = vec![false; sent.len()];
         let timeout = self.config.ack_timeout;
         let result = ack::wait(conn, &chunks, &mut acked, Instant::now() + timeout, timeout).await;
         if let Err(e) = result {
             // The connection's state is unknown (late acks, half-open): start afresh.
             self.conn = None;
-            for (m, ok) in messages.iter().zip(&acked) {
+            let permanent = matches!(e, AckError::HandshakeRequired { .. });
+            if permanent {
+                self.auth_failure = Some((Instant::now() + AUTH_RETRY_INTERVAL, e.to_string()));
+            }
+            for (m, ok) in sent.iter().zip(&acked) {
                 if !ok {
                     for &i in &m.records {
-                        outcomes.retry(i);
-                    }
-                }
-            }
-            if let AckError::HandshakeRequired { .. } = e {
-                let err = e.to_string();
-                self.auth_failure = Some((Instant::now() + AUTH_RETRY_INTERVAL, err.clone()));
-                for (m, ok) in messages.iter().zip(&acked) {
-                    if !ok {
-                        for &i in &m.records {
+                        if permanent {
                             outcomes.fail(i);
+                        } else {
+                            outcomes.retry(i);
                         }
                     }
                 }
