@@ -46,6 +46,7 @@ pub fn run(opts: &CheckOptions) -> u8 {
     if let Some(r) = resolved {
         let dest = Destinations {
             fluent: r.fluent,
+            fluent_unacked: Env::from_process().bool("HIVELOG_FLUENT_ACK") == Ok(Some(false)),
             es: r.es,
             cloudwatch: r.cloudwatch,
         };

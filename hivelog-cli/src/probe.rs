@@ -45,6 +45,8 @@ pub struct Probe {
     pub start: Option<Duration>,
     /// Why it failed, in the sink's words.
     pub detail: Option<String>,
+    /// A caveat about a success (an event written but not acknowledged).
+    pub note: Option<String>,
 }
 
 /// The destinations to test.
@@ -52,6 +54,8 @@ pub struct Probe {
 pub struct Destinations {
     /// Fluentd / Fluent Bit.
     pub fluent: Option<FluentConfig>,
+    /// `HIVELOG_FLUENT_ACK=false`: Fluentd's "accepted" only means "written to the socket".
+    pub fluent_unacked: bool,
     /// Elasticsearch / OpenSearch.
     pub es: Option<EsConfig>,
     /// CloudWatch Logs.
@@ -72,14 +76,20 @@ pub fn probe_all(
     let record = || test_record(format, check_id);
     // The sinks are built inside the runtime: a client may register with it when created.
     let results = rt.block_on(async {
+        let unacked = dest.fluent_unacked;
         let fluent = dest.fluent.map(|c| {
             let target = c.address().to_string();
-            probe(
-                FluentSink::new(c, format.clone()),
-                target,
-                record(),
-                timeout,
-            )
+            let p = probe(FluentSink::new(c, format.clone()), target, record(), timeout);
+            async move {
+                let mut p = p.await;
+                if unacked && p.accepted {
+                    p.note = Some(
+                        "written, not confirmed: HIVELOG_FLUENT_ACK=false asks the receiver for no ack"
+                            .to_owned(),
+                    );
+                }
+                p
+            }
         });
         let es = dest.es.map(|c| {
             let target = c.nodes().join(",");
@@ -175,6 +185,7 @@ async fn probe<S: Sink>(mut sink: S, target: String, record: Record, timeout: Du
             accepted: false,
             round_trip: None,
             start: None,
+            note: None,
             detail: Some(if start.is_some() {
                 format!("the test event was not confirmed within {timeout:?} (--timeout)")
             } else {
@@ -199,6 +210,7 @@ pub fn classify(sink: &'static str, target: String, o: &Outcomes) -> Probe {
         round_trip: None,
         start: None,
         detail: None,
+        note: None,
     };
     match o.as_slice().first() {
         Some(Outcome::Delivered) => p.accepted = true,

@@ -112,7 +112,7 @@ pub fn destinations_text(r: &Report, s: &Scrubber) -> String {
                 yes_no(Some(p.accepted)),
                 p.round_trip.map_or("-".to_owned(), ms)
             );
-            if let Some(d) = &p.detail {
+            for d in p.detail.iter().chain(&p.note) {
                 for line in d.lines() {
                     let _ = writeln!(out, "    {}", line.trim_start());
                 }
@@ -167,6 +167,7 @@ pub fn json(r: &Report, s: &Scrubber) -> String {
                 "round_trip_ms": p.round_trip.map(|d| d.as_secs_f64() * 1000.0),
                 "start_ms": p.start.map(|d| d.as_secs_f64() * 1000.0),
                 "error": p.detail,
+                "note": p.note,
             })
         })
         .collect();

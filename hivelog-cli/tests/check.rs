@@ -344,6 +344,31 @@ fn fluentd_acks_the_test_event() {
         .unwrap()
         .starts_with("hivelog check from "));
     assert_eq!(events[0].str("target"), Some("hivelog::check"));
+    assert_eq!(events[0].str("check_id"), v["check_id"].as_str());
+}
+
+#[test]
+fn fluentd_without_acks_is_accepted_with_a_caveat() {
+    let receiver = ForwardReceiver::start(ReceiverConfig::default());
+    let addr = receiver.url();
+    let (code, v) = check_json(
+        &[
+            ("HIVELOG_FLUENT_ADDR", addr.as_str()),
+            ("HIVELOG_FLUENT_ACK", "false"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{v:#}");
+    let d = only_destination(&v);
+    assert_eq!(d["accepted"], true);
+    assert!(
+        d["note"]
+            .as_str()
+            .unwrap()
+            .contains("HIVELOG_FLUENT_ACK=false"),
+        "{d}"
+    );
+    assert_eq!(receiver.wait_for(1, Duration::from_secs(5)), 1);
 }
 
 #[test]
