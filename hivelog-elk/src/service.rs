@@ -10,6 +10,9 @@
 //! The response body is read chunk by chunk up to a cap, so a misbehaving server cannot make
 //! the sink allocate without bound; `reqwest`'s gzip decoding happens before the cap is counted,
 //! so a compressed bomb is capped too.
+//!
+//! Like most HTTP clients, `reqwest` honours `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`: a
+//! cluster reached through a corporate proxy needs no hivelog setting.
 
 use std::time::Duration;
 
