@@ -8,11 +8,32 @@
 //! done; done
 //! ```
 //! and divide each total by N (the setup is a fixed few hundred thousand instructions; run
-//! with N=0 to subtract it).
+//! with N=0 to subtract it). `hivelog_pipeline` is capture + enqueue into a pipeline with a
+//! counting sink and no local output; run it with `--separate-threads=yes` and read the main
+//! thread's file, to count the caller's work only (`tracing_subscriber_plain` is its baseline,
+//! `fmt().json()`).
 
 use std::io;
 
 use tracing::{debug, info, info_span, Dispatch};
+
+/// A sink that accepts everything.
+struct Counting;
+
+impl hivelog::core::Sink for Counting {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+    fn limits(&self) -> hivelog::core::BatchLimits {
+        hivelog::core::BatchLimits {
+            max_events: 10_000,
+            max_bytes: 8 << 20,
+        }
+    }
+    async fn send(&mut self, batch: &[hivelog::core::Record]) -> hivelog::core::Outcomes {
+        hivelog::core::Outcomes::delivered(batch.len())
+    }
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -22,6 +43,18 @@ fn main() {
         args[3].parse::<u64>().unwrap(),
     );
     let (dispatch, _guard) = match sub {
+        // Capture + enqueue into a pipeline whose sink only counts (no local output).
+        "hivelog_pipeline" => {
+            let (d, g) = hivelog::builder()
+                .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
+                .extra("service", "bench")
+                .extra("environment", "prod")
+                .output(hivelog::Output::None)
+                .sink(|_| Counting)
+                .try_build()
+                .unwrap();
+            (d, Some(g))
+        }
         "hivelog" => {
             let (d, g) = hivelog::builder()
                 .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))

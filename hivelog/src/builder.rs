@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hivelog_core::format::{Schema, TimestampFormat};
-use hivelog_core::{ConfigError, Env, Format, FormatBuilder, Pipeline, PipelineConfig};
+use hivelog_core::{ConfigError, Env, Format, FormatBuilder, Pipeline, PipelineConfig, Sink};
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -37,6 +37,7 @@ pub struct Builder {
     env: Option<Env>,
     panic_hook: bool,
     heartbeat: Option<Duration>,
+    custom: Vec<CustomSink>,
     #[cfg(feature = "fluent")]
     fluent: Option<hivelog_fluent::FluentConfig>,
     #[cfg(feature = "elk")]
@@ -58,6 +59,7 @@ impl Default for Builder {
             env: None,
             panic_hook: true,
             heartbeat: None,
+            custom: Vec::new(),
             #[cfg(feature = "fluent")]
             fluent: None,
             #[cfg(feature = "elk")]
@@ -153,6 +155,28 @@ impl Builder {
         self
     }
 
+    /// Adds a destination of your own: `make` builds it from the resolved [`Format`], and it runs
+    /// on its own pipeline (queue, batching, retries, counters) under the main level filter.
+    ///
+    /// ```
+    /// use hivelog::core::{BatchLimits, Outcomes, Record, Sink};
+    ///
+    /// struct Counter;
+    /// impl Sink for Counter {
+    ///     fn name(&self) -> &'static str { "counter" }
+    ///     fn limits(&self) -> BatchLimits { BatchLimits { max_events: 1000, max_bytes: 1 << 20 } }
+    ///     async fn send(&mut self, batch: &[Record]) -> Outcomes { Outcomes::delivered(batch.len()) }
+    /// }
+    /// let (dispatch, guard) = hivelog::builder().output(hivelog::Output::None).sink(|_format| Counter).try_build().unwrap();
+    /// tracing::dispatcher::with_default(&dispatch, || tracing::info!("counted"));
+    /// assert_eq!(guard.shutdown(std::time::Duration::from_secs(5)).sinks[0].delivered, 1);
+    /// ```
+    pub fn sink<S: Sink>(mut self, make: impl FnOnce(Arc<Format>) -> S + 'static) -> Self {
+        self.custom
+            .push(Box::new(move |format, p| Pipeline::spawn(make(format), p)));
+        self
+    }
+
     /// Ships to Fluentd / Fluent Bit (`HIVELOG_FLUENT_ADDR` overrides this whole setting).
     #[cfg(feature = "fluent")]
     pub fn fluent(mut self, config: hivelog_fluent::FluentConfig) -> Self {
@@ -242,12 +266,15 @@ impl Builder {
             let pipeline = self.pipeline.clone().apply_env(&env)?;
             outputs.shutdown_timeout = pipeline.shutdown_timeout;
             for (level_var, spawn) in sinks {
-                let filter = match env.get(level_var) {
-                    Some(v) => config::parse_filter(level_var, v)?,
+                let filter = match level_var.and_then(|var| env.get(var).map(|v| (var, v))) {
+                    Some((var, v)) => config::parse_filter(var, v)?,
                     None => config::parse_filter(main_var, &level)?,
                 };
                 let p = spawn(pipeline.clone()).map_err(|e| {
-                    ConfigError::conflict(level_var, format!("cannot start the sink's thread: {e}"))
+                    ConfigError::conflict(
+                        level_var.unwrap_or("sink"),
+                        format!("cannot start the sink's thread: {e}"),
+                    )
                 })?;
                 outputs.sinks.push(p.clone());
                 routes.push(Route {
@@ -274,13 +301,17 @@ impl Builder {
         &mut self,
         env: &Env,
         format: &Arc<Format>,
-    ) -> Result<Vec<(&'static str, SpawnSink)>, ConfigError> {
-        let mut sinks: Vec<(&'static str, SpawnSink)> = Vec::new();
+    ) -> Result<Vec<(Option<&'static str>, SpawnSink)>, ConfigError> {
+        let mut sinks: Vec<(Option<&'static str>, SpawnSink)> = Vec::new();
+        for custom in self.custom.drain(..) {
+            let format = format.clone();
+            sinks.push((None, Box::new(move |p| custom(format, p))));
+        }
         #[cfg(feature = "fluent")]
         if let Some(cfg) = hivelog_fluent::FluentConfig::from_env(env)?.or(self.fluent.take()) {
             let format = format.clone();
             sinks.push((
-                "HIVELOG_FLUENT_LEVEL",
+                Some("HIVELOG_FLUENT_LEVEL"),
                 Box::new(move |p| Pipeline::spawn(hivelog_fluent::FluentSink::new(cfg, format), p)),
             ));
         }
@@ -288,7 +319,7 @@ impl Builder {
         if let Some(cfg) = hivelog_elk::EsConfig::from_env(env)?.or(self.es.take()) {
             let format = format.clone();
             sinks.push((
-                "HIVELOG_ES_LEVEL",
+                Some("HIVELOG_ES_LEVEL"),
                 Box::new(move |p| Pipeline::spawn(hivelog_elk::EsSink::new(cfg, format), p)),
             ));
         }
@@ -298,7 +329,7 @@ impl Builder {
         {
             let format = format.clone();
             sinks.push((
-                "HIVELOG_CLOUDWATCH_LEVEL",
+                Some("HIVELOG_CLOUDWATCH_LEVEL"),
                 Box::new(move |p| {
                     Pipeline::spawn(hivelog_cloudwatch::CloudWatchSink::new(cfg, format), p)
                 }),
@@ -313,6 +344,7 @@ impl Builder {
 }
 
 type SpawnSink = Box<dyn FnOnce(PipelineConfig) -> std::io::Result<Pipeline>>;
+type CustomSink = Box<dyn FnOnce(Arc<Format>, PipelineConfig) -> std::io::Result<Pipeline>>;
 
 fn rename_var(e: ConfigError, var: &str) -> ConfigError {
     match e {

@@ -39,6 +39,10 @@ pub use guard::{Guard, Report};
 pub use hivelog_core::format::{Schema, TimestampFormat};
 pub use hivelog_core::{ConfigError, Env, PipelineConfig, Stats};
 pub use layer::HivelogLayer;
+
+/// The record model, format and `Sink` contract, for writing destinations of your own
+/// ([`Builder::sink`]).
+pub use hivelog_core as core;
 pub use output::{LocalReport, Output, Style};
 
 #[cfg(feature = "cloudwatch")]
