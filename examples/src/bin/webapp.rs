@@ -1,0 +1,329 @@
+//! A small web service logging through hivelog, modeled on our first users' web app.
+//!
+//! ```sh
+//! cargo run -p hivelog-examples            # JSON lines on stdout, http://127.0.0.1:3000
+//! curl -b email=a@b.c localhost:3000/      # {"message":"visit","user":"a@b.c",...}
+//! curl -b email=a@b.c localhost:3000/hit/7 # {"message":"article hit","user":"a@b.c","article":...}
+//! curl localhost:3000/article/7            # an ERROR line with the error's source chain
+//! ```
+//!
+//! With our first users' field names:
+//!
+//! ```sh
+//! HIVELOG_FIELDS='timestamp=timestamp,loggerName=target,level=level,message=message,function=span,module=module,line=line' \
+//! HIVELOG_EXTRA='environment=dev' cargo run -p hivelog-examples
+//! ```
+//!
+//! The binary is built with hivelog's `fluent`, `elk` and `cloudwatch` features, so setting
+//! `HIVELOG_FLUENT_ADDR`, `HIVELOG_ES_URL` or `HIVELOG_CLOUDWATCH_GROUP` ships the same events
+//! there too (see `deploy/` and `docs/deploying.md`).
+//!
+//! # Routes
+//! - `GET /` logs the visitor: `user` comes from the `email` cookie (`anonymous` without one).
+//! - `GET /hit/{id}` logs `user` and `article`, then redirects to the article.
+//! - `GET /article/{id}` fails: the (simulated) CMS does not answer, and the error is logged
+//!   with its source chain (`error = &e as &dyn Error`) before a 502 is returned.
+//!
+//! Every handler is `#[tracing::instrument]`ed, so the `span` attribute (`function=span` in
+//! `HIVELOG_FIELDS`) names the handler, and the span's fields (`id`, recorded as a number with
+//! `fields(id = id)` rather than as the argument's `Debug` text) appear on its events. Outside
+//! any span (`listening`, `stopped`) `function` is `null`.
+//!
+//! # Configuration
+//! `BIND` is the listen address, `host` or `host:port` (default `127.0.0.1:3000`; containers
+//! need `0.0.0.0`); `PORT` overrides the port (`0` picks a free one; the `listening` event says
+//! which). Everything about logs is `HIVELOG_*`.
+//!
+//! # Stopping: why the order matters
+//! ECS stops a task by sending SIGTERM to the container, waiting `stopTimeout` (30 s by
+//! default), then sending SIGKILL; `docker stop` and Kubernetes do the same. Events still queued
+//! for a sink when SIGKILL arrives are lost. So on SIGTERM (or Ctrl-C) the service:
+//! 1. stops accepting connections and lets in-flight requests finish (axum's graceful
+//!    shutdown), for at most [`DRAIN_TIMEOUT`];
+//! 2. logs `stopped`, the last event, and shuts its runtime down;
+//! 3. drops the hivelog guard, which sends everything still queued to the sinks within
+//!    `HIVELOG_SHUTDOWN_TIMEOUT` (default 5 s) and prints a report on stderr if something
+//!    could not be delivered; then `main` returns and the process exits with status 0.
+//!
+//! Keep `DRAIN_TIMEOUT + HIVELOG_SHUTDOWN_TIMEOUT` below the platform's grace period.
+//! The guard is created in a synchronous `main`, outside the tokio runtime, so it outlives the
+//! runtime and its final flush never runs on (or waits for) the service's own worker threads.
+
+use std::error::Error;
+use std::fmt;
+use std::future::IntoFuture;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Redirect;
+use axum::routing::get;
+use axum::Router;
+
+/// The listen address when neither `BIND` nor `PORT` is set.
+pub const DEFAULT_BIND: &str = "127.0.0.1:3000";
+
+/// How long in-flight requests may take to finish after SIGTERM before the service stops anyway.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    // First thing, bound to a name for the whole of main: dropping it flushes the sinks.
+    let _logs = hivelog::init();
+    let addr = match listen_addr(std::env::var("BIND").ok(), std::env::var("PORT").ok()) {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::error!(error = %e, "bad listen address");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = &e as &dyn Error, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve(addr));
+    // Requests still running past the drain timeout are abandoned here, not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = &e as &dyn Error, %addr, "cannot serve");
+            ExitCode::FAILURE
+        }
+    }
+    // `_logs` drops here: the final flush, after the runtime is gone.
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains for at most [`DRAIN_TIMEOUT`].
+async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "listening");
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app()).with_graceful_shutdown(async move {
+        let signal = shutdown_signal().await;
+        tracing::info!(signal, "shutdown requested; finishing in-flight requests");
+        let _ = stopping_tx.send(());
+    });
+    let drain_deadline = async move {
+        match stopping_rx.await {
+            Ok(()) => tokio::time::sleep(DRAIN_TIMEOUT).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server.into_future() => served,
+        () = drain_deadline => {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "requests still running after the drain timeout; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// The routes.
+fn app() -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/hit/{id}", get(hit))
+        .route("/article/{id}", get(article))
+}
+
+/// Resolves when the process receives SIGTERM (how ECS, Docker and Kubernetes stop a
+/// container) or Ctrl-C; returns the signal's name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(e) => {
+                tracing::warn!(
+                    error = &e as &dyn Error,
+                    "cannot listen for SIGTERM; only Ctrl-C stops the service"
+                );
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+/// `GET /`: logs who visited.
+#[tracing::instrument(skip_all)]
+async fn index(headers: HeaderMap) -> &'static str {
+    let user = visitor(&headers);
+    tracing::info!(user, "visit");
+    "Hello from hivelog's example service. Try /hit/7 and /article/7.\n"
+}
+
+/// `GET /hit/{id}`: logs the article hit, then redirects to the article.
+#[tracing::instrument(skip_all, fields(id = id))]
+async fn hit(Path(id): Path<u64>, headers: HeaderMap) -> Redirect {
+    let user = visitor(&headers);
+    let article = format!("https://example.com/articles/{id}");
+    tracing::info!(user, article, "article hit");
+    Redirect::to(&article)
+}
+
+/// `GET /article/{id}`: loading the article from the CMS fails; the error is logged with its
+/// source chain and the client gets a 502.
+#[tracing::instrument(skip_all, fields(id = id))]
+async fn article(Path(id): Path<u64>) -> Result<String, (StatusCode, &'static str)> {
+    match load_article(id).await {
+        Ok(body) => Ok(body),
+        Err(e) => {
+            tracing::error!(error = &e as &dyn Error, "could not serve the article");
+            Err((StatusCode::BAD_GATEWAY, "the article is unavailable\n"))
+        }
+    }
+}
+
+/// Stands for a call to a content service that is down: the error has two causes below it.
+async fn load_article(id: u64) -> Result<String, ArticleError> {
+    let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 2s");
+    Err(ArticleError {
+        id,
+        source: CmsError(timeout),
+    })
+}
+
+/// The user's email from the `email` cookie, or `anonymous`.
+fn visitor(headers: &HeaderMap) -> &str {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == "email")
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+        .unwrap_or("anonymous")
+}
+
+/// `BIND` (`host` or `host:port`) and `PORT` into one address.
+fn listen_addr(bind: Option<String>, port: Option<String>) -> Result<SocketAddr, String> {
+    let bind = bind
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_BIND.to_owned());
+    let port = match port.filter(|p| !p.trim().is_empty()) {
+        Some(p) => Some(
+            p.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("PORT: '{p}' is not a port; expected 0 to 65535"))?,
+        ),
+        None => None,
+    };
+    let with_port = if bind.parse::<SocketAddr>().is_ok() || has_port(&bind) {
+        bind.clone()
+    } else {
+        format!("{bind}:3000")
+    };
+    let mut addr = with_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            format!("BIND: '{bind}' is not an address; expected host or host:port (0.0.0.0:3000)")
+        })?;
+    if let Some(p) = port {
+        addr.set_port(p);
+    }
+    Ok(addr)
+}
+
+fn has_port(bind: &str) -> bool {
+    bind.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.contains(':') && port.parse::<u16>().is_ok())
+}
+
+/// Loading an article failed.
+#[derive(Debug)]
+struct ArticleError {
+    id: u64,
+    source: CmsError,
+}
+
+impl fmt::Display for ArticleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "could not load article {}", self.id)
+    }
+}
+
+impl Error for ArticleError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The content service did not answer.
+#[derive(Debug)]
+struct CmsError(std::io::Error);
+
+impl fmt::Display for CmsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the CMS did not answer")
+    }
+}
+
+impl Error for CmsError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_address_comes_from_bind_and_port() {
+        let addr = |b: Option<&str>, p: Option<&str>| {
+            listen_addr(b.map(str::to_owned), p.map(str::to_owned))
+        };
+        assert_eq!(addr(None, None).unwrap().to_string(), "127.0.0.1:3000");
+        assert_eq!(
+            addr(None, Some("8080")).unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            addr(Some("0.0.0.0"), None).unwrap().to_string(),
+            "0.0.0.0:3000"
+        );
+        assert_eq!(
+            addr(Some("0.0.0.0:80"), Some("81")).unwrap().to_string(),
+            "0.0.0.0:81"
+        );
+        assert_eq!(
+            addr(Some("[::1]:9000"), None).unwrap().to_string(),
+            "[::1]:9000"
+        );
+        assert_eq!(
+            addr(None, Some("http")).unwrap_err(),
+            "PORT: 'http' is not a port; expected 0 to 65535"
+        );
+    }
+
+    #[test]
+    fn the_visitor_is_the_email_cookie() {
+        let mut h = HeaderMap::new();
+        assert_eq!(visitor(&h), "anonymous");
+        h.insert(header::COOKIE, "theme=dark; email=a@b.c".parse().unwrap());
+        assert_eq!(visitor(&h), "a@b.c");
+    }
+}

@@ -1,0 +1,277 @@
+//! The example service end to end: the built `webapp` binary on a free 127.0.0.1 port, with
+//! our first users' field mapping, driven over HTTP, stopped with SIGTERM the way ECS stops a
+//! task; its stdout must be JSON lines carrying what the handlers logged, and it must exit 0.
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hivelog_examples::http::Connection;
+use serde_json::Value;
+
+const FIELDS: &str =
+    "timestamp=timestamp,loggerName=target,level=level,message=message,function=span,module=module,line=line";
+const EXTRA: &str = "environment=test,team=news";
+
+/// A running `webapp` and the JSON lines it has printed.
+struct Service {
+    child: Child,
+    addr: String,
+    lines: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+    stdout: Option<JoinHandle<Vec<String>>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Service {
+    /// Starts the binary with only the variables given here (PORT=0: the OS picks the port,
+    /// and the `listening` event says which).
+    fn start() -> Service {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_webapp"))
+            .env_clear()
+            .env("BIND", "127.0.0.1")
+            .env("PORT", "0")
+            .env("HIVELOG_FIELDS", FIELDS)
+            .env("HIVELOG_EXTRA", EXTRA)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start webapp");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut bad = Vec::new();
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) if v.is_object() => {
+                        let _ = tx.send(v);
+                    }
+                    _ => bad.push(line),
+                }
+            }
+            bad
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let mut service = Service {
+            child,
+            addr: String::new(),
+            lines,
+            seen: Vec::new(),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        };
+        let listening = service.wait_for("listening", Duration::from_secs(20));
+        service.addr = listening["addr"].as_str().expect("addr").to_owned();
+        assert!(service.addr.starts_with("127.0.0.1:"), "{listening}");
+        service
+    }
+
+    /// Waits for the line whose message is `message`.
+    fn wait_for(&mut self, message: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.seen.iter().find(|v| v["message"] == message) {
+                return v.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "no {message:?} line within {timeout:?}; lines: {:#?}\nstderr: {}",
+                        self.seen,
+                        self.stderr.take().unwrap().join().unwrap()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status, every JSON line, stderr.
+    fn terminate(mut self, timeout: Duration) -> (ExitStatus, Vec<Value>, String) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("webapp still running {timeout:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let bad = self.stdout.take().unwrap().join().unwrap();
+        assert!(
+            bad.is_empty(),
+            "stdout lines that are not JSON objects: {bad:?}"
+        );
+        self.seen.extend(self.lines.try_iter());
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, std::mem::take(&mut self.seen), stderr)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn one<'a>(lines: &'a [Value], message: &str) -> &'a Value {
+    let found: Vec<&Value> = lines.iter().filter(|v| v["message"] == message).collect();
+    assert_eq!(found.len(), 1, "one {message:?} line in {lines:#?}");
+    found[0]
+}
+
+#[test]
+fn handlers_log_users_articles_and_errors_and_sigterm_flushes_and_exits_0() {
+    let mut service = Service::start();
+    let mut conn = Connection::open(service.addr.as_str()).unwrap();
+
+    let res = conn.get("/", Some("theme=dark; email=a@b.c")).unwrap();
+    assert_eq!(res.status, 200);
+    let res = conn.get("/", None).unwrap();
+    assert_eq!(res.status, 200);
+    let res = conn.get("/hit/7", Some("email=a@b.c")).unwrap();
+    assert_eq!(res.status, 303);
+    assert_eq!(
+        res.header("location"),
+        Some("https://example.com/articles/7")
+    );
+    let res = conn.get("/article/7", None).unwrap();
+    assert_eq!(res.status, 502);
+    service.wait_for("could not serve the article", Duration::from_secs(10));
+    // An idle keep-alive connection must not hold the shutdown up.
+
+    let started = Instant::now();
+    let (status, lines, stderr) = service.terminate(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}; stderr: {stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        started.elapsed()
+    );
+
+    // Our first users' mapping, in its order, then the extras, on every line.
+    let order = [
+        "timestamp",
+        "loggerName",
+        "level",
+        "message",
+        "function",
+        "module",
+        "line",
+        "environment",
+        "team",
+    ];
+    for line in &lines {
+        let keys: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys[..order.len()], order[..], "{line}");
+        assert_eq!(line["loggerName"], "webapp", "{line}");
+        assert_eq!(line["module"], "webapp", "{line}");
+        assert!(line["line"].is_u64(), "{line}");
+        assert!(
+            line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{line}"
+        );
+        assert_eq!(line["environment"], "test");
+    }
+
+    let visits: Vec<&Value> = lines.iter().filter(|v| v["message"] == "visit").collect();
+    assert_eq!(visits.len(), 2, "{lines:#?}");
+    assert_eq!(visits[0]["function"], "index");
+    assert_eq!(visits[0]["level"], "INFO");
+    assert_eq!(visits[0]["user"], "a@b.c");
+    assert_eq!(visits[1]["user"], "anonymous");
+
+    let hit = one(&lines, "article hit");
+    assert_eq!(hit["function"], "hit");
+    assert_eq!(hit["user"], "a@b.c");
+    assert_eq!(hit["article"], "https://example.com/articles/7");
+    assert_eq!(hit["id"], 7, "the span's field is on the event");
+
+    let failed = one(&lines, "could not serve the article");
+    assert_eq!(failed["level"], "ERROR");
+    assert_eq!(failed["function"], "article");
+    assert_eq!(failed["error"]["message"], "could not load article 7");
+    assert_eq!(failed["error"]["type"], "ArticleError");
+    assert_eq!(
+        failed["error"]["sources"],
+        serde_json::json!(["the CMS did not answer", "no answer within 2s"])
+    );
+
+    let listening = one(&lines, "listening");
+    assert_eq!(listening["function"], Value::Null, "outside any span");
+
+    let stopping = one(&lines, "shutdown requested; finishing in-flight requests");
+    assert_eq!(stopping["signal"], "SIGTERM");
+    let last = lines.last().unwrap();
+    assert_eq!(
+        last["message"], "stopped",
+        "the last line says the service stopped"
+    );
+    assert_eq!(last["level"], "INFO");
+}
+
+#[test]
+fn loadgen_drives_the_service_and_every_request_is_one_logged_hit() {
+    let service = Service::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--target",
+            &service.addr,
+            "--rate",
+            "200",
+            "--seconds",
+            "1",
+            "--connections",
+            "2",
+        ])
+        .output()
+        .expect("run loadgen");
+    let summary = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{summary}");
+    assert!(
+        summary.contains("events/s") && summary.contains("errors 0"),
+        "{summary}"
+    );
+    // "loadgen: http ADDR: N events in ..."
+    let sent: usize = summary
+        .split_whitespace()
+        .skip_while(|w| !w.ends_with(&format!("{}:", service.addr)))
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no event count in {summary}"));
+    assert!(
+        (150..=210).contains(&sent),
+        "200/s for 1 s sent {sent}: {summary}"
+    );
+
+    let (status, lines, stderr) = service.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    let hits = lines
+        .iter()
+        .filter(|v| v["message"] == "article hit")
+        .count();
+    assert_eq!(hits, sent);
+}
