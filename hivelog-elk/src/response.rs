@@ -161,9 +161,23 @@ impl Item {
         if self.status == 429 || self.status >= 500 || kind == "es_rejected_execution_exception" {
             ItemOutcome::Retry(reason)
         } else {
-            ItemOutcome::Rejected(reason)
+            ItemOutcome::Rejected(with_hint(reason))
         }
     }
+}
+
+/// Adds what to do to the rejections a configuration causes. The usual one: an index named
+/// `logs-<a>-<b>` (a service name with a dash) matches Elasticsearch's built-in `logs-*-*`
+/// data-stream template, which requires `@timestamp` and `create`.
+fn with_hint(reason: String) -> String {
+    let hint = if reason.contains("[@timestamp]") && reason.contains("missing") {
+        "; the index is a data stream (Elasticsearch's built-in logs-*-* template matches it), which needs @timestamp: set HIVELOG_SCHEMA=ecs, or rename the timestamp field (HIVELOG_FIELDS=@timestamp=timestamp,level,target,message), or choose an HIVELOG_ES_INDEX that matches no data-stream template"
+    } else if reason.contains("op_type of create") {
+        "; data streams only accept HIVELOG_ES_ACTION=create"
+    } else {
+        return reason;
+    };
+    reason + hint
 }
 
 /// Parses a bulk answer; `Err` says why it is not one.
@@ -303,6 +317,32 @@ mod tests {
         );
         assert!(matches!(out[4], ItemOutcome::Retry(_)));
         assert!(matches!(out[5], ItemOutcome::Retry(_)));
+    }
+
+    #[test]
+    fn data_stream_rejections_say_what_to_change() {
+        let item = Item {
+            status: 400,
+            error_type: Some("document_parsing_exception".into()),
+            reason: Some(
+                "[1:2] failed to parse: data stream timestamp field [@timestamp] is missing".into(),
+            ),
+        };
+        let ItemOutcome::Rejected(r) = item.outcome(Action::Create) else {
+            panic!()
+        };
+        assert!(r.contains("HIVELOG_SCHEMA=ecs"), "{r}");
+        let item = Item {
+            status: 400,
+            error_type: Some("illegal_argument_exception".into()),
+            reason: Some(
+                "only write ops with an op_type of create are allowed in data streams".into(),
+            ),
+        };
+        let ItemOutcome::Rejected(r) = item.outcome(Action::Index) else {
+            panic!()
+        };
+        assert!(r.ends_with("only accept HIVELOG_ES_ACTION=create"), "{r}");
     }
 
     #[test]
