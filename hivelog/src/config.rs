@@ -95,30 +95,21 @@ pub(crate) fn output(env: &Env, code: Option<Output>) -> Result<Output, ConfigEr
 }
 
 /// Sinks whose variables mean nothing when their feature is off, for a precise warning.
-const SINK_PREFIXES: &[(&str, &str)] = &[
-    ("HIVELOG_FLUENT_", "fluent"),
-    ("HIVELOG_ES_", "elk"),
-    ("HIVELOG_CLOUDWATCH_", "cloudwatch"),
+const SINK_PREFIXES: &[(&str, &str, bool)] = &[
+    ("HIVELOG_FLUENT_", "fluent", cfg!(feature = "fluent")),
+    ("HIVELOG_ES_", "elk", cfg!(feature = "elk")),
+    ("HIVELOG_CLOUDWATCH_", "cloudwatch", cfg!(feature = "cloudwatch")),
 ];
 
 /// One warning per `HIVELOG_*` variable nothing read (a typo, or a sink not compiled in).
 pub(crate) fn warn_unused(env: &Env) {
     for var in env.unused() {
-        let msg = match SINK_PREFIXES.iter().find(|(p, _)| var.starts_with(p)) {
-            Some((_, feature)) if !feature_enabled(feature) => format!(
+        let msg = match SINK_PREFIXES.iter().find(|(p, _, _)| var.starts_with(p)) {
+            Some((_, feature, false)) => format!(
                 "{var} is set but this program was built without hivelog's `{feature}` feature; it is ignored"
             ),
             _ => format!("{var} is not a hivelog variable; it is ignored (typo?)"),
         };
         hivelog_core::diag::warn("config", &var, &msg);
-    }
-}
-
-fn feature_enabled(feature: &str) -> bool {
-    match feature {
-        "fluent" => cfg!(feature = "fluent"),
-        "elk" => cfg!(feature = "elk"),
-        "cloudwatch" => cfg!(feature = "cloudwatch"),
-        _ => false,
     }
 }
