@@ -10,13 +10,16 @@
 //! It is installed by the sink's `start`, on the sink's own thread: `init` never waits on the
 //! network, and the template is in place before the first batch creates the index. A failure
 //! is reported on stderr and delivery goes on (documents still land, with dynamic mappings).
-//! The template is a composable `_index_template` named `hivelog-<pattern>` at priority 200,
-//! above Elasticsearch's built-in `logs-*-*` (100); it creates plain indices, not data streams.
+//! The template is a composable `_index_template` named `hivelog-<pattern>`; it creates plain
+//! indices, not data streams. Its priority is 200 plus the pattern's length: above
+//! Elasticsearch's built-in `logs-*-*` (100), and distinct for two services whose patterns
+//! overlap (`logs-web-*` and `logs-web-api-*`), where equal priorities would make Elasticsearch
+//! refuse the second template; the longer, more specific pattern wins.
 
 use hivelog_core::format::{Attr, Format};
 use serde_json::{json, Map, Value};
 
-/// Priority of the installed template.
+/// Base priority of the installed template (the pattern's length is added).
 pub const TEMPLATE_PRIORITY: u32 = 200;
 
 /// The template's name and body for index pattern `pattern`.
@@ -49,7 +52,7 @@ pub(crate) fn index_template(format: &Format, pattern: &str) -> (String, Value) 
     let name = format!("hivelog-{}", name.trim_end_matches(['_', '-']));
     let body = json!({
         "index_patterns": [pattern],
-        "priority": TEMPLATE_PRIORITY,
+        "priority": TEMPLATE_PRIORITY + pattern.len() as u32,
         "template": { "mappings": { "properties": properties } },
         "_meta": { "created_by": "hivelog" }
     });
@@ -70,6 +73,7 @@ mod tests {
         assert_eq!(p["level"]["type"], "keyword");
         assert_eq!(p["message"]["type"], "text");
         assert_eq!(body["index_patterns"][0], "logs-web-*");
+        assert_eq!(body["priority"], 210);
         let ecs = Format::builder()
             .schema(hivelog_core::format::Schema::Ecs)
             .build();

@@ -246,3 +246,23 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[line + 4 + n..];
     }
 }
+
+#[test]
+fn setup_installs_a_template_that_maps_the_basic_fields() {
+    let index = unique("hl-setup");
+    let config = EsConfig::new(&es_url())
+        .unwrap()
+        .index(&format!("{index}-{{date:%Y.%m}}"))
+        .unwrap()
+        .setup(true);
+    let stats = through_pipeline(sink(config), records(3));
+    assert_eq!(stats.delivered, 3, "{stats:?}");
+    let (status, v) = call("GET", &format!("/_index_template/hivelog-{index}"), None);
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = call("GET", &format!("/{index}-*/_mapping"), None);
+    let (_, m) = v.as_object().unwrap().iter().next().expect("one index");
+    let p = &m["mappings"]["properties"];
+    assert_eq!(p["level"]["type"], "keyword", "{v}");
+    assert_eq!(p["message"]["type"], "text", "{v}");
+    assert_eq!(p["timestamp"]["type"], "date", "{v}");
+}
