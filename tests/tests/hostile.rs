@@ -425,6 +425,41 @@ fn fluent_invalid_msgpack_answers_are_errors_not_deliveries() {
 }
 
 #[test]
+fn fluent_an_endless_ack_is_cut_off() {
+    let server = RawServer::start(|mut s, c| {
+        let mut buf = vec![0u8; 64 * 1024];
+        if !matches!(s.read(&mut buf), Ok(n) if n > 0) {
+            return;
+        }
+        // {"ack": str32(4 GiB - 1) …}: an ack that never ends, as fast as the client reads.
+        let mut head = vec![0x81, 0xa3];
+        head.extend_from_slice(b"ack");
+        head.push(0xdb);
+        head.extend_from_slice(&u32::MAX.to_be_bytes());
+        if !c.write(&mut s, &head) {
+            return;
+        }
+        let a = vec![b'a'; 64 * 1024];
+        while c.write(&mut s, &a) {}
+    });
+    let (s, took) = run_hostile(fluent_builder(server.addr, &[]), 10, Duration::from_secs(4));
+    eprintln!(
+        "FIGURE hostile fluent endless ack: {s:?}; server pushed max {} KiB on one connection; flush {took:?}",
+        server.max_conn() >> 10
+    );
+    assert!(
+        server.max_conn() < 1 << 20,
+        "BUG: the client buffered {} bytes of one ack (an ack is < 100 bytes)",
+        server.max_conn()
+    );
+    assert!(
+        s.retried + s.failed > 0,
+        "BUG: the ack wait never timed out (HIVELOG_FLUENT_ACK_TIMEOUT=500ms) while the \
+         server kept sending one endless ack: {s:?}"
+    );
+}
+
+#[test]
 fn fluent_a_slowloris_ack_is_timed_out() {
     let server = RawServer::start(|mut s, c| {
         let mut buf = vec![0u8; 64 * 1024];
