@@ -187,7 +187,8 @@ impl CloudWatchConfig {
         self
     }
 
-    /// Retention to set on the group (`HIVELOG_CLOUDWATCH_RETENTION_DAYS`, default: unchanged).
+    /// Retention to set on the group (`HIVELOG_CLOUDWATCH_RETENTION_DAYS`, default: unchanged),
+    /// applied once when the sink first creates a stream (so only with `create(true)`).
     /// Events older than it are rejected before sending, as CloudWatch would refuse them.
     pub fn retention_days(mut self, days: Option<u32>) -> Self {
         self.retention_days = days;

@@ -5,7 +5,9 @@
 //!
 //! 1. Each record becomes one message: the formatter's JSON line or `LEVEL message`. A message
 //!    longer than the event size limit is cut at a UTF-8 boundary and ends with
-//!    [`limits::TRUNCATION_MARKER`]; an empty one becomes [`limits::EMPTY_MESSAGE`].
+//!    [`limits::TRUNCATION_MARKER`]; an empty one becomes [`limits::EMPTY_MESSAGE`]. A cut JSON
+//!    line is no longer valid JSON (Logs Insights then shows it as text): cutting loudly beats
+//!    losing the event, and `HIVELOG_CLOUDWATCH_MAX_EVENT_BYTES=1MiB` makes it rare.
 //! 2. Records outside CloudWatch's time window (14 days or the retention back, 2 hours ahead)
 //!    are [`Outcome::Rejected`](hivelog_core::Outcome) right away: sending them would only get
 //!    them refused one by one.
@@ -14,18 +16,20 @@
 //!    1,048,576 bytes (message bytes + 26 each) and less than 24 hours between first and last.
 //! 4. Requests beyond the per-send cap are not sent: their records are
 //!    [`Outcome::Deferred`](hivelog_core::Outcome) and come back first in the next batch.
-//!
-//! Greedy filling in timestamp order keeps every request but the last of each stream within
-//! one event of the byte limit, which is what the batch fill benchmark measures.
+//! 5. Batch fill: greedy filling in timestamp order keeps every request but the last of each
+//!    stream within one event of the byte limit. The last one, when it follows a full one, is
+//!    deferred once (see [`RequestBuilder::build`]): under a steady stream its records fill the
+//!    next request instead of going out in a small one. The pipeline resends deferred records
+//!    at once, without backoff, so this costs no latency worth counting.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hivelog_core::record::floor_char_boundary;
-use hivelog_core::{Format, Outcomes, Record};
+use hivelog_core::{Format, Outcome, Outcomes, Record};
 
 use crate::config::{MessageFormat, Part, StreamTemplate};
 use crate::limits;
@@ -187,7 +191,18 @@ impl RequestBuilder {
     }
 
     /// Turns a batch into requests, rejecting what CloudWatch would refuse at `now`.
-    pub(crate) fn build(&self, batch: &[Record], now: SystemTime) -> Plan {
+    ///
+    /// Batch fill: when a stream's records fill one request or more, the partly filled last one
+    /// is deferred, so its records lead the next batch and fill a request with newer ones.
+    /// `deferred` holds the `seq` of the records deferred that way before: a record is held
+    /// back at most once (a flush, or a record far ahead in time that always sorts last,
+    /// must not wait forever), and a lone partial request is always sent.
+    pub(crate) fn build(
+        &self,
+        batch: &[Record],
+        now: SystemTime,
+        deferred: &mut HashSet<u64>,
+    ) -> Plan {
         let now_ms = unix_ms(now);
         let mut outcomes = Outcomes::delivered(batch.len());
         let mut streams: Vec<(Arc<str>, Vec<Event>)> = Vec::new();
@@ -228,7 +243,14 @@ impl RequestBuilder {
             });
             streams[slot].1.push(event);
         }
-        let puts = pack(streams, self.max_puts, &mut outcomes);
+        let held_before = std::mem::take(deferred);
+        let may_defer = |e: &Event| !held_before.contains(&batch[e.index].seq);
+        let puts = pack(streams, self.max_puts, &may_defer, &mut outcomes);
+        for (record, outcome) in batch.iter().zip(outcomes.as_slice()) {
+            if *outcome == Outcome::Deferred {
+                deferred.insert(record.seq);
+            }
+        }
         Plan { puts, outcomes }
     }
 
@@ -291,24 +313,34 @@ pub(crate) fn prepare_message(raw: Vec<u8>, max_bytes: usize) -> String {
 }
 
 /// Cuts each stream's events, in timestamp order, into requests within every limit; events
-/// beyond `max_puts` requests are deferred.
+/// beyond `max_puts` requests are deferred. A stream's last request, when it follows one that
+/// was closed full (count or bytes), is deferred too if `may_defer` allows it for every one of
+/// its events (see [`RequestBuilder::build`]).
 pub(crate) fn pack(
     streams: Vec<(Arc<str>, Vec<Event>)>,
     max_puts: usize,
+    may_defer: &dyn Fn(&Event) -> bool,
     outcomes: &mut Outcomes,
 ) -> Vec<Put> {
     let mut puts: Vec<Put> = Vec::new();
     for (stream, mut events) in streams {
         events.sort_by_key(|e| e.timestamp);
+        // Whether the stream's previous request was closed because it was full (not because
+        // of the 24 h span): only then is a partial last request worth holding back.
+        let mut after_full = false;
         let mut current: Option<Put> = None;
         for event in events {
             let size = event.message.len() + limits::EVENT_OVERHEAD;
-            let fits = current.as_ref().is_some_and(|p| {
-                p.events.len() < limits::MAX_BATCH_EVENTS
-                    && p.bytes + size <= limits::MAX_BATCH_BYTES
-                    && event.timestamp - p.events[0].timestamp < limits::MAX_BATCH_SPAN_MS
+            let full = current.as_ref().is_some_and(|p| {
+                p.events.len() >= limits::MAX_BATCH_EVENTS
+                    || p.bytes + size > limits::MAX_BATCH_BYTES
             });
+            let fits = !full
+                && current.as_ref().is_some_and(|p| {
+                    event.timestamp - p.events[0].timestamp < limits::MAX_BATCH_SPAN_MS
+                });
             if !fits {
+                after_full = full;
                 if let Some(full) = current.take() {
                     puts.push(full);
                 }
@@ -327,7 +359,13 @@ pub(crate) fn pack(
             put.events.push(event);
         }
         if let Some(last) = current {
-            puts.push(last);
+            if after_full && last.events.iter().all(may_defer) {
+                for e in &last.events {
+                    outcomes.defer(e.index);
+                }
+            } else {
+                puts.push(last);
+            }
         }
     }
     puts
@@ -359,10 +397,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use hivelog_core::record::Str;
-    use hivelog_core::Outcome;
     use proptest::prelude::*;
     use std::time::Duration;
     use tracing_core::Level;
+
+    impl RequestBuilder {
+        /// `build` for tests of one batch: nothing deferred before.
+        fn build_once(&self, batch: &[Record], now: SystemTime) -> Plan {
+            self.build(batch, now, &mut HashSet::new())
+        }
+    }
 
     fn record(target: &'static str, message: &str, time: SystemTime) -> Record {
         let mut r = Record::new(Level::INFO, Str::Static(target), 4 << 20, 0);
@@ -388,7 +432,7 @@ mod tests {
     fn text_messages_are_level_space_message() {
         let b = builder(MessageFormat::Text, "s", limits::DEFAULT_MAX_EVENT_BYTES);
         let now = SystemTime::now();
-        let plan = b.build(
+        let plan = b.build_once(
             &[record("app", "article hit", now), record("app", "", now)],
             now,
         );
@@ -409,7 +453,7 @@ mod tests {
         let b = builder(MessageFormat::Json, "s", limits::DEFAULT_MAX_EVENT_BYTES);
         let now = SystemTime::now();
         let r = record("app", "héllo \"x\"", now);
-        let plan = b.build(std::slice::from_ref(&r), now);
+        let plan = b.build_once(std::slice::from_ref(&r), now);
         let msg = &plan.puts[0].events[0].message;
         let v: serde_json::Value = serde_json::from_str(msg).unwrap();
         assert_eq!(v["message"], "héllo \"x\"");
@@ -421,7 +465,7 @@ mod tests {
         let b = builder(MessageFormat::Text, "s", 1024);
         let now = SystemTime::now();
         let r = record("app", &"é".repeat(2000), now);
-        let plan = b.build(std::slice::from_ref(&r), now);
+        let plan = b.build_once(std::slice::from_ref(&r), now);
         let msg = &plan.puts[0].events[0].message;
         assert!(msg.len() <= 1024 - 26);
         assert!(msg.ends_with(limits::TRUNCATION_MARKER));
@@ -437,7 +481,7 @@ mod tests {
             1024,
         );
         let t = UNIX_EPOCH + Duration::from_secs(1_743_435_910); // 2025-03-31T15:45:10Z
-        let plan = b.build(&[record("my_svc::db", "x", t)], t);
+        let plan = b.build_once(&[record("my_svc::db", "x", t)], t);
         assert_eq!(
             &*plan.puts[0].stream,
             format!("i-0abc/my_svc__db/2025-03-31/svc_{}", std::process::id())
@@ -457,7 +501,7 @@ mod tests {
             record("b", "2", now),
             record("a", "3", now),
         ];
-        let plan = b.build(&batch, now);
+        let plan = b.build_once(&batch, now);
         let got: Vec<(&str, Vec<usize>)> = plan
             .puts
             .iter()
@@ -476,7 +520,7 @@ mod tests {
             record("a", "new", now + Duration::from_secs(3 * 3600)),
             record("a", "ok2", now + Duration::from_secs(3600)),
         ];
-        let plan = b.build(&batch, now);
+        let plan = b.build_once(&batch, now);
         let o = plan.outcomes.as_slice();
         assert!(
             matches!(o[0], Outcome::Rejected(r) if plan.outcomes.reason(r) == limits::reason::TOO_OLD)
@@ -502,7 +546,7 @@ mod tests {
             Some("i".into()),
         );
         let now = SystemTime::now();
-        let plan = b.build(
+        let plan = b.build_once(
             &[record(
                 "a",
                 "2 days old",
@@ -523,7 +567,7 @@ mod tests {
             })
             .collect();
         let mut outcomes = Outcomes::delivered(25_000);
-        let puts = pack(vec![("s".into(), events)], 2, &mut outcomes);
+        let puts = pack(vec![("s".into(), events)], 2, &|_| false, &mut outcomes);
         assert_eq!(puts.len(), 2);
         assert_eq!(puts.iter().map(|p| p.events.len()).sum::<usize>(), 20_000);
         let deferred = outcomes
@@ -544,7 +588,7 @@ mod tests {
             })
             .collect();
         let mut outcomes = Outcomes::delivered(30_000);
-        let puts = pack(vec![("s".into(), events)], 64, &mut outcomes);
+        let puts = pack(vec![("s".into(), events)], 64, &|_| true, &mut outcomes);
         for p in &puts[..puts.len() - 1] {
             assert!(
                 p.bytes as f64 >= 0.99 * limits::MAX_BATCH_BYTES as f64,
@@ -552,6 +596,33 @@ mod tests {
                 p.bytes
             );
         }
+    }
+
+    #[test]
+    fn a_partial_last_request_after_a_full_one_is_deferred_once() {
+        let b = builder(MessageFormat::Text, "s", 1024);
+        let now = SystemTime::now();
+        let batch: Vec<Record> = (0..12_000u64)
+            .map(|i| {
+                let mut r = record("app", "m", now);
+                r.seq = i;
+                r
+            })
+            .collect();
+        let mut deferred = HashSet::new();
+        let plan = b.build(&batch, now, &mut deferred);
+        assert_eq!(plan.puts.len(), 1);
+        assert_eq!(plan.puts[0].events.len(), limits::MAX_BATCH_EVENTS);
+        assert_eq!(deferred.len(), 2_000);
+        // The deferred records lead the next batch; now they go, even in a partial request.
+        let again: Vec<Record> = batch[10_000..].to_vec();
+        let plan = b.build(&again, now, &mut deferred);
+        assert_eq!(plan.puts.len(), 1);
+        assert_eq!(plan.puts[0].events.len(), 2_000);
+        assert!(deferred.is_empty());
+        // A lone partial request is never held back.
+        let plan = b.build(&batch[..10], now, &mut deferred);
+        assert_eq!(plan.puts[0].events.len(), 10);
     }
 
     /// Event streams: mostly short messages, some multi-byte, some huge, some empty; timestamps
@@ -596,7 +667,7 @@ mod tests {
                 streams[usize::from(index >= half)].1.push(Event { index, timestamp, message });
             }
             let mut outcomes = Outcomes::delivered(n);
-            let puts = pack(streams, max_puts, &mut outcomes);
+            let puts = pack(streams, max_puts, &|e: &Event| e.index % 3 != 0, &mut outcomes);
             prop_assert!(puts.len() <= max_puts);
             let mut seen = vec![false; n];
             for p in &puts {
@@ -647,7 +718,7 @@ mod tests {
                 .iter()
                 .map(|(m, off, t)| record(targets[*t], m, base + Duration::from_millis(*off)))
                 .collect();
-            let plan = b.build(&batch, SystemTime::now());
+            let plan = b.build_once(&batch, SystemTime::now());
             let mut count = 0;
             for p in &plan.puts {
                 prop_assert!(!p.stream.contains(':') && !p.stream.contains('*'));
@@ -658,7 +729,8 @@ mod tests {
                 }
                 count += p.events.len();
             }
-            prop_assert_eq!(count, batch.len());
+            let deferred = plan.outcomes.as_slice().iter().filter(|o| **o == Outcome::Deferred).count();
+            prop_assert_eq!(count + deferred, batch.len());
         }
     }
 }

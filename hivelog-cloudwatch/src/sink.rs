@@ -12,7 +12,7 @@
 //!
 //! [`DEFAULT_MAX_CONCURRENCY`]: crate::DEFAULT_MAX_CONCURRENCY
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -47,6 +47,8 @@ pub struct CloudWatchSink {
     config: CloudWatchConfig,
     builder: RequestBuilder,
     service: Option<Arc<Service>>,
+    /// `seq` of the records whose partial request was deferred by the last send.
+    deferred: HashSet<u64>,
 }
 
 impl CloudWatchSink {
@@ -70,6 +72,7 @@ impl CloudWatchSink {
             config,
             builder,
             service: None,
+            deferred: HashSet::new(),
         }
     }
 
@@ -124,7 +127,9 @@ impl Sink for CloudWatchSink {
 
     async fn send(&mut self, batch: &[Record]) -> Outcomes {
         let service = self.ensure_started().await;
-        let plan = self.builder.build(batch, SystemTime::now());
+        let plan = self
+            .builder
+            .build(batch, SystemTime::now(), &mut self.deferred);
         let mut outcomes = plan.outcomes;
         let mut puts = plan.puts.into_iter();
         let mut running = JoinSet::new();

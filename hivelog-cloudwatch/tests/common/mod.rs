@@ -139,3 +139,35 @@ pub fn tally(o: &Outcomes) -> (usize, usize, usize, usize, usize) {
 pub fn text(message: &str) -> String {
     format!("INFO {message}")
 }
+
+/// Sends `batch`, then its deferred records again, as the pipeline does, until none is left;
+/// returns the tally of the final outcomes (deferred is then always 0).
+pub async fn send_until_done(
+    sink: &mut CloudWatchSink,
+    batch: &[Record],
+) -> (usize, usize, usize, usize, usize) {
+    use hivelog_core::Sink;
+    let mut pending: Vec<Record> = batch.to_vec();
+    let mut total = (0, 0, 0, 0, 0);
+    loop {
+        let o = sink.send(&pending).await;
+        let t = tally(&o);
+        total = (
+            total.0 + t.0,
+            0,
+            total.2 + t.2,
+            total.3 + t.3,
+            total.4 + t.4,
+        );
+        let next: Vec<Record> = pending
+            .iter()
+            .zip(o.as_slice())
+            .filter(|(_, o)| **o == Outcome::Deferred)
+            .map(|(r, _)| r.clone())
+            .collect();
+        if next.is_empty() {
+            return total;
+        }
+        pending = next;
+    }
+}
