@@ -5,9 +5,8 @@
 //! runs on the application's threads.
 //!
 //! What goes on the wire, and why:
-//! - **PackedForward** `[tag, bin(entries), {"size", "chunk"}]`, one tag per message, messages
-//!   of about 1 MiB written as they are encoded: the receiver stores the entry stream as-is,
-//!   the cheapest mode for both sides.
+//! - **PackedForward** `[tag, bin(entries), {"size", "chunk"}]`, one message per tag per batch:
+//!   the receiver stores the entry stream as-is, the cheapest mode for both sides.
 //!   `HIVELOG_FLUENT_COMPRESS=gzip` sends CompressedPackedForward for slow links.
 //! - **Records are msgpack maps with the JSON output's fields and types** ([`encode`]), and
 //!   times are EventTime with nanoseconds (`HIVELOG_FLUENT_TIME=integer` for Fluentd v0.12).

@@ -1,9 +1,8 @@
-//! The sink: a batch → one PackedForward message per tag → written on one connection → acks.
+//! The sink: a batch → PackedForward messages (one tag each) → written on one connection → acks.
 //!
-//! - **Messages carry one tag each** and about [`MESSAGE_TARGET_BYTES`] of entries, never more
-//!   than `max_message_bytes`. Each is written as soon as it is encoded, so the receiver reads
-//!   one while the next is encoded, and all acks are awaited together: several messages in
-//!   flight, one round trip per batch. The pipeline's batch limit is the message limit minus
+//! - **One message per tag** per send, at most `max_message_bytes`, written as soon as it is
+//!   encoded; with several tags, several messages are in flight and their acks are awaited
+//!   together (one round trip per batch). The pipeline's batch limit is the message limit minus
 //!   the framing, and [`Sink::encoded_len`] is an upper bound of the encoded entry, so batches
 //!   fit; a record that still does not fit (a long tag) is `Deferred` to the next send, and one
 //!   that could never fit alone is rejected with a reason.
@@ -38,10 +37,6 @@ use crate::transport::{Connection, Connector, Idle};
 pub const AUTH_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 /// Most records per batch: 20,000 (a few MB of typical events, one round trip).
 pub const MAX_EVENTS_PER_BATCH: usize = 20_000;
-/// Size at which a tag's records start a new message (bounded by [`Encoder::bound`]): 1 MiB.
-/// Several messages per batch let the receiver read one while the next is encoded; the hard
-/// limit stays `HIVELOG_FLUENT_MAX_MESSAGE_BYTES`.
-pub const MESSAGE_TARGET_BYTES: usize = 1024 * 1024;
 /// Room kept in each message for the framing around the entries (tag, headers, options).
 const FRAMING_ROOM: usize = 1024;
 /// The longest tag (a longer rendered tag is cut): keeps the framing within [`FRAMING_ROOM`].
@@ -246,8 +241,9 @@ impl FluentSink {
         groups
     }
 
-    /// Cuts the batch into messages: one tag each, about [`MESSAGE_TARGET_BYTES`] each (by
-    /// [`Encoder::bound`]), so that the receiver reads one while the next is encoded.
+    /// Cuts the batch into messages: one per tag (what Fluentd ingests fastest: splitting a
+    /// batch into 1 MiB messages measured 2× slower into Fluentd 1.18); what does not fit in it
+    /// is deferred by [`FluentSink::encode_message`].
     ///
     /// Records of a message that was not acked come back first in the next batch (the pipeline
     /// keeps retried records ahead of new ones); they are cut into the same messages again, so
@@ -268,21 +264,16 @@ impl FluentSink {
                     Some((_, _, last)) => {
                         rest.iter().take_while(|&&i| batch[i].seq <= *last).count()
                     }
-                    // New records: up to the target size or the next unacked message.
-                    None => {
-                        let mut bytes = 0;
-                        rest.iter()
-                            .enumerate()
-                            .position(|(k, &i)| {
-                                bytes += self.encoder.bound(&batch[i]);
-                                k > 0
-                                    && (bytes > MESSAGE_TARGET_BYTES
-                                        || resend
-                                            .iter()
-                                            .any(|(t, f, _)| *t == tag && *f == batch[i].seq))
-                            })
-                            .unwrap_or(rest.len())
-                    }
+                    // New records: up to the next unacked message.
+                    None => rest
+                        .iter()
+                        .skip(1)
+                        .position(|&i| {
+                            resend
+                                .iter()
+                                .any(|(t, f, _)| *t == tag && *f == batch[i].seq)
+                        })
+                        .map_or(rest.len(), |p| p + 1),
                 };
                 let (segment, tail) = rest.split_at(cut.max(1));
                 plan.push((tag.clone(), segment.to_vec()));

@@ -123,24 +123,6 @@ async fn every_event_arrives_once_with_exact_nanosecond_time_and_the_json_fields
 }
 
 #[tokio::test]
-async fn a_large_batch_goes_as_several_messages_in_flight_acked_in_one_round_trip() {
-    let r = ForwardReceiver::start(ReceiverConfig::default());
-    let mut sink = FluentSink::new(config(&r), format());
-    let b = batch(0..20_000);
-    assert_eq!(tally(&sink.send(&b).await), [20_000, 0, 0, 0, 0]);
-    let m = r.messages();
-    assert!(m.len() >= 2, "{} messages", m.len());
-    assert!(m
-        .iter()
-        .all(|m| m.acked && m.bytes <= hivelog_fluent::sink::MESSAGE_TARGET_BYTES + 4096));
-    let mut chunks: Vec<_> = m.iter().map(|m| m.chunk.clone()).collect();
-    chunks.dedup();
-    assert_eq!(chunks.len(), m.len());
-    assert_eq!(m.iter().map(|m| m.entries).sum::<usize>(), 20_000);
-    assert_eq!(r.connections(), 1);
-}
-
-#[tokio::test]
 async fn tags_route_by_target_with_one_message_per_tag() {
     let r = ForwardReceiver::start(ReceiverConfig::default());
     let mut sink = FluentSink::new(config(&r).tag("{service}.{target}"), format());
