@@ -141,7 +141,7 @@ pub fn check_id(format: &Format) -> String {
     format!("{}-{}-{nanos}", format.hostname(), std::process::id())
 }
 
-/// The test event: INFO, target `hivelog::check`, "hivelog check from <host>", and a
+/// The test event: INFO, target `hivelog::check`, `"hivelog check from <host>"`, and a
 /// `check_id` field to find it at the destination.
 pub fn test_record(format: &Format, check_id: &str) -> Record {
     let mut r = Record::new(

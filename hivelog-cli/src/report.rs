@@ -164,8 +164,8 @@ pub fn json(r: &Report, s: &Scrubber) -> String {
                 "reachable": p.reachable,
                 "authenticated": p.authenticated,
                 "accepted": p.accepted,
-                "round_trip_ms": p.round_trip.map(|d| d.as_secs_f64() * 1000.0),
-                "start_ms": p.start.map(|d| d.as_secs_f64() * 1000.0),
+                "round_trip_ms": p.round_trip.map(millis),
+                "start_ms": p.start.map(millis),
                 "error": p.detail,
                 "note": p.note,
             })
@@ -202,6 +202,11 @@ fn yes_no(b: Option<bool>) -> &'static str {
         Some(false) => "no",
         None => "unknown",
     }
+}
+
+/// Milliseconds to the microsecond.
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }
 
 fn ms(d: Duration) -> String {
