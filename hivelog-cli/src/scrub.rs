@@ -68,12 +68,23 @@ impl Scrubber {
     }
 }
 
-/// The `user:pass` of `scheme://user:pass@host/...`, if any.
+/// The `user:pass` of `scheme://user:pass@host/...` (or of `user:pass@host`, a URL missing its
+/// scheme, which the parsers reject while quoting it), if any.
 fn url_userinfo(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
+    let (schemeless, rest) = match url.split_once("://") {
+        Some((_, rest)) => (false, rest),
+        None => (true, url),
+    };
     let authority = rest.split(['/', '?', '#']).next()?;
     let (userinfo, _) = authority.rsplit_once('@')?;
-    (!userinfo.is_empty()).then_some(userinfo)
+    // Without a scheme, only `user:password` in URL characters: not an e-mail address or an
+    // `HIVELOG_EXTRA` value that happens to hold an `@`.
+    let plausible = !schemeless
+        || (userinfo.contains(':')
+            && userinfo
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~:%!$&*+;".contains(c)));
+    (!userinfo.is_empty() && plausible).then_some(userinfo)
 }
 
 /// `value` with the credentials of any `scheme://user:pass@host` URL in it shown as `***`.
@@ -120,6 +131,16 @@ mod tests {
         assert_eq!(
             mask_url_credentials("https://u:p@a:9200,http://b:9200"),
             "https://***@a:9200,http://b:9200"
+        );
+        assert_eq!(mask_url_credentials("u:p@a:9200"), "***@a:9200");
+        assert_eq!(mask_url_credentials("a@b.c"), "a@b.c");
+        assert_eq!(
+            mask_url_credentials(r#"{"owner":"a@b.c"}"#),
+            r#"{"owner":"a@b.c"}"#
+        );
+        assert_eq!(
+            mask_url_credentials("tcp://fluentd:24224"),
+            "tcp://fluentd:24224"
         );
     }
 }

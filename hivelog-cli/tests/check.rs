@@ -173,6 +173,29 @@ fn without_destinations_it_prints_the_configuration_and_exits_0() {
 }
 
 #[test]
+fn service_stands_for_the_name_set_in_code_and_the_env_still_wins() {
+    let service_row = |v: &Value| {
+        v["config"]["sections"][0]["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "HIVELOG_SERVICE")
+            .cloned()
+            .unwrap()
+    };
+    let (_, v) = check_json(&[], &["--service", "checkout"]);
+    assert_eq!(
+        service_row(&v),
+        serde_json::json!({"name": "HIVELOG_SERVICE", "value": "checkout", "source": "default"})
+    );
+    let (_, v) = check_json(
+        &[("HIVELOG_SERVICE", "billing")],
+        &["--service", "checkout"],
+    );
+    assert_eq!(service_row(&v)["value"], "billing");
+}
+
+#[test]
 fn elasticsearch_accepts_the_test_event() {
     let es = peers::es_url();
     let service = unique("hivelog-check");
@@ -435,6 +458,8 @@ fn secrets_never_appear_in_stdout_or_stderr() {
             ("HIVELOG_ES_URL", &closed),
             ("HIVELOG_ES_API_KEY", "api-key-secret-5555"),
         ],
+        // A URL without its scheme: the parser's message quotes it.
+        vec![("HIVELOG_ES_URL", "elastic:url-secret-1111@es:9200")],
         // An invalid password combination.
         vec![
             ("HIVELOG_ES_URL", &closed),
