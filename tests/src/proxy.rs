@@ -177,8 +177,10 @@ impl FaultProxy {
 
     /// Back to `Pass`: listening again, blackholed connections reset.
     pub fn heal(&self) {
-        self.heal_epoch.send_modify(|e| *e += 1);
+        // Pass first, then the epoch: a connection accepted in between sees `Pass`, and one
+        // that saw `Blackhole` saw the old epoch and is reset by the bump.
         self.set(Mode::Pass);
+        self.heal_epoch.send_modify(|e| *e += 1);
     }
 
     /// Sends new connections to another upstream (e.g. a restarted server on a new port).

@@ -8,7 +8,8 @@
 //!   pending;
 //! - every event is at the destination (read back from the Forward receiver, noida-db's
 //!   `_search`, moto's GetLogEvents) or counted as not delivered;
-//! - the log calls stayed fast while the destination was unreachable (p99 printed, bounded).
+//! - the log calls stayed fast while the destination was unreachable (median and max bounded,
+//!   p99 printed).
 //!
 //! Destinations: the Forward receiver (fluent), noida-db (elk), moto (cloudwatch); run with
 //! `scripts/test.sh -p hivelog-tests --test faults`.
@@ -22,9 +23,12 @@ use hivelog_tests::proxy::{FaultProxy, Mode};
 
 /// How long a fault stays on: longer than the sinks' configured timeouts (500 ms).
 const HOLD: Duration = Duration::from_millis(1200);
-/// Log calls must stay this fast even while the destination is unreachable (generous: the
-/// machine running CI is shared; the median is microseconds).
-const P99_BOUND: Duration = Duration::from_millis(20);
+/// The log call never waits for the network: the median stays in microseconds, and no call
+/// takes anywhere near a sink timeout (500 ms), which is what a call blocked on the
+/// destination would take. (p99 is printed, not asserted: on a shared CI machine one
+/// descheduling is enough to move the p99 of 20 calls.)
+const MEDIAN_BOUND: Duration = Duration::from_millis(1);
+const MAX_BOUND: Duration = Duration::from_millis(250);
 
 fn fault_case(kind: Kind, fault: Mode) {
     let backend = Backend::new(kind);
@@ -82,7 +86,11 @@ fn fault_case(kind: Kind, fault: Mode) {
         held.pending,
         held.retried,
     );
-    assert!(p99 < P99_BOUND, "log call p99 {p99:?} during {fault:?}");
+    let (median, max) = (quantile(&during, 0.5), quantile(&during, 1.0));
+    assert!(
+        median < MEDIAN_BOUND && max < MAX_BOUND,
+        "log call median {median:?}, max {max:?} during {fault:?}"
+    );
     let s = only_sink(&guard.shutdown(Duration::from_secs(2)));
     assert_balanced(&s, 60);
 }
