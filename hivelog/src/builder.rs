@@ -177,21 +177,21 @@ impl Builder {
         self
     }
 
-    /// Ships to Fluentd / Fluent Bit (`HIVELOG_FLUENT_ADDR` overrides this whole setting).
+    /// Ships to Fluentd / Fluent Bit (each `HIVELOG_FLUENT_*` variable that is set overrides its part).
     #[cfg(feature = "fluent")]
     pub fn fluent(mut self, config: hivelog_fluent::FluentConfig) -> Self {
         self.fluent = Some(config);
         self
     }
 
-    /// Ships to Elasticsearch (`HIVELOG_ES_URL`/`HIVELOG_ES_CLOUD_ID` override this whole setting).
+    /// Ships to Elasticsearch (each `HIVELOG_ES_*` variable that is set overrides its part).
     #[cfg(feature = "elk")]
     pub fn elasticsearch(mut self, config: hivelog_elk::EsConfig) -> Self {
         self.es = Some(config);
         self
     }
 
-    /// Ships to CloudWatch Logs (`HIVELOG_CLOUDWATCH_GROUP` overrides this whole setting).
+    /// Ships to CloudWatch Logs (each `HIVELOG_CLOUDWATCH_*` variable that is set overrides its part).
     #[cfg(feature = "cloudwatch")]
     pub fn cloudwatch(mut self, config: hivelog_cloudwatch::CloudWatchConfig) -> Self {
         self.cloudwatch = Some(config);
@@ -308,7 +308,10 @@ impl Builder {
             sinks.push((None, Box::new(move |p| custom(format, p))));
         }
         #[cfg(feature = "fluent")]
-        if let Some(cfg) = hivelog_fluent::FluentConfig::from_env(env)?.or(self.fluent.take()) {
+        if let Some(cfg) = match self.fluent.take() {
+            Some(code) => Some(code.apply_env(env)?),
+            None => hivelog_fluent::FluentConfig::from_env(env)?,
+        } {
             let format = format.clone();
             sinks.push((
                 Some("HIVELOG_FLUENT_LEVEL"),
@@ -316,7 +319,10 @@ impl Builder {
             ));
         }
         #[cfg(feature = "elk")]
-        if let Some(cfg) = hivelog_elk::EsConfig::from_env(env)?.or(self.es.take()) {
+        if let Some(cfg) = match self.es.take() {
+            Some(code) => Some(code.apply_env(env)?),
+            None => hivelog_elk::EsConfig::from_env(env)?,
+        } {
             let format = format.clone();
             sinks.push((
                 Some("HIVELOG_ES_LEVEL"),
@@ -324,9 +330,10 @@ impl Builder {
             ));
         }
         #[cfg(feature = "cloudwatch")]
-        if let Some(cfg) =
-            hivelog_cloudwatch::CloudWatchConfig::from_env(env)?.or(self.cloudwatch.take())
-        {
+        if let Some(cfg) = match self.cloudwatch.take() {
+            Some(code) => Some(code.apply_env(env)?),
+            None => hivelog_cloudwatch::CloudWatchConfig::from_env(env)?,
+        } {
             let format = format.clone();
             sinks.push((
                 Some("HIVELOG_CLOUDWATCH_LEVEL"),

@@ -98,7 +98,11 @@ pub(crate) fn output(env: &Env, code: Option<Output>) -> Result<Output, ConfigEr
 const SINK_PREFIXES: &[(&str, &str, bool)] = &[
     ("HIVELOG_FLUENT_", "fluent", cfg!(feature = "fluent")),
     ("HIVELOG_ES_", "elk", cfg!(feature = "elk")),
-    ("HIVELOG_CLOUDWATCH_", "cloudwatch", cfg!(feature = "cloudwatch")),
+    (
+        "HIVELOG_CLOUDWATCH_",
+        "cloudwatch",
+        cfg!(feature = "cloudwatch"),
+    ),
 ];
 
 /// One warning per `HIVELOG_*` variable nothing read (a typo, or a sink not compiled in).

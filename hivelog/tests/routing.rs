@@ -85,3 +85,32 @@ fn each_sink_gets_only_what_its_level_lets_through_and_stdout_gets_everything() 
         .collect();
     assert_eq!(by_sink, [("fluent", 1, 1), ("elasticsearch", 1, 1)]);
 }
+
+#[test]
+fn env_variables_override_parts_of_a_sink_configured_in_code() {
+    let es = bulk_ok();
+    let code = hivelog::elk::EsConfig::new(&es.url())
+        .unwrap()
+        .index("code-index")
+        .unwrap();
+    let env = hivelog::Env::from_pairs([
+        ("HIVELOG_ES_INDEX", "env-index"),
+        ("HIVELOG_FLUSH_INTERVAL", "50ms"),
+    ]);
+    let (dispatch, guard) = hivelog::builder()
+        .env(env)
+        .output(hivelog::Output::None)
+        .elasticsearch(code)
+        .try_build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("to es"));
+    let report = guard.shutdown(Duration::from_secs(10));
+    assert_eq!(report.sinks[0].delivered, 1, "{report}");
+    let bulk = es
+        .requests()
+        .into_iter()
+        .find(|r| r.path().ends_with("/_bulk"))
+        .unwrap();
+    let action = &bulk.ndjson()[0];
+    assert_eq!(action["create"]["_index"], "env-index", "{action}");
+}
