@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hivelog_examples::http::Connection;
+use hivelog_tests::forward::{ForwardReceiver, ReceiverConfig};
 use serde_json::Value;
 
 const FIELDS: &str =
@@ -27,9 +28,9 @@ struct Service {
 }
 
 impl Service {
-    /// Starts the binary with only the variables given here (PORT=0: the OS picks the port,
+    /// Starts the binary with only the variables given here and `env` (PORT=0: the OS picks the port,
     /// and the `listening` event says which).
-    fn start() -> Service {
+    fn start(env: &[(&str, &str)]) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_webapp"))
             .env_clear()
             .env("BIND", "127.0.0.1")
@@ -37,6 +38,7 @@ impl Service {
             .env("HIVELOG_FIELDS", FIELDS)
             .env("HIVELOG_EXTRA", EXTRA)
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -140,7 +142,7 @@ fn one<'a>(lines: &'a [Value], message: &str) -> &'a Value {
 
 #[test]
 fn handlers_log_users_articles_and_errors_and_sigterm_flushes_and_exits_0() {
-    let mut service = Service::start();
+    let mut service = Service::start(&[]);
     let mut conn = Connection::open(service.addr.as_str()).unwrap();
 
     let res = conn.get("/", Some("theme=dark; email=a@b.c")).unwrap();
@@ -235,7 +237,7 @@ fn handlers_log_users_articles_and_errors_and_sigterm_flushes_and_exits_0() {
 
 #[test]
 fn loadgen_drives_the_service_and_every_request_is_one_logged_hit() {
-    let service = Service::start();
+    let service = Service::start(&[]);
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args([
             "--target",
@@ -274,4 +276,49 @@ fn loadgen_drives_the_service_and_every_request_is_one_logged_hit() {
         .filter(|v| v["message"] == "article hit")
         .count();
     assert_eq!(hits, sent);
+}
+
+#[test]
+fn sigterm_flushes_what_is_still_queued_for_fluentd() {
+    let receiver = ForwardReceiver::start(ReceiverConfig::default());
+    // A batch is only sent after a minute: what arrives, arrives through the shutdown flush.
+    let mut service = Service::start(&[
+        ("HIVELOG_FLUENT_ADDR", &receiver.url()),
+        ("HIVELOG_FLUSH_INTERVAL", "60s"),
+    ]);
+    let mut conn = Connection::open(service.addr.as_str()).unwrap();
+    for id in 0..20 {
+        let res = conn
+            .get(&format!("/hit/{id}"), Some("email=a@b.c"))
+            .unwrap();
+        assert_eq!(res.status, 303);
+    }
+    service.wait_for("article hit", Duration::from_secs(10));
+
+    let (status, lines, stderr) = service.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.is_empty(),
+        "a complete flush prints no report: {stderr}"
+    );
+    let events = receiver.events();
+    assert_eq!(
+        events.len(),
+        lines.len(),
+        "every stdout line also reached Fluentd"
+    );
+    let hits: Vec<_> = events
+        .iter()
+        .filter(|e| e.str("message") == Some("article hit"))
+        .collect();
+    assert_eq!(hits.len(), 20);
+    assert!(hits
+        .iter()
+        .all(|e| e.tag == "webapp" && e.str("user") == Some("a@b.c")));
+    assert!(hits.iter().all(|e| e.str("function") == Some("hit")));
+    assert_eq!(
+        events.last().and_then(|e| e.str("message")),
+        Some("stopped"),
+        "the last event, logged after the server stopped, was flushed too"
+    );
 }

@@ -159,8 +159,12 @@ fn direct(args: &Args) -> ExitCode {
     let flush_start = Instant::now();
     let report = logs.shutdown(FLUSH_TIMEOUT);
     let events = total.load(Ordering::Relaxed);
+    let outputs = match report.to_string() {
+        s if s.is_empty() => "no outputs (HIVELOG_OUTPUT=none and no sink)".to_owned(),
+        s => s.trim_start_matches("; ").to_owned(),
+    };
     eprintln!(
-        "loadgen: direct: {events} events in {:.2} s = {:.0} events/s ({}, {} thread{}); flush {:.2} s; {report}",
+        "loadgen: direct: {events} events in {:.2} s = {:.0} events/s ({}, {} thread{}); flush {:.2} s; {outputs}",
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64(),
         rate_text(args.rate),
