@@ -18,6 +18,24 @@
 //! - **Messages stay under `HIVELOG_FLUENT_MAX_MESSAGE_BYTES`** (default 4 MiB, under Fluent Bit's
 //!   6 MB and Fluentd's 8 MB), so a receiver never refuses one for its size.
 //!
+//! A service reaches a Fluentd that has `<source> @type forward </source>` with:
+//!
+//! ```text
+//! HIVELOG_FLUENT_ADDR=tcp://127.0.0.1:24224 HIVELOG_FLUENT_TAG='{service}.{target}' ./my-service
+//! ```
+//!
+//! and, in code, [`FluentConfig::from_env`] gives the same configuration:
+//!
+//! ```
+//! use hivelog_core::Env;
+//! use hivelog_fluent::FluentConfig;
+//!
+//! let env = Env::from_pairs([("HIVELOG_FLUENT_ADDR", "tcp://127.0.0.1:24224")]);
+//! let config = FluentConfig::from_env(&env)?.expect("HIVELOG_FLUENT_ADDR is set");
+//! assert_eq!(config.address().to_string(), "tcp://127.0.0.1:24224");
+//! # Ok::<(), hivelog_core::ConfigError>(())
+//! ```
+//!
 //! The module split follows the other sinks: [`config`] (options and validation), [`encode`],
 //! [`transport`], [`handshake`], [`ack`], and [`sink`] which ties them to the pipeline.
 #![warn(missing_docs)]
