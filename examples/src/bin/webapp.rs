@@ -103,12 +103,13 @@ fn main() -> ExitCode {
 
 /// Serves until SIGTERM or Ctrl-C, then drains for at most [`DRAIN_TIMEOUT`].
 async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+    let signals = StopSignals::install()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "listening");
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app()).with_graceful_shutdown(async move {
-        let signal = shutdown_signal().await;
+        let signal = signals.recv().await;
         tracing::info!(signal, "shutdown requested; finishing in-flight requests");
         let _ = stopping_tx.send(());
     });
@@ -135,31 +136,45 @@ fn app() -> Router {
         .route("/article/{id}", get(article))
 }
 
-/// Resolves when the process receives SIGTERM (how ECS, Docker and Kubernetes stop a
-/// container) or Ctrl-C; returns the signal's name.
-async fn shutdown_signal() -> &'static str {
+/// SIGTERM (how ECS, Docker and Kubernetes stop a container) and Ctrl-C, listened for from
+/// the moment this is created: a signal that arrives before the server is running still
+/// counts, instead of killing the process with the default action.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
-            Err(e) => {
-                tracing::warn!(
-                    error = &e as &dyn Error,
-                    "cannot listen for SIGTERM; only Ctrl-C stops the service"
-                );
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (needs the runtime).
+    fn install() -> std::io::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Resolves at the first signal; returns its name.
+    async fn recv(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }
 
