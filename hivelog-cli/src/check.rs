@@ -2,7 +2,6 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hivelog::cloudwatch::CloudWatchConfig;
 use hivelog::elk::EsConfig;
@@ -72,10 +71,9 @@ pub fn run(opts: &CheckOptions) -> u8 {
 
 /// Validates the environment with `try_init`'s own code, then resolves what the check needs.
 ///
-/// `try_build` is the whole of `try_init` but installing: every variable is parsed by the
-/// code that parses it in a service, in the same order, so the first error is the one the
-/// service would report. It starts the sinks' pipelines, which are shut down at once with a
-/// zero deadline (nothing was logged through them).
+/// `validate` is the whole of `try_init` but starting anything: every variable is parsed by
+/// the code that parses it in a service, in the same order, so the first error is the one the
+/// service would report, and no thread, file or connection is opened.
 fn resolve(service: Option<&str>) -> Result<Resolved, ConfigError> {
     let mut builder = hivelog::builder()
         .env(Env::from_process())
@@ -84,8 +82,7 @@ fn resolve(service: Option<&str>) -> Result<Resolved, ConfigError> {
     if let Some(s) = service {
         builder = builder.service(s);
     }
-    let (_dispatch, guard) = builder.try_build()?;
-    guard.shutdown(Duration::ZERO);
+    builder.validate()?;
 
     // The same parsers again, for the values the facade keeps to itself.
     let env = Env::from_process();

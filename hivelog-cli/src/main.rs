@@ -8,7 +8,7 @@
 //! it was reachable, authenticated, and accepted the event, with the round-trip time.
 //!
 //! Why it is built this way:
-//! - **No second parser.** Validation is `hivelog::builder().try_build()`, and the sink
+//! - **No second parser.** Validation is `hivelog::builder().validate()`, and the sink
 //!   configurations come from the sink crates' own `from_env`: a variable the library rejects
 //!   is rejected here with the same words, and one it accepts is accepted.
 //! - **The real sinks, without the pipeline.** Each destination is tested with its sink's

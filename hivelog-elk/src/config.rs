@@ -400,6 +400,19 @@ impl EsConfig {
 }
 
 /// Splits a comma-separated node list; credentials found in a URL are moved out of it.
+/// `user:pass@host` (a URL that did not parse) with the credentials masked: `***@host`.
+fn mask_userinfo(raw: &str) -> String {
+    let (scheme, rest) = match raw.find("://") {
+        Some(i) => raw.split_at(i + 3),
+        None => ("", raw),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => raw.to_owned(),
+    }
+}
+
 fn parse_nodes(var: &str, urls: &str) -> Result<(Vec<String>, Auth), ConfigError> {
     let mut nodes = Vec::new();
     let mut auth = Auth::None;
@@ -411,7 +424,7 @@ fn parse_nodes(var: &str, urls: &str) -> Result<(Vec<String>, Auth), ConfigError
                     let _ = u.set_password(Some("***"));
                     u.to_string()
                 }
-                _ => raw.to_owned(),
+                _ => mask_userinfo(raw),
             };
             ConfigError::invalid(var, &shown, "a node URL", why)
         };
@@ -795,6 +808,18 @@ pub fn index_safe_service(service: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_url_that_does_not_parse_are_masked_in_the_error() {
+        for url in [
+            "elastic:hunter2@es.internal:9200",
+            "http://elastic:hunter2@[bad/x",
+        ] {
+            let e = EsConfig::new(url).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("***@"), "{e}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_pairs(pairs.iter().copied())

@@ -209,10 +209,22 @@ impl Builder {
         crate::try_init_with(self)
     }
 
+    /// Checks the whole configuration (code defaults and `HIVELOG_*`) with the messages
+    /// `try_init` would give, without opening files, starting threads or connecting anywhere.
+    ///
+    /// ```
+    /// let env = hivelog::Env::from_pairs([("HIVELOG_OVERFLOW", "sometimes")]);
+    /// let err = hivelog::builder().env(env).validate().unwrap_err();
+    /// assert!(err.to_string().starts_with("HIVELOG_OVERFLOW: 'sometimes' is not an overflow policy"));
+    /// ```
+    pub fn validate(self) -> Result<(), ConfigError> {
+        self.build_layer(true).map(|_| ())
+    }
+
     /// Builds the subscriber without installing it: for tests (`tracing::dispatcher::with_default`)
     /// and programs that install their own. Starts the sinks' threads.
     pub fn try_build(self) -> Result<(Dispatch, Guard), ConfigError> {
-        let (layer, mut outputs, _) = self.build_layer()?;
+        let (layer, mut outputs, _) = self.build_layer(false)?;
         let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
         outputs.start_heartbeat(dispatch.clone());
         Ok((
@@ -227,6 +239,7 @@ impl Builder {
     /// Builds the layer and outputs; the format is returned for the panic hook's and callers' use.
     pub(crate) fn build_layer(
         mut self,
+        dry_run: bool,
     ) -> Result<(HivelogLayer, Outputs, Arc<Format>), ConfigError> {
         let env = self.env.take().unwrap_or_else(Env::from_process);
         let mut format = self.format.clone();
@@ -247,6 +260,7 @@ impl Builder {
             ..Outputs::default()
         };
         let local = match self.writer.take() {
+            _ if dry_run => None,
             Some(w) => Some(Local::writer(w, style, format.clone())),
             None => Local::open(&output, style, format.clone()).map_err(|e| {
                 ConfigError::conflict("HIVELOG_OUTPUT", format!("cannot open {output:?}: {e}"))
@@ -262,14 +276,18 @@ impl Builder {
         }
 
         let sinks = self.sinks(&env, &format)?;
-        if !sinks.is_empty() {
-            let pipeline = self.pipeline.clone().apply_env(&env)?;
-            outputs.shutdown_timeout = pipeline.shutdown_timeout;
+        // Read even without sinks: a bad value is an error whether or not it is used yet.
+        let pipeline = self.pipeline.clone().apply_env(&env)?;
+        outputs.shutdown_timeout = pipeline.shutdown_timeout;
+        {
             for (level_var, spawn) in sinks {
                 let filter = match level_var.and_then(|var| env.get(var).map(|v| (var, v))) {
                     Some((var, v)) => config::parse_filter(var, v)?,
                     None => config::parse_filter(main_var, &level)?,
                 };
+                if dry_run {
+                    continue;
+                }
                 let p = spawn(pipeline.clone()).map_err(|e| {
                     ConfigError::conflict(
                         level_var.unwrap_or("sink"),

@@ -103,7 +103,7 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
     }
     let hook = builder.wants_panic_hook();
     let (layer, mut outputs, _) = builder
-        .build_layer()
+        .build_layer(false)
         .inspect_err(|_| CLAIMED.store(false, Ordering::SeqCst))?;
     let max = layer.max_level();
     if tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).is_err()
