@@ -112,6 +112,9 @@ pub(crate) fn warn_unused(env: &Env) {
             Some((_, feature, false)) => format!(
                 "{var} is set but this program was built without hivelog's `{feature}` feature; it is ignored"
             ),
+            Some(_) if var.ends_with("_LEVEL") => format!(
+                "{var} is set but that sink is not enabled (its address, URL or group is not set); it is ignored"
+            ),
             _ => format!("{var} is not a hivelog variable; it is ignored (typo?)"),
         };
         hivelog_core::diag::warn("config", &var, &msg);

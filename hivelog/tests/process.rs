@@ -1,5 +1,5 @@
 //! Behaviour of the installed global subscriber: each case runs in a child process (this test
-//! binary re-executed with `HIVELOG_CHILD=<case>`), because `init` is once per process.
+//! binary re-executed with `HL_TEST_CHILD=<case>`), because `init` is once per process.
 
 use std::process::{Command, Output};
 
@@ -8,7 +8,7 @@ use serde_json::Value;
 fn run_child(case: &str, vars: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child_main", "--nocapture", "--test-threads=1"]);
-    cmd.env_clear().env("HIVELOG_CHILD", case);
+    cmd.env_clear().env("HL_TEST_CHILD", case);
     if let Ok(p) = std::env::var("PATH") {
         cmd.env("PATH", p);
     }
@@ -27,10 +27,10 @@ fn json(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// The child side: does what `HIVELOG_CHILD` says.
+/// The child side: does what `HL_TEST_CHILD` says.
 #[test]
 fn child_main() {
-    let Ok(case) = std::env::var("HIVELOG_CHILD") else {
+    let Ok(case) = std::env::var("HL_TEST_CHILD") else {
         return;
     };
     match case.as_str() {
@@ -143,7 +143,11 @@ fn init_reports_a_bad_value_and_falls_back_to_defaults() {
 fn unknown_variables_are_warned_about_once() {
     let out = run_child(
         "bad-config",
-        &[("HIVELOG_LEVL", "debug"), ("HIVELOG_FLUENT_ADR", "x")],
+        &[
+            ("HIVELOG_LEVL", "debug"),
+            ("HIVELOG_FLUENT_ADR", "x"),
+            ("HIVELOG_ES_LEVEL", "warn"),
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -154,6 +158,12 @@ fn unknown_variables_are_warned_about_once() {
         "{stderr}"
     );
     assert!(stderr.contains("HIVELOG_FLUENT_ADR"), "{stderr}");
+    let es_level = if cfg!(feature = "elk") {
+        "HIVELOG_ES_LEVEL is set but that sink is not enabled"
+    } else {
+        "HIVELOG_ES_LEVEL is set but this program was built without hivelog's `elk` feature"
+    };
+    assert!(stderr.contains(es_level), "{stderr}");
 }
 
 #[test]
