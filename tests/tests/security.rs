@@ -294,12 +294,35 @@ fn secrets_never_appear_in_anything_hivelog_prints() {
         .map(|(k, v)| (k.to_owned(), v)),
     );
     let out = child("secrets", &vars);
-    let printed = format!(
+    let mut printed = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{printed}");
+    // The operator's tool, on the same environment, and on one with a malformed URL.
+    let cli = hivelog_cli();
+    let bad_url = vec![(
+        "HIVELOG_ES_URL".to_owned(),
+        format!("http://elastic:{URL_PASSWORD}@127.0.0.1:99999"),
+    )];
+    for (args, extra) in [
+        (&["check"][..], &[][..]),
+        (&["check", "--json"][..], &[][..]),
+        (&["check"][..], &bad_url[..]),
+        (&["check", "--json"][..], &bad_url[..]),
+    ] {
+        let out = Command::new(&cli)
+            .args(args)
+            .args(["--timeout", "2s"])
+            .env_clear()
+            .envs(vars.iter().chain(extra).map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        printed.push_str(&String::from_utf8_lossy(&out.stdout));
+        printed.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(printed.contains("***"), "{printed}");
     assert!(printed.contains("config error"), "{printed}");
     let leaks: Vec<String> = secret_values()
         .into_iter()
@@ -313,7 +336,7 @@ fn secrets_never_appear_in_anything_hivelog_prints() {
         })
         .collect();
     eprintln!(
-        "FIGURE security secrets: {} bytes printed by a full run (3 sinks, auth failing, config errors), {} secret values searched, {} lines leak one; a password in a malformed HIVELOG_FLUENT_ADDR echoed: {}",
+        "FIGURE security secrets: {} bytes printed by a full run (3 sinks, auth failing, config errors, `hivelog check` and `--json`), {} secret values searched, {} lines leak one; a password in a malformed HIVELOG_FLUENT_ADDR echoed: {}",
         printed.len(),
         secret_values().len(),
         leaks.len(),
@@ -326,6 +349,24 @@ fn secrets_never_appear_in_anything_hivelog_prints() {
     // The run did hit the failures it was meant to.
     assert!(receiver.handshakes().1 > 0, "{printed}");
     assert!(!es.requests().is_empty() && !cw.requests().is_empty());
+}
+
+/// The `hivelog` binary of `hivelog-cli`, built into this target directory if needed.
+fn hivelog_cli() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
+    let bin = profile_dir.join("hivelog");
+    if !bin.exists() {
+        let target_dir = profile_dir.parent().unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "hivelog-cli"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .unwrap();
+        assert!(status.success() && bin.exists(), "cannot build hivelog-cli");
+    }
+    bin
 }
 
 // ---------------------------------------------------------------- redaction
