@@ -302,7 +302,7 @@ fn secrets_never_appear_in_anything_hivelog_prints() {
     assert!(out.status.success(), "{printed}");
     // The operator's tool, on the same environment, and on one with a malformed URL.
     let cli = hivelog_cli();
-    let bad_url = vec![(
+    let bad_url = [(
         "HIVELOG_ES_URL".to_owned(),
         format!("http://elastic:{URL_PASSWORD}@127.0.0.1:99999"),
     )];
