@@ -1,5 +1,5 @@
 //! Process faults: each case runs in a child process (this test binary re-executed with
-//! `HIVELOG_CHILD=<case>`), because `hivelog::init` installs a global subscriber once per process
+//! `HL_REL_CHILD=<case>`), because `hivelog::init` installs a global subscriber once per process
 //! and because what we test is how the process ends.
 //!
 //! - a panic in a request handler thread is logged as one ERROR event and reaches the sink;
@@ -20,7 +20,7 @@ use hivelog_tests::forward::{ForwardReceiver, ReceiverConfig};
 fn child(case: &str, vars: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child_main", "--nocapture", "--test-threads=1"]);
-    cmd.env_clear().env("HIVELOG_CHILD", case);
+    cmd.env_clear().env("HL_REL_CHILD", case);
     if let Ok(p) = std::env::var("PATH") {
         cmd.env("PATH", p);
     }
@@ -34,10 +34,10 @@ fn run_child(case: &str, vars: &[(&str, &str)]) -> Output {
     child(case, vars).output().unwrap()
 }
 
-/// The child side: does what `HIVELOG_CHILD` says.
+/// The child side: does what `HL_REL_CHILD` says.
 #[test]
 fn child_main() {
-    let Ok(case) = std::env::var("HIVELOG_CHILD") else {
+    let Ok(case) = std::env::var("HL_REL_CHILD") else {
         return;
     };
     match case.as_str() {

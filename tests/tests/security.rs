@@ -184,7 +184,7 @@ fn secret_values() -> Vec<&'static str> {
 fn child(case: &str, vars: &[(String, String)]) -> Output {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child_main", "--nocapture", "--test-threads=1"]);
-    cmd.env_clear().env("HIVELOG_CHILD", case);
+    cmd.env_clear().env("HL_REL_CHILD", case);
     for (k, v) in vars {
         cmd.env(k, v);
     }
@@ -194,7 +194,7 @@ fn child(case: &str, vars: &[(String, String)]) -> Output {
 /// The child side.
 #[test]
 fn child_main() {
-    let Ok(case) = std::env::var("HIVELOG_CHILD") else {
+    let Ok(case) = std::env::var("HL_REL_CHILD") else {
         return;
     };
     assert_eq!(case, "secrets");
