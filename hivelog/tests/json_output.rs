@@ -433,3 +433,25 @@ fn the_heartbeat_reports_the_counters_periodically_until_shutdown() {
         .count();
     assert_eq!(after, 2, "no heartbeat after shutdown");
 }
+
+#[test]
+fn a_renamed_field_never_lands_on_a_key_that_is_already_written() {
+    let text = raw(hivelog::builder(), &[], || {
+        info!(fields.target = true, target = 5, "m");
+        info!(truncated = "mine", big = %"x".repeat(2 << 20), "cut");
+    });
+    // A JSON map parser keeps one of two equal keys; count them in the raw lines instead.
+    let (first, second) = text.split_once('\n').unwrap();
+    assert_eq!(first.matches("\"fields.target\":").count(), 1, "{first}");
+    assert_eq!(
+        first.matches("\"fields.fields.target\":").count(),
+        1,
+        "{first}"
+    );
+    assert_eq!(second.matches("\"truncated\":").count(), 1, "{second}");
+    let lines = support::parse(&text);
+    assert_eq!(lines[0]["fields.target"], true);
+    assert_eq!(lines[0]["fields.fields.target"], 5);
+    assert_eq!(lines[1]["truncated"], true);
+    assert_eq!(lines[1]["fields.truncated"], "mine");
+}

@@ -325,10 +325,43 @@ impl Format {
                     end += 1;
                 }
             }
-            if !matches!(f.value, Value::Source(_)) {
+            // A name given twice in one event is written once, with its first value.
+            let repeated = fields[..i]
+                .iter()
+                .any(|p| p.name == f.name && !matches!(p.value, Value::Source(_)));
+            if !matches!(f.value, Value::Source(_)) && !repeated {
                 self.emit_field(r, f, &fields[i + 1..end], store, e);
             }
             i = end;
+        }
+    }
+
+    /// Whether `name` is written by hivelog itself (basic fields, extras, `truncated`).
+    fn owned_by_hivelog(&self, r: &Record, name: &str) -> bool {
+        self.reserved(name) || (name == "truncated" && r.truncated())
+    }
+
+    /// Writes a user field's key: its name, or when hivelog owns that name `fields.<name>`,
+    /// with one more `fields.` for as long as the result is still taken, by hivelog or by a
+    /// user field literally named so, so that no key is ever written twice.
+    fn emit_user_key<E: Emit>(&self, r: &Record, name: &str, e: &mut E) {
+        if !self.owned_by_hivelog(r, name) {
+            return e.key(name);
+        }
+        let is_user_field = |n: &str| {
+            r.fields.iter().any(|f| f.name == n)
+                || r.span.as_ref().is_some_and(|s| {
+                    s.ancestry()
+                        .any(|node| node.fields.iter().any(|f| f.name == n))
+                })
+        };
+        let mut prefix = String::from("fields.");
+        loop {
+            let candidate = format!("{prefix}{name}");
+            if !self.owned_by_hivelog(r, &candidate) && !is_user_field(&candidate) {
+                return e.key_prefixed(&prefix, name);
+            }
+            prefix.push_str("fields.");
         }
     }
 
@@ -348,11 +381,7 @@ impl Format {
                 return self.emit_ecs_error(store, message, kind, sources, redacted, e);
             }
         }
-        if self.reserved(f.name) {
-            e.key_prefixed("fields.", f.name);
-        } else {
-            e.key(f.name);
-        }
+        self.emit_user_key(_r, f.name, e);
         if redacted {
             return e.str(REDACTED);
         }
