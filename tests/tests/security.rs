@@ -470,3 +470,36 @@ fn redact_applies_to_every_destination_including_nested_span_fields() {
     }
     eprintln!("FIGURE security redact: stdout, fluent, elasticsearch, cloudwatch each got 2 events with password/token/card = [redacted] (event, outer span, inner span)");
 }
+
+/// A man in the middle with a certificate from another CA is refused even when a CA is
+/// configured: configuring a CA adds trust in that CA, not in any certificate.
+#[test]
+fn a_server_certified_by_another_ca_is_refused_with_a_ca_configured() {
+    let ours = tempfile::tempdir().unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    let (ca, _, _) = tls_material(ours.path());
+    let (_, mitm_cert, mitm_key) = tls_material(theirs.path());
+
+    let receiver = ForwardReceiver::start_tls(ReceiverConfig::default(), &mitm_cert, &mitm_key);
+    let s = send_five(quick(&[
+        ("HIVELOG_FLUENT_ADDR", &receiver.tls_url()),
+        ("HIVELOG_FLUENT_CA_CERT", ca.to_str().unwrap()),
+    ]));
+    assert_eq!((s.delivered, s.failed), (0, 5), "{s:?}");
+    assert_eq!(receiver.count(), 0);
+
+    let es = hivelog_tests::peers::es_url();
+    let (front, _t) = https_front(&mitm_cert, &mitm_key, addr_of(&es));
+    let index = unique("hl-mitm");
+    let s = send_five(quick(&[
+        (
+            "HIVELOG_ES_URL",
+            &format!("https://localhost:{}", front.port()),
+        ),
+        ("HIVELOG_ES_INDEX", &index),
+        ("HIVELOG_ES_CA_CERT", ca.to_str().unwrap()),
+    ]));
+    assert_eq!((s.delivered, s.failed), (0, 5), "{s:?}");
+    assert!(es_documents(&es, &index).is_empty());
+    eprintln!("FIGURE security mitm: another CA's certificate refused by fluent and elasticsearch with HIVELOG_*_CA_CERT set ({:?})", s.last_error);
+}
