@@ -112,11 +112,30 @@ pub(crate) fn warn_unused(env: &Env) {
             Some((_, feature, false)) => format!(
                 "{var} is set but this program was built without hivelog's `{feature}` feature; it is ignored"
             ),
-            Some(_) if var.ends_with("_LEVEL") => format!(
+            Some(_) if var.ends_with("_LEVEL") || known_sink_var(&var) => format!(
                 "{var} is set but that sink is not enabled (its address, URL or group is not set); it is ignored"
             ),
             _ => format!("{var} is not a hivelog variable; it is ignored (typo?)"),
         };
         hivelog_core::diag::warn("config", &var, &msg);
     }
+}
+
+/// A variable one of the compiled-in sinks reads when it is enabled.
+fn known_sink_var(var: &str) -> bool {
+    let lists: [&[&str]; 3] = [
+        #[cfg(feature = "fluent")]
+        hivelog_fluent::ENV_VARS,
+        #[cfg(not(feature = "fluent"))]
+        &[],
+        #[cfg(feature = "elk")]
+        hivelog_elk::ENV_VARS,
+        #[cfg(not(feature = "elk"))]
+        &[],
+        #[cfg(feature = "cloudwatch")]
+        hivelog_cloudwatch::ENV_VARS,
+        #[cfg(not(feature = "cloudwatch"))]
+        &[],
+    ];
+    lists.iter().any(|l| l.contains(&var))
 }

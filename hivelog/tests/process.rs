@@ -147,6 +147,7 @@ fn unknown_variables_are_warned_about_once() {
             ("HIVELOG_LEVL", "debug"),
             ("HIVELOG_FLUENT_ADR", "x"),
             ("HIVELOG_ES_LEVEL", "warn"),
+            ("HIVELOG_ES_INDEX", "x"),
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -164,6 +165,12 @@ fn unknown_variables_are_warned_about_once() {
         "HIVELOG_ES_LEVEL is set but this program was built without hivelog's `elk` feature"
     };
     assert!(stderr.contains(es_level), "{stderr}");
+    if cfg!(feature = "elk") {
+        assert!(
+            stderr.contains("HIVELOG_ES_INDEX is set but that sink is not enabled"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
