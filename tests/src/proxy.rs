@@ -20,6 +20,9 @@
 //!   client sees a silent peer (only its own timeouts get it out).
 //! - `ResetAfter(n)`: forward `n` more bytes client→server on each connection, then reset both
 //!   sides (TCP RST) in the middle of whatever message was in flight.
+//! - `ResetOnAnswer`: forward client→server, and reset both sides as soon as the server starts
+//!   answering: the request landed, the client never learns it (a lost ack or response, the
+//!   case idempotent retries exist for).
 //! - `Refuse`: reset every open connection and close the listening socket, so connecting gets
 //!   `ECONNREFUSED` (the server process is gone).
 //!
@@ -52,6 +55,8 @@ pub enum Mode {
     Blackhole,
     /// Forward this many more client→server bytes per connection, then reset both sides.
     ResetAfter(u64),
+    /// Forward requests; reset both sides when the server starts answering.
+    ResetOnAnswer,
     /// Reset open connections and stop listening.
     Refuse,
 }
@@ -83,7 +88,7 @@ pub struct ProxyStats {
     pub down_bytes: u64,
     /// Bytes read and discarded while blackholed.
     pub swallowed_bytes: u64,
-    /// Connections reset by `ResetAfter`, `Refuse` or healing a blackhole.
+    /// Connections reset by `ResetAfter`, `ResetOnAnswer`, `Refuse` or healing a blackhole.
     pub resets: u64,
 }
 
@@ -336,7 +341,7 @@ async fn connection(
                 }
                 let mode = *mode_rx.borrow();
                 match mode {
-                    Mode::Pass => {
+                    Mode::Pass | Mode::ResetOnAnswer => {
                         if uw.write_all(&up_buf[..n]).await.is_err() { must_reset = true; break 'conn }
                         c.up_bytes.fetch_add(n as u64, Ordering::SeqCst);
                     }
@@ -386,7 +391,7 @@ async fn connection(
                         swallowing_since.get_or_insert(*heal_rx.borrow());
                         c.swallowed_bytes.fetch_add(n as u64, Ordering::SeqCst);
                     }
-                    Mode::Refuse => { must_reset = true; break 'conn }
+                    Mode::Refuse | Mode::ResetOnAnswer => { must_reset = true; break 'conn }
                 }
             }
             r = mode_rx.changed() => {
