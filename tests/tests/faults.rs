@@ -68,6 +68,26 @@ fn fault_case(kind: Kind, fault: Mode) {
     if kind == Kind::Es {
         assert_eq!(duplicates, 0, "{kind:?}/{fault:?}: {got:?}");
     }
+    if let Backend::Fluent(receiver) = &backend {
+        // Every copy of an event came in a message with the same chunk id: a receiver that
+        // remembers chunk ids can drop the resends.
+        let mut chunks: std::collections::BTreeMap<u64, std::collections::BTreeSet<String>> =
+            Default::default();
+        for e in receiver.events() {
+            let v = to_json(&e.record);
+            if v["run"] == run.as_str() {
+                chunks
+                    .entry(v["seq"].as_u64().unwrap())
+                    .or_default()
+                    .insert(e.chunk.clone().unwrap_or_default());
+            }
+        }
+        let split: Vec<_> = chunks.iter().filter(|(_, c)| c.len() > 1).collect();
+        assert!(
+            split.is_empty(),
+            "copies under different chunk ids: {split:?}"
+        );
+    }
     let p = proxy.stats();
     match fault {
         Mode::Blackhole => assert!(p.swallowed_bytes > 0, "blackhole not hit: {p:?}"),
