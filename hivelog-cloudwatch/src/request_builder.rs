@@ -148,17 +148,28 @@ impl RequestBuilder {
         }
     }
 
-    /// Writes the record's message, before truncation.
-    pub(crate) fn write_message(&self, record: &Record, out: &mut Vec<u8>) {
+    /// The record's message, before truncation.
+    pub(crate) fn message(&self, record: &Record) -> String {
         match self.message_format {
-            MessageFormat::Json => self.format.write_json(record, out),
-            MessageFormat::Text => {
-                let message = record.message();
-                out.extend_from_slice(record.level.as_str().as_bytes());
-                if !message.is_empty() {
-                    out.push(b' ');
-                    out.extend_from_slice(message.as_bytes());
+            MessageFormat::Json => {
+                let mut out = Vec::with_capacity(256);
+                self.format.write_json(record, &mut out);
+                match String::from_utf8(out) {
+                    Ok(s) => s,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
                 }
+            }
+            MessageFormat::Text => {
+                // Built from `&str`s, so no UTF-8 validation pass is needed.
+                let message = record.message();
+                let level = record.level.as_str();
+                let mut out = String::with_capacity(level.len() + 1 + message.len());
+                out.push_str(level);
+                if !message.is_empty() {
+                    out.push(' ');
+                    out.push_str(message);
+                }
+                out
             }
         }
     }
@@ -207,6 +218,7 @@ impl RequestBuilder {
         let mut outcomes = Outcomes::delivered(batch.len());
         let mut streams: Vec<(Arc<str>, Vec<Event>)> = Vec::new();
         let mut by_name: HashMap<(&str, i64), usize> = HashMap::new();
+        let mut last: Option<((&str, i64), usize)> = None;
         for (index, record) in batch.iter().enumerate() {
             let timestamp = unix_ms(record.time);
             if timestamp < now_ms.saturating_sub(self.max_age_ms) {
@@ -217,30 +229,42 @@ impl RequestBuilder {
                 outcomes.reject(index, limits::reason::TOO_NEW);
                 continue;
             }
-            let mut raw = Vec::with_capacity(256);
-            self.write_message(record, &mut raw);
-            let message = prepare_message(raw, self.max_message_bytes);
+            let message = prepare_message(self.message(record), self.max_message_bytes);
             let event = Event {
                 index,
                 timestamp,
                 message,
             };
-            let key = match &self.fixed_stream {
-                Some(_) => ("", 0),
-                None => (record.target(), timestamp.div_euclid(86_400_000)),
-            };
-            let slot = *by_name.entry(key).or_insert_with(|| {
-                let name: Arc<str> = match &self.fixed_stream {
-                    Some(name) => name.clone(),
-                    None => self.render_stream(key.0, key.1).into(),
-                };
-                // Two keys can render the same name (a template without {date} ignores the day).
-                if let Some(i) = streams.iter().position(|(n, _)| *n == name) {
-                    return i;
+            let slot = match &self.fixed_stream {
+                // One stream for the process: no per-record lookup.
+                Some(name) => {
+                    if streams.is_empty() {
+                        streams.push((name.clone(), Vec::with_capacity(batch.len())));
+                    }
+                    0
                 }
-                streams.push((name, Vec::new()));
-                streams.len() - 1
-            });
+                None => {
+                    let key = (record.target(), timestamp.div_euclid(86_400_000));
+                    // Consecutive records mostly share a logger (its target is the same
+                    // `&'static str`): compare pointers before hashing.
+                    match last {
+                        Some(((t, d), i)) if std::ptr::eq(t, key.0) && d == key.1 => i,
+                        _ => {
+                            let i = *by_name.entry(key).or_insert_with(|| {
+                                let name: Arc<str> = self.render_stream(key.0, key.1).into();
+                                // Two keys can render the same name (no {date} in the template).
+                                if let Some(i) = streams.iter().position(|(n, _)| *n == name) {
+                                    return i;
+                                }
+                                streams.push((name, Vec::new()));
+                                streams.len() - 1
+                            });
+                            last = Some((key, i));
+                            i
+                        }
+                    }
+                }
+            };
             streams[slot].1.push(event);
         }
         let held_before = std::mem::take(deferred);
@@ -294,13 +318,9 @@ pub(crate) fn sanitize_stream_name(name: String) -> String {
     name
 }
 
-/// Raw message bytes → a message CloudWatch accepts: valid UTF-8, not empty, at most
-/// `max_bytes`, cut at a char boundary with the marker when longer.
-pub(crate) fn prepare_message(raw: Vec<u8>, max_bytes: usize) -> String {
-    let mut s = match String::from_utf8(raw) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    };
+/// A message → one CloudWatch accepts: not empty, at most `max_bytes`, cut at a char
+/// boundary with the marker when longer.
+pub(crate) fn prepare_message(mut s: String, max_bytes: usize) -> String {
     if s.is_empty() {
         s.push_str(limits::EMPTY_MESSAGE);
     }
@@ -329,7 +349,9 @@ pub(crate) fn pack(
         // of the 24 h span): only then is a partial last request worth holding back.
         let mut after_full = false;
         let mut current: Option<Put> = None;
+        let mut left = events.len();
         for event in events {
+            left -= 1;
             let size = event.message.len() + limits::EVENT_OVERHEAD;
             let full = current.as_ref().is_some_and(|p| {
                 p.events.len() >= limits::MAX_BATCH_EVENTS
@@ -350,7 +372,7 @@ pub(crate) fn pack(
                 }
                 current = Some(Put {
                     stream: stream.clone(),
-                    events: Vec::with_capacity(256),
+                    events: Vec::with_capacity((left + 1).min(limits::MAX_BATCH_EVENTS)),
                     bytes: 0,
                 });
             }
@@ -663,7 +685,7 @@ mod tests {
             let half = n / 2;
             let mut streams: Vec<(Arc<str>, Vec<Event>)> = vec![("a".into(), Vec::new()), ("b".into(), Vec::new())];
             for (index, (timestamp, text)) in input.into_iter().enumerate() {
-                let message = prepare_message(text.into_bytes(), max_msg);
+                let message = prepare_message(text, max_msg);
                 streams[usize::from(index >= half)].1.push(Event { index, timestamp, message });
             }
             let mut outcomes = Outcomes::delivered(n);
@@ -695,7 +717,7 @@ mod tests {
 
         #[test]
         fn truncation_keeps_valid_utf8_and_marks_the_cut(text in "[a€😀]{0,400}", max in 30usize..300) {
-            let msg = prepare_message(text.clone().into_bytes(), max);
+            let msg = prepare_message(text.clone(), max);
             prop_assert!(msg.len() <= max.max(limits::EMPTY_MESSAGE.len()));
             if text.len() > max {
                 prop_assert!(msg.ends_with(limits::TRUNCATION_MARKER));
