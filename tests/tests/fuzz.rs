@@ -240,6 +240,15 @@ fn field_value() -> impl Strategy<Value = FieldValue> {
     ]
 }
 
+/// Span fields as the layer records them: errors on spans arrive as their `Display` string
+/// (see `an_error_on_a_span_is_its_message`), never as `Error` + `Source` entries.
+fn span_field_value() -> impl Strategy<Value = FieldValue> {
+    field_value().prop_map(|v| match v {
+        FieldValue::Error(m, _, _) => FieldValue::Str(m),
+        other => other,
+    })
+}
+
 fn field_name() -> impl Strategy<Value = &'static str> {
     prop_oneof![
         "(?s).{0,16}",
@@ -283,7 +292,7 @@ proptest! {
         message in "(?s).{0,40}",
         target in ".{0,12}",
         fields in proptest::collection::vec((field_name(), field_value()), 0..8),
-        spans in proptest::collection::vec(proptest::collection::vec((field_name(), field_value()), 0..4), 0..3),
+        spans in proptest::collection::vec(proptest::collection::vec((field_name(), span_field_value()), 0..4), 0..3),
         schema in prop_oneof![Just("default"), Just("ecs")],
         timestamp in prop_oneof![Just("rfc3339ms"), Just("rfc3339ns"), Just("epoch_ms"), Just("epoch_ns")],
         max_event in prop_oneof![Just(64usize), Just(1 << 20)],
@@ -319,7 +328,10 @@ proptest! {
         let mut parent: Option<Arc<SpanNode>> = None;
         for (i, s) in spans.iter().enumerate() {
             let mut node_fields = hivelog_core::record::Fields::with_limit(max_event, 8);
-            push_fields(&mut node_fields, s);
+            // The layer keeps one value per name on a span (`repeated_span_field_names_are_written_once`).
+            let mut seen = std::collections::HashSet::new();
+            let s: Vec<_> = s.iter().filter(|(n, _)| seen.insert(*n)).cloned().collect();
+            push_fields(&mut node_fields, &s);
             parent = Some(Arc::new(SpanNode { name: if i % 2 == 0 { "outer" } else { "in\"ner" }, fields: node_fields, parent }));
         }
         r.span = parent;
@@ -330,10 +342,10 @@ proptest! {
         let v: serde_json::Value = serde_json::from_slice(&out)
             .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
         prop_assert!(v.is_object());
-        // A user field literally named `fields.<basic>` next to one named `<basic>` makes two
-        // keys `fields.<basic>` (see `a_user_field_named_fields_dot_x_duplicates_a_key`); the
-        // redaction check below is about values, so it skips those outputs.
-        if duplicate_keys(&out).is_empty() {
+        // No key twice: Elasticsearch refuses such documents and JSON readers keep one value.
+        let dups = duplicate_keys(&out);
+        prop_assert!(dups.is_empty(), "duplicate keys {:?} in {}", dups, String::from_utf8_lossy(&out));
+        {
         for name in &redact {
             for (k, val) in v.as_object().unwrap() {
                 if k == name && fields.iter().chain(spans.iter().flatten()).any(|(n, _)| n == name) && !format.basic().any(|(b, _)| b == *name) {
@@ -376,9 +388,9 @@ fn duplicate_keys(json: &[u8]) -> Vec<String> {
 
 /// Found by `the_formatter_always_writes_one_valid_json_line`: a user field named
 /// `fields.message` next to one named `message` (renamed to `fields.message` because `message`
-/// is a basic field) gives an object with the key `fields.message` twice. RFC 8259 only says
+/// is a basic field) gave an object with the key `fields.message` twice. RFC 8259 only says
 /// names SHOULD be unique, but Elasticsearch refuses such a document (`Duplicate field`), and
-/// JSON readers keep one of the two values: one field is silently lost.
+/// JSON readers keep one of the two values: one field was silently lost. Fixed in d232d31.
 #[test]
 fn a_user_field_named_fields_dot_x_duplicates_a_key() {
     let format = Format::builder().service("svc").build();
@@ -561,4 +573,90 @@ proptest! {
         prop_assert_eq!(outcomes.as_slice().len(), batch.len());
         prop_assert!(outcomes.as_slice().iter().all(|o| *o != Outcome::Delivered), "answer {answer:02x?}: {:?}", outcomes.as_slice());
     }
+}
+
+#[derive(Debug)]
+struct Outer(std::io::Error);
+impl std::fmt::Display for Outer {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("request failed")
+    }
+}
+impl std::error::Error for Outer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// An error with a source chain recorded on a span, through the real facade: on an event it is
+/// one object `{"message","type","sources"}`; on a span it is its `Display` string (its type
+/// and sources are not kept), and never more than one key.
+#[test]
+fn an_error_on_a_span_is_its_message() {
+    #[derive(Clone)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let (dispatch, _guard) = hivelog::builder()
+        .env(Env::from_pairs([("HIVELOG_SERVICE", "svc")]))
+        .writer(Buf(out.clone()))
+        .try_build()
+        .unwrap();
+    let err = Outer(std::io::Error::other("disk full"));
+    tracing::dispatcher::with_default(&dispatch, || {
+        let span = tracing::info_span!("job", cause = &err as &(dyn std::error::Error + 'static));
+        let _e = span.enter();
+        tracing::info!(error = &err as &(dyn std::error::Error + 'static), "event");
+    });
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    let line = text.lines().next().unwrap();
+    let dups = duplicate_keys(line.as_bytes());
+    assert!(dups.is_empty(), "duplicate keys {dups:?} in {line}");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        v["error"]["sources"],
+        serde_json::json!(["disk full"]),
+        "{line}"
+    );
+    assert_eq!(v["cause"], "request failed", "{line}");
+}
+
+/// A span or event with the same field name twice (tracing's macros accept
+/// `info_span!("s", a = 1, a = 2)`) writes the key once.
+#[test]
+fn repeated_span_field_names_are_written_once() {
+    #[derive(Clone)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let (dispatch, _guard) = hivelog::builder()
+        .env(Env::from_pairs([("HIVELOG_SERVICE", "svc")]))
+        .writer(Buf(out.clone()))
+        .try_build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || {
+        let span = tracing::info_span!("s", attempt = 1, attempt = 2);
+        let _e = span.enter();
+        tracing::info!(tries = 1, tries = 2, "event");
+    });
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    let line = text.lines().next().unwrap();
+    let dups = duplicate_keys(line.as_bytes());
+    assert!(dups.is_empty(), "duplicate keys {dups:?} in {line}");
 }
