@@ -1,5 +1,6 @@
 //! Network faults between hivelog and each destination, through the project's own TCP fault
-//! proxy ([`hivelog_tests::proxy`]): pass, delay, blackhole, reset mid-stream, refuse, heal.
+//! proxy ([`hivelog_tests::proxy`]): pass, delay, blackhole, reset mid-stream, lost answers,
+//! refuse, heal.
 //!
 //! Every case logs through the facade (`builder().try_build()` + `with_default`): 20 events
 //! with the network healthy, 20 while the fault is on (held long enough for the sink to send
@@ -9,10 +10,12 @@
 //! - every event is at the destination (read back from the Forward receiver, noida-db's
 //!   `_search`, moto's GetLogEvents) or counted as not delivered;
 //! - the log calls stayed fast while the destination was unreachable (median and max bounded,
-//!   p99 printed).
+//!   p99 printed);
+//! - Elasticsearch stores no duplicate (client `_id`), and every copy of a Fluent event that
+//!   was resent carries one chunk id.
 //!
-//! Destinations: the Forward receiver (fluent), noida-db (elk), moto (cloudwatch); run with
-//! `scripts/test.sh -p hivelog-tests --test faults`.
+//! Destinations: the Forward receiver (fluent), noida-db (elk), moto (cloudwatch). With the
+//! servers running (`scripts/test.sh` starts them): `cargo test -p hivelog-tests --test faults`.
 
 mod common;
 

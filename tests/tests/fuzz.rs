@@ -2,7 +2,7 @@
 //!
 //! CI runs a short version (256 cases for pure functions, 48 for the ones that go through a
 //! sink and a scripted server). For a long run by hand:
-//! `PROPTEST_CASES=100000 scripts/test.sh -p hivelog-tests --test fuzz --release`
+//! `PROPTEST_CASES=100000 cargo test -p hivelog-tests --test fuzz <target> -- --test-threads=1`
 //! (`PROPTEST_CASES` sets the pure targets' cases; the sink targets run a quarter of it).
 //!
 //! - env configuration (`Env::from_pairs` of random `HIVELOG_*` values through `try_build`):
