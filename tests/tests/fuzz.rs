@@ -1,6 +1,6 @@
 //! Property tests over every parser that reads outside data, and over the formatter.
 //!
-//! CI runs a short version (256 cases for pure functions, 48 for the ones that go through a
+//! CI runs a short version (256 cases for pure functions, 64 for the ones that go through a
 //! sink and a scripted server). For a long run by hand:
 //! `PROPTEST_CASES=100000 cargo test -p hivelog-tests --test fuzz <target> -- --test-threads=1`
 //! (`PROPTEST_CASES` sets the pure targets' cases; the sink targets run a quarter of it).
