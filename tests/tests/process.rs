@@ -223,3 +223,69 @@ fn sigterm_during_an_outage_honours_the_shutdown_timeout_and_prints_the_report()
         "FIGURE process sigterm: exit {took:?} after SIGTERM with a 1s deadline; stderr: {report}"
     );
 }
+
+/// SIGTERM while every destination hangs (accepts and never answers) with the sinks' default
+/// timeouts (30 s): the shutdown deadline still bounds the exit, for each sink.
+#[test]
+fn sigterm_while_destinations_hang_exits_at_the_shutdown_deadline() {
+    use hivelog_tests::forward::Fault;
+    use hivelog_tests::http::{HttpServer, Response};
+    let stalled = ForwardReceiver::start(ReceiverConfig::default().fault(Fault::Stall));
+    let hanging = HttpServer::start(|_| Response::new(200).hang());
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("fluent", vec![("HIVELOG_FLUENT_ADDR", stalled.url())]),
+        ("elasticsearch", vec![("HIVELOG_ES_URL", hanging.url())]),
+        (
+            "cloudwatch",
+            vec![
+                ("HIVELOG_CLOUDWATCH_GROUP", "hang".to_owned()),
+                ("AWS_ENDPOINT_URL", hanging.url()),
+                ("AWS_REGION", "us-east-1".to_owned()),
+                ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+                ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            ],
+        ),
+    ];
+    for (sink, vars) in cases {
+        let mut all: Vec<(&str, &str)> = vec![
+            ("HIVELOG_FLUSH_INTERVAL", "50ms"),
+            ("HIVELOG_SHUTDOWN_TIMEOUT", "1s"),
+            ("HIVELOG_OUTPUT", "none"),
+        ];
+        all.extend(vars.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut proc = child("sigterm-outage", &all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(proc.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("READY") {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "{sink}: child ended early"
+            );
+        }
+        // Let a batch go out and hang.
+        std::thread::sleep(Duration::from_millis(500));
+        let t = Instant::now();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(proc.id() as i32, libc::SIGTERM) }, 0);
+        let out = proc.wait_with_output().unwrap();
+        let took = t.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{sink}: {stderr}");
+        let report = stderr
+            .lines()
+            .find(|l| l.contains("hivelog: shutdown:"))
+            .unwrap_or_else(|| panic!("{sink}: no report on stderr: {stderr}"));
+        eprintln!("FIGURE process sigterm hang {sink}: exit {took:?} after SIGTERM with a 1s deadline; {report}");
+        assert!(
+            took < Duration::from_millis(2500),
+            "{sink}: shutdown took {took:?} with a 1 s deadline"
+        );
+        assert!(report.contains(sink), "{report}");
+    }
+}
