@@ -40,6 +40,8 @@ pub fn unique(prefix: &str) -> String {
 
 /// Settings for `group` at `url` with dummy credentials and a fixed `{instance}`.
 pub fn config(url: &str, group: &str) -> CloudWatchConfig {
+    // No test may reach the real instance metadata service, whichever helper it starts with.
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     CloudWatchConfig::new(group)
         .endpoint_url(url)
         .region("us-east-1")
