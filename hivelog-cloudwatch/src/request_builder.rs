@@ -22,6 +22,7 @@
 //!    next request instead of going out in a small one. The pipeline resends deferred records
 //!    at once, without backoff, so this costs no latency worth counting.
 
+use hivelog_core::format::time::civil_from_days;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -401,20 +402,6 @@ pub(crate) fn unix_ms(t: SystemTime) -> i64 {
     }
 }
 
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,8 +495,6 @@ mod tests {
             &*plan.puts[0].stream,
             format!("i-0abc/my_svc__db/2025-03-31/svc_{}", std::process::id())
         );
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(sanitize_stream_name(String::new()), "_");
         assert_eq!(sanitize_stream_name("é".repeat(400)).len(), 512);
     }
