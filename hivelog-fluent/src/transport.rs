@@ -21,6 +21,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{Address, FluentConfig};
 
+/// Most bytes buffered from the receiver for one unfinished answer (ack, HELO, PONG): a few of
+/// those fit in well under 1 KiB; anything beyond is a broken or hostile peer.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// Why a connection could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -317,10 +321,27 @@ impl Connection {
                         addr: self.addr.clone(),
                     })
                 }
-                Ok(Ok(n)) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Ok(Ok(n)) => self.append(&chunk[..n])?,
                 Ok(Err(e)) => return Err(self.io_err(e)),
             }
         }
+    }
+
+    /// Buffers bytes from the receiver, refusing to hold more than [`MAX_ANSWER_BYTES`] of an
+    /// unfinished value: a receiver's answers (acks, HELO, PONG) are tiny, and a hostile or
+    /// broken one must not make the service's memory grow.
+    fn append(&mut self, data: &[u8]) -> Result<(), TransportError> {
+        if self.rbuf.len() + data.len() > MAX_ANSWER_BYTES {
+            self.rbuf.clear();
+            return Err(TransportError::Garbage {
+                addr: self.addr.clone(),
+                message: format!(
+                    "the receiver sent more than {MAX_ANSWER_BYTES} bytes without completing an answer (acks and handshake messages are under 1 KiB)"
+                ),
+            });
+        }
+        self.rbuf.extend_from_slice(data);
+        Ok(())
     }
 
     /// Decodes a whole value from the read buffer, if one is there.
@@ -361,7 +382,11 @@ impl Connection {
                         late,
                     )
                 }
-                Ok(Ok(n)) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Ok(Ok(n)) => {
+                    if let Err(e) = self.append(&chunk[..n]) {
+                        return (Idle::Dead(e), late);
+                    }
+                }
                 Ok(Err(e)) => return (Idle::Dead(self.io_err(e)), late),
             }
         }
