@@ -19,6 +19,7 @@ mod config;
 mod instance;
 pub mod limits;
 mod request_builder;
+mod response_cap;
 mod retry;
 mod service;
 mod sink;
@@ -27,5 +28,6 @@ pub use config::{
     CloudWatchConfig, MessageFormat, DEFAULT_MAX_CONCURRENCY, DEFAULT_STREAM, ENV_VARS,
 };
 pub use instance::LOOKUP_TIMEOUT;
+pub use response_cap::MAX_RESPONSE_BYTES;
 pub use service::{CALL_TIMEOUT, CONNECT_TIMEOUT};
 pub use sink::CloudWatchSink;

@@ -110,7 +110,11 @@ impl Service {
         }
         let sdk = loader.load().await;
         Service {
-            client: Client::new(&sdk),
+            client: Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
+                    .interceptor(crate::response_cap::CapResponseBody)
+                    .build(),
+            ),
             group: config.group_name().to_owned(),
             create: config.creates(),
             retention: config.retention(),
