@@ -52,6 +52,18 @@ pub trait Sink: Send + 'static {
     }
 }
 
+/// Longest error or rejection reason kept: a destination's answer can be anything, and hivelog
+/// must not keep or print whatever a broken or hostile server sends.
+pub const MAX_REASON_BYTES: usize = 2048;
+
+fn cap_text(mut s: String) -> String {
+    if s.len() > MAX_REASON_BYTES {
+        s.truncate(crate::record::floor_char_boundary(&s, MAX_REASON_BYTES));
+        s.push_str("…[truncated]");
+    }
+    s
+}
+
 /// What happened to one record of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -94,7 +106,7 @@ impl Outcomes {
     pub fn retry_all(n: usize, error: impl Into<String>) -> Self {
         Outcomes {
             outcomes: vec![Outcome::Retry; n],
-            error: Some(error.into()),
+            error: Some(cap_text(error.into())),
             ..Outcomes::delivered(0)
         }
     }
@@ -103,7 +115,7 @@ impl Outcomes {
     pub fn fail_all(n: usize, error: impl Into<String>) -> Self {
         Outcomes {
             outcomes: vec![Outcome::Failed; n],
-            error: Some(error.into()),
+            error: Some(cap_text(error.into())),
             ..Outcomes::delivered(0)
         }
     }
@@ -120,7 +132,7 @@ impl Outcomes {
 
     /// Marks record `i` as rejected by the destination, with its reason.
     pub fn reject(&mut self, i: usize, reason: impl Into<String>) {
-        let reason = reason.into();
+        let reason = cap_text(reason.into());
         let idx = match self.reasons.iter().position(|r| *r == reason) {
             Some(p) => p,
             None => {
@@ -138,7 +150,7 @@ impl Outcomes {
 
     /// Sets the error behind retries or failures (shown in diagnostics and `last_error`).
     pub fn set_error(&mut self, error: impl Into<String>) {
-        self.error = Some(error.into());
+        self.error = Some(cap_text(error.into()));
     }
 
     /// Asks the pipeline to wait at least this long before the retry (a server's `Retry-After`).
@@ -188,5 +200,23 @@ impl Outcomes {
     /// Whether there are no records.
     pub fn is_empty(&self) -> bool {
         self.outcomes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_and_reasons_from_a_destination_are_capped() {
+        let huge = "é".repeat(10_000);
+        let mut o = Outcomes::retry_all(2, huge.clone());
+        assert!(o.error().unwrap().len() < MAX_REASON_BYTES + 20);
+        assert!(o.error().unwrap().ends_with("…[truncated]"));
+        o.reject(1, huge);
+        let Outcome::Rejected(r) = o.as_slice()[1] else {
+            panic!()
+        };
+        assert!(o.reason(r).len() < MAX_REASON_BYTES + 20);
     }
 }

@@ -107,17 +107,19 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
         if let Some(l) = &self.local {
             write!(
                 f,
                 "{}: written {}, failed {}",
                 l.output, l.written, l.failed
             )?;
+            sep = "; ";
         }
         for s in &self.sinks {
             write!(
                 f,
-                "; {}: delivered {}, pending {}, dropped {}, rejected {}, failed {}",
+                "{sep}{}: delivered {}, pending {}, dropped {}, rejected {}, failed {}",
                 s.sink,
                 s.delivered,
                 s.pending,
@@ -128,6 +130,7 @@ impl fmt::Display for Report {
             if let Some(e) = &s.last_error {
                 write!(f, " (last error: {e})")?;
             }
+            sep = "; ";
         }
         Ok(())
     }
