@@ -367,7 +367,7 @@ impl Format {
 
     fn emit_field<E: Emit>(
         &self,
-        _r: &Record,
+        r: &Record,
         f: &Field,
         sources: &[Field],
         store: &crate::record::Fields,
@@ -381,7 +381,7 @@ impl Format {
                 return self.emit_ecs_error(store, message, kind, sources, redacted, e);
             }
         }
-        self.emit_user_key(_r, f.name, e);
+        self.emit_user_key(r, f.name, e);
         if redacted {
             return e.str(REDACTED);
         }
