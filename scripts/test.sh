@@ -33,4 +33,9 @@ export AWS_EC2_METADATA_DISABLED=true AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=tes
 wait_http "$HIVELOG_TEST_MOTO/moto-api/"
 wait_http "$HIVELOG_TEST_ES/"
 
-cargo test --workspace --all-features "$@"
+# Extra arguments go to cargo test (`scripts/test.sh -p hivelog-elk`); none: the whole workspace.
+if [ "$#" -gt 0 ]; then
+  cargo test --all-features "$@"
+else
+  cargo test --workspace --all-features
+fi

@@ -22,7 +22,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::config::retry::RetryConfig;
 use aws_sdk_cloudwatchlogs::config::{Credentials, Region};
-use aws_sdk_cloudwatchlogs::error::DisplayErrorContext;
+use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
 use aws_sdk_cloudwatchlogs::Client;
 
@@ -55,9 +55,38 @@ impl CallError {
     {
         CallError {
             disposition: classify(&err),
-            message: format!("{what}: {}", DisplayErrorContext(&err)),
+            message: describe(what, &err),
         }
     }
+}
+
+/// `CreateLogStream: ThrottlingException: Rate exceeded`, or for errors without an AWS error
+/// code (network, timeout, unreadable answer) the error and its sources. Never the raw
+/// response: its headers and body are the server's to choose, and end up in diagnostics.
+fn describe<E>(
+    what: &str,
+    err: &aws_sdk_cloudwatchlogs::error::SdkError<
+        E,
+        aws_sdk_cloudwatchlogs::config::http::HttpResponse,
+    >,
+) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let Some(code) = err.code() {
+        return match err.message() {
+            Some(m) => format!("{what}: {code}: {m}"),
+            None => format!("{what}: {code}"),
+        };
+    }
+    let mut out = format!("{what}: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// The result of one request: the records it carried and what happened.
