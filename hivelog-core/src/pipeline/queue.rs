@@ -127,6 +127,29 @@ impl Shared {
         }
     }
 
+    /// Waits on `done` until `ready` holds or `deadline` passes.
+    fn wait_until<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        deadline: Instant,
+        ready: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        while !ready(&st) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st.done_waiters += 1;
+            st = self
+                .done
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            st.done_waiters -= 1;
+        }
+        st
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock; if something did, the counters are still usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -311,19 +334,9 @@ impl Shared {
         let target = st.next_seq;
         st.flush_upto = st.flush_upto.max(target);
         self.work.notify_one();
-        while !st.finished && st.oldest_pending() < target {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            st.done_waiters += 1;
-            st = self
-                .done
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            st.done_waiters -= 1;
-        }
+        let st = self.wait_until(st, deadline, |st| {
+            st.finished || st.oldest_pending() >= target
+        });
         st.counters.snapshot(self.name)
     }
 
@@ -347,23 +360,11 @@ impl Shared {
     /// `deadline`).
     pub fn shutdown(&self, deadline: Instant) -> Stats {
         self.begin_shutdown(deadline);
-        let mut st = self.lock();
+        let st = self.lock();
         if super::worker::on_pipeline_thread() {
             return st.counters.snapshot(self.name);
         }
-        while !st.finished {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            st.done_waiters += 1;
-            st = self
-                .done
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            st.done_waiters -= 1;
-        }
+        let st = self.wait_until(st, deadline, |st| st.finished);
         st.counters.snapshot(self.name)
     }
 
