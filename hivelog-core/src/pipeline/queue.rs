@@ -23,7 +23,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::config::{Overflow, PipelineConfig};
-use super::stats::{Counters, Stats};
+use super::stats::Stats;
 use crate::record::Record;
 use crate::sink::BatchLimits;
 
@@ -49,7 +49,8 @@ pub(crate) struct Shared {
 struct State {
     queue: VecDeque<Record>,
     queued_bytes: usize,
-    counters: Counters,
+    /// The live counters; `stats()` clones them under the lock, so a snapshot always balances.
+    counters: Stats,
     next_seq: u64,
     /// Lowest `seq` held by the worker (in flight or waiting for a retry), if any.
     inflight_min: Option<u64>,
@@ -109,7 +110,10 @@ impl Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
-                counters: Counters::default(),
+                counters: Stats {
+                    sink: name,
+                    ..Stats::default()
+                },
                 next_seq: 0,
                 inflight_min: None,
                 flush_upto: 0,
@@ -246,7 +250,7 @@ impl Shared {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.lock().counters.snapshot(self.name)
+        self.lock().counters.clone()
     }
 
     /// For the worker: the state that decides its next step.
@@ -329,7 +333,7 @@ impl Shared {
     pub fn flush(&self, deadline: Instant) -> Stats {
         let mut st = self.lock();
         if super::worker::on_pipeline_thread() {
-            return st.counters.snapshot(self.name);
+            return st.counters.clone();
         }
         let target = st.next_seq;
         st.flush_upto = st.flush_upto.max(target);
@@ -337,7 +341,7 @@ impl Shared {
         let st = self.wait_until(st, deadline, |st| {
             st.finished || st.oldest_pending() >= target
         });
-        st.counters.snapshot(self.name)
+        st.counters.clone()
     }
 
     /// Stops intake and tells the worker to drain until `deadline`, without waiting.
@@ -362,10 +366,10 @@ impl Shared {
         self.begin_shutdown(deadline);
         let st = self.lock();
         if super::worker::on_pipeline_thread() {
-            return st.counters.snapshot(self.name);
+            return st.counters.clone();
         }
         let st = self.wait_until(st, deadline, |st| st.finished);
-        st.counters.snapshot(self.name)
+        st.counters.clone()
     }
 
     /// The shutdown deadline, once shutdown began.

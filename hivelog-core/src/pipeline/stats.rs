@@ -52,38 +52,3 @@ impl Stats {
             == self.delivered + self.rejected + self.dropped() + self.failed + self.pending
     }
 }
-
-/// The counters kept in the queue's state; [`Counters::snapshot`] turns them into [`Stats`].
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub enqueued: u64,
-    pub delivered: u64,
-    pub retried: u64,
-    pub rejected: u64,
-    pub dropped_overflow: u64,
-    pub dropped_shutdown: u64,
-    pub failed: u64,
-    pub bytes_sent: u64,
-    pub pending: u64,
-    pub pending_bytes: u64,
-    pub last_error: Option<String>,
-}
-
-impl Counters {
-    pub fn snapshot(&self, sink: &'static str) -> Stats {
-        Stats {
-            sink,
-            enqueued: self.enqueued,
-            delivered: self.delivered,
-            retried: self.retried,
-            rejected: self.rejected,
-            dropped_overflow: self.dropped_overflow,
-            dropped_shutdown: self.dropped_shutdown,
-            failed: self.failed,
-            bytes_sent: self.bytes_sent,
-            pending: self.pending,
-            pending_bytes: self.pending_bytes,
-            last_error: self.last_error.clone(),
-        }
-    }
-}
