@@ -8,7 +8,7 @@
 //! | answer | outcome |
 //! |---|---|
 //! | `ThrottlingException`, `ServiceUnavailableException`, `LimitExceededException`, other 5xx, 429 | retry |
-//! | timeouts, connection and I/O errors, unreadable responses | retry |
+//! | timeouts, connection and I/O errors, unreadable responses (a `2xx` included) | retry |
 //! | `ExpiredTokenException` (temporary credentials rotate) | retry |
 //! | `ResourceNotFoundException` | create the group/stream, resend once, else retry |
 //! | `AccessDeniedException`, `UnrecognizedClientException`, bad signature | failed: retrying cannot help |
@@ -37,6 +37,11 @@ pub(crate) enum Disposition {
 /// Classifies an SDK error.
 pub(crate) fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Disposition {
     let status = match err {
+        // A 2xx the SDK could not read (a truncated body, a proxy's page): whether CloudWatch
+        // stored the events is unknown, and nothing in the answer says they were refused.
+        SdkError::ServiceError(ctx) if ctx.raw().status().is_success() => {
+            return Disposition::Retry
+        }
         SdkError::ServiceError(ctx) => ctx.raw().status().as_u16(),
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             return Disposition::Retry

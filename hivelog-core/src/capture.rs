@@ -255,9 +255,7 @@ impl Visit for FieldsVisitor<'_> {
         self.0.set(field.name(), Value::Str(r));
     }
     fn record_error(&mut self, field: &TField, value: &(dyn std::error::Error + 'static)) {
-        // A span keeps only the error's text: spans are long-lived and rarely carry errors.
-        let r = self.0.push_fmt(format_args!("{value}"));
-        self.0.set(field.name(), Value::Str(r));
+        self.0.set_error(field.name(), value);
     }
     fn record_debug(&mut self, field: &TField, value: &dyn fmt::Debug) {
         let r = self.0.push_fmt(format_args!("{value:?}"));

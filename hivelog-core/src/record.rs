@@ -184,12 +184,26 @@ impl Fields {
         self.fields.push(Field { name, value });
     }
 
-    /// Replaces the value of `name` if present (span `record`), else appends it.
+    /// Replaces the value of `name` if present (span `record`), else appends it. An error's
+    /// source entries go with it.
     pub fn set(&mut self, name: &'static str, value: Value) {
-        match self.fields.iter_mut().find(|f| f.name == name) {
-            Some(f) => f.value = value,
+        match self.fields.iter().position(|f| f.name == name) {
+            Some(i) => {
+                self.fields[i].value = value;
+                let mut at = 0;
+                self.fields.retain(|f| {
+                    at += 1;
+                    at <= i + 1 || f.name != name
+                });
+            }
             None => self.push(name, value),
         }
+    }
+
+    /// Like [`Fields::set`] for an error and its source chain (span fields and `record`).
+    pub fn set_error(&mut self, name: &'static str, err: &(dyn std::error::Error + 'static)) {
+        self.fields.retain(|f| f.name != name);
+        self.push_error(name, err);
     }
 
     /// Records an error and its source chain.

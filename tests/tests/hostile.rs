@@ -552,7 +552,23 @@ fn cloudwatch_invalid_json_and_unknown_errors_are_not_deliveries() {
                 }
             }
         });
-        let (s, _) = run_hostile(cloudwatch_builder(server.addr), 5, Duration::from_secs(10));
+        // Retries give up after 1 s, so that a retried answer ends as `failed` within the flush.
+        let builder = hivelog::builder()
+            .env(hostile_env(&[
+                ("HIVELOG_RETRY_BASE", "10ms"),
+                ("HIVELOG_RETRY_MAX_ELAPSED", "1s"),
+            ]))
+            .cloudwatch(cloudwatch_config(
+                &format!("http://{}", server.addr),
+                "hostile",
+            ));
+        let (s, _) = run_hostile(builder, 5, Duration::from_secs(10));
         eprintln!("FIGURE hostile cloudwatch {status} {shown:?}: {s:?}");
+        assert_eq!(s.delivered, 0, "{status} {shown:?}: {s:?}");
+        if status == 200 && shown.starts_with("{not") {
+            // A 200 nobody can read may have stored the events: retried, never "refused".
+            assert_eq!((s.rejected, s.failed), (0, 5), "{shown:?}: {s:?}");
+            assert!(s.retried > 0, "{s:?}");
+        }
     }
 }

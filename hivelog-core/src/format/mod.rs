@@ -190,10 +190,9 @@ impl Format {
             }
         }
         let own = record.fields.as_slice();
-        self.emit_fields(record, own, &record.fields, e);
+        self.emit_fields(record, own, &record.fields, |_| false, e);
         if let Some(span) = &record.span {
             for (depth, node) in span.ancestry().enumerate() {
-                let fields = node.fields.as_slice();
                 let shadowed = |name: &str| {
                     own.iter().any(|f| f.name == name)
                         || span
@@ -201,12 +200,7 @@ impl Format {
                             .take(depth)
                             .any(|inner| inner.fields.iter().any(|f| f.name == name))
                 };
-                for f in fields {
-                    if shadowed(f.name) {
-                        continue;
-                    }
-                    self.emit_field(record, f, &[], &node.fields, e);
-                }
+                self.emit_fields(record, node.fields.as_slice(), &node.fields, shadowed, e);
             }
         }
         if record.truncated() {
@@ -310,6 +304,7 @@ impl Format {
         r: &Record,
         fields: &[Field],
         store: &crate::record::Fields,
+        shadowed: impl Fn(&str) -> bool,
         e: &mut E,
     ) {
         let mut i = 0;
@@ -329,7 +324,7 @@ impl Format {
             let repeated = fields[..i]
                 .iter()
                 .any(|p| p.name == f.name && !matches!(p.value, Value::Source(_)));
-            if !matches!(f.value, Value::Source(_)) && !repeated {
+            if !matches!(f.value, Value::Source(_)) && !repeated && !shadowed(f.name) {
                 self.emit_field(r, f, &fields[i + 1..end], store, e);
             }
             i = end;
