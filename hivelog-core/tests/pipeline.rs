@@ -300,27 +300,28 @@ fn block_admits_the_event_as_soon_as_room_frees_up() {
     assert_eq!((report.delivered, report.dropped()), (3, 0), "{report:?}");
 }
 
+/// The sink hangs until released, with no timeout of its own: every one of 20 000 pushes
+/// returns while it is still hanging, so no push waits for the destination. (What a push costs
+/// is measured by `cargo bench -p hivelog-core`, not here.)
 #[test]
-fn log_calls_stay_fast_while_the_destination_hangs() {
+fn log_calls_return_while_the_destination_hangs() {
     let ctl = Control::new();
     ctl.hang();
     let p = spawn(TestSink::new(&ctl).max_events(100), fast_config());
     p.push(numbered(0));
     ctl.wait_holding();
-    let mut slowest = Duration::ZERO;
-    let t0 = Instant::now();
     for i in 1..20_000 {
-        let t = Instant::now();
         p.push(numbered(i));
-        slowest = slowest.max(t.elapsed());
     }
-    let mean = t0.elapsed() / 20_000;
-    // Generous bounds: a shared CI machine, a debug build; the benchmark measures the real cost.
-    assert!(mean < Duration::from_micros(100), "mean {mean:?}");
-    assert!(slowest < Duration::from_millis(200), "slowest {slowest:?}");
+    assert!(
+        ctl.holding.load(Ordering::SeqCst) > 0,
+        "the send is still hanging"
+    );
+    assert!(ctl.delivered().is_empty());
+    assert_eq!(p.stats().pending, 20_000);
     let t0 = Instant::now();
     let report = p.shutdown(Instant::now() + Duration::from_millis(100));
-    assert!(t0.elapsed() < Duration::from_secs(1));
+    assert!(t0.elapsed() < Duration::from_secs(2));
     assert_eq!(report.pending, 20_000);
     assert_balanced(&report);
 }
@@ -337,7 +338,7 @@ fn shutdown_returns_by_its_deadline_with_a_hung_sink_and_reports_what_is_pending
     let report = p.shutdown(Instant::now() + Duration::from_millis(300));
     let took = t0.elapsed();
     assert!(took >= Duration::from_millis(290), "{took:?}");
-    assert!(took < Duration::from_millis(800), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
     assert_eq!((report.pending, report.delivered), (100, 0), "{report:?}");
     assert!(report.pending_bytes > 0);
     assert_balanced(&report);
@@ -359,8 +360,9 @@ fn shutdown_returns_by_its_deadline_even_when_the_sink_blocks_its_thread() {
         .is_empty()));
     let t0 = Instant::now();
     let report = p.shutdown(Instant::now() + Duration::from_millis(200));
+    // Well before the sink's thread comes back (3 s).
     assert!(
-        t0.elapsed() < Duration::from_millis(700),
+        t0.elapsed() < Duration::from_millis(1500),
         "{:?}",
         t0.elapsed()
     );

