@@ -2,9 +2,9 @@
 //! variable, the value and what was expected, and that remembers which variables were read so
 //! unknown ones can be warned about.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// A configuration error a user can act on.
@@ -83,10 +83,15 @@ impl fmt::Display for Secret {
 }
 
 /// A snapshot of the configuration variables, with the set of names that were read.
-#[derive(Debug, Default)]
+///
+/// Clones share that set: hand a clone to [`hivelog::Builder::env`] and ask the original
+/// afterwards what the parsers looked up ([`Env::names_read`]).
+///
+/// [`hivelog::Builder::env`]: https://docs.rs/hivelog/latest/hivelog/struct.Builder.html#method.env
+#[derive(Clone, Debug, Default)]
 pub struct Env {
     vars: BTreeMap<String, String>,
-    used: RefCell<BTreeSet<String>>,
+    used: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Env {
@@ -107,13 +112,13 @@ impl Env {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
-            used: RefCell::default(),
+            used: Arc::default(),
         }
     }
 
     /// The value of `name`; an empty value counts as unset (task definitions often carry `""`).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.used.borrow_mut().insert(name.to_owned());
+        self.used_names().insert(name.to_owned());
         self.vars
             .get(name)
             .map(|v| v.trim())
@@ -200,7 +205,7 @@ impl Env {
 
     /// Set `HIVELOG_*` variables that nothing read.
     pub fn unused(&self) -> Vec<String> {
-        let used = self.used.borrow();
+        let used = self.used_names();
         self.vars
             .iter()
             .filter(|(k, v)| k.starts_with("HIVELOG_") && !v.trim().is_empty())
@@ -208,6 +213,16 @@ impl Env {
             .filter(|k| !used.contains(*k))
             .cloned()
             .collect()
+    }
+
+    /// Every name looked up so far, set or not, by this `Env` and its clones: with a sink's
+    /// switch set, that is every variable its parser knows.
+    pub fn names_read(&self) -> Vec<String> {
+        self.used_names().iter().cloned().collect()
+    }
+
+    fn used_names(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.used.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

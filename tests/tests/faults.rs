@@ -28,8 +28,8 @@ use hivelog_tests::proxy::{FaultProxy, Mode};
 const HOLD: Duration = Duration::from_millis(1200);
 /// The log call never waits for the network: a call blocked on the destination would return
 /// only when a sink timeout (500 ms) fired, so every call must take less. This is the
-/// behaviour, not a speed figure: latencies are printed, and measured by
-/// `latency_under_each_fault` and the benchmarks.
+/// behaviour, not a speed figure: latencies are printed here, and measured in a release build
+/// by `cargo bench -p hivelog-tests --bench latency`.
 const SINK_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn fault_case(kind: Kind, fault: Mode) {
@@ -227,64 +227,4 @@ fn es_overflow_while_blackholed_is_counted_and_bounded() {
 #[test]
 fn cloudwatch_overflow_while_blackholed_is_counted_and_bounded() {
     overflow_case(Kind::CloudWatch);
-}
-
-/// The log call's latency while each fault is on, with enough calls for a p99.9 (10 000 per
-/// case, paced at 5 000/s so the queue does not simply fill up): a benchmark, run by hand:
-/// `cargo test -p hivelog-tests --test faults -- --ignored --nocapture latency` (servers running).
-#[test]
-#[ignore = "benchmark, run by hand"]
-fn latency_under_each_fault() {
-    let faults = [
-        Mode::Pass,
-        Mode::Delay(Duration::from_millis(300)),
-        Mode::Blackhole,
-        Mode::ResetAfter(100),
-        Mode::Refuse,
-    ];
-    let mut rows = Vec::new();
-    for kind in [Kind::Fluent, Kind::Es, Kind::CloudWatch] {
-        for fault in faults {
-            let backend = Backend::new(kind);
-            let proxy = FaultProxy::start(backend.upstream());
-            let (dispatch, guard) = backend.build(proxy.addr(), &[]);
-            let run = unique("latency");
-            log_events(&dispatch, &run, 0..100, 0);
-            guard.flush(Duration::from_secs(10));
-            proxy.set(fault);
-            let mut took = Vec::with_capacity(10_000);
-            let start = std::time::Instant::now();
-            for chunk in 0..100u64 {
-                took.extend(log_events(
-                    &dispatch,
-                    &run,
-                    100 + chunk * 100..200 + chunk * 100,
-                    100,
-                ));
-                let due = start + Duration::from_millis(20 * (chunk + 1));
-                if let Some(w) = due.checked_duration_since(std::time::Instant::now()) {
-                    std::thread::sleep(w);
-                }
-            }
-            let s = only_sink(&guard.report());
-            proxy.heal();
-            let after = only_sink(&guard.flush(Duration::from_secs(20)));
-            assert!(after.is_balanced(), "{after:?}");
-            let row = format!(
-                "| {kind:?} | {fault:?} | {:?} | {:?} | {:?} | {:?} | {} |",
-                quantile(&took, 0.5),
-                quantile(&took, 0.99),
-                quantile(&took, 0.999),
-                quantile(&took, 1.0),
-                s.pending_bytes
-            );
-            eprintln!("FIGURE latency {row}");
-            rows.push(row);
-            let _ = guard.shutdown(Duration::from_secs(1));
-        }
-    }
-    eprintln!("| sink | fault | p50 | p99 | p99.9 | max | pending bytes at the end |\n|---|---|---|---|---|---|---|");
-    for r in rows {
-        eprintln!("{r}");
-    }
 }

@@ -1,0 +1,152 @@
+//! The README's configuration reference cannot drift from the parsers.
+//!
+//! "The parsers know" is measured, not listed: hivelog is validated (nothing started) with every
+//! sink switched on, and [`Env::names_read`] gives every `HIVELOG_*` name the parsers looked up.
+//! Then:
+//! - every such name is in the first column of one of the README's tables;
+//! - every `HIVELOG_*` name the README mentions anywhere is one of them;
+//! - the sink crates' public `ENV_VARS` lists (used for warnings and `hivelog check`) and the
+//!   formatter's `FORMAT_VARS` match what the parsers read.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use hivelog::Env;
+
+fn readme() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `HIVELOG_*` tokens in `text`; a token ending in `_` (`HIVELOG_ES_*`) is a prefix, not a name.
+fn names_in(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("HIVELOG_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        if !name.ends_with('_') {
+            out.insert(name.to_owned());
+        }
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// Names in the first column of the README's tables (`| `HIVELOG_A`, `HIVELOG_B` | … |`).
+fn documented(readme: &str) -> BTreeSet<String> {
+    readme
+        .lines()
+        .filter(|l| l.starts_with("| `HIVELOG_"))
+        .flat_map(|l| names_in(l.split('|').nth(1).unwrap_or("")))
+        .collect()
+}
+
+/// Every `HIVELOG_*` name hivelog's parsers look up, with every sink on, in a few shapes of
+/// configuration so that variables read only in some (a file output, a shared key) are seen.
+fn known() -> BTreeSet<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let log = format!("file:{}", dir.path().join("app.log").display());
+    let all_on = [
+        ("HIVELOG_FLUENT_ADDR", "tcp://127.0.0.1:9"),
+        ("HIVELOG_ES_URL", "http://127.0.0.1:9"),
+        ("HIVELOG_CLOUDWATCH_GROUP", "readme"),
+    ];
+    let shapes: [&[(&str, &str)]; 3] = [
+        &[],
+        &[("HIVELOG_OUTPUT", &log), ("HIVELOG_FORMAT", "pretty")],
+        &[
+            ("HIVELOG_FLUENT_SHARED_KEY", "k"),
+            ("HIVELOG_SCHEMA", "ecs"),
+            ("HIVELOG_OUTPUT", "none"),
+        ],
+    ];
+    let mut names = BTreeSet::new();
+    for shape in shapes {
+        let env = Env::from_pairs(all_on.iter().chain(shape).copied());
+        hivelog::builder()
+            .env(env.clone())
+            .validate()
+            .unwrap_or_else(|e| panic!("{shape:?}: {e}"));
+        names.extend(
+            env.names_read()
+                .into_iter()
+                .filter(|n| n.starts_with("HIVELOG_")),
+        );
+    }
+    names
+}
+
+#[test]
+fn every_variable_the_parsers_read_is_in_the_readme_tables() {
+    let known = known();
+    assert!(known.len() > 40, "suspiciously few names read: {known:?}");
+    let documented = documented(&readme());
+    let missing: Vec<_> = known.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "read by hivelog but missing from the README's configuration tables: {missing:?}"
+    );
+}
+
+#[test]
+fn every_variable_the_readme_names_is_read_by_the_parsers() {
+    let known = known();
+    let unknown: Vec<_> = names_in(&readme())
+        .into_iter()
+        .filter(|n| !known.contains(n))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "named in the README but read by no parser: {unknown:?}"
+    );
+}
+
+#[test]
+fn the_published_variable_lists_match_the_parsers() {
+    let known = known();
+    let lists: [(&str, &[&str]); 4] = [
+        (
+            "hivelog_core::format::FORMAT_VARS",
+            hivelog_core::format::FORMAT_VARS,
+        ),
+        ("hivelog_fluent::ENV_VARS", hivelog_fluent::ENV_VARS),
+        ("hivelog_elk::ENV_VARS", hivelog_elk::ENV_VARS),
+        ("hivelog_cloudwatch::ENV_VARS", hivelog_cloudwatch::ENV_VARS),
+    ];
+    for (name, list) in lists {
+        let stale: Vec<_> = list.iter().filter(|n| !known.contains(**n)).collect();
+        assert!(
+            stale.is_empty(),
+            "{name} lists names nothing reads: {stale:?}"
+        );
+    }
+    for prefix in ["HIVELOG_FLUENT_", "HIVELOG_ES_", "HIVELOG_CLOUDWATCH_"] {
+        let list = lists
+            .iter()
+            .find(|(_, l)| l.iter().any(|n| n.starts_with(prefix)))
+            .unwrap()
+            .1;
+        let unlisted: Vec<_> = known
+            .iter()
+            .filter(|n| n.starts_with(prefix) && !n.ends_with("_LEVEL"))
+            .filter(|n| !list.contains(&n.as_str()))
+            .collect();
+        assert!(
+            unlisted.is_empty(),
+            "read, but missing from the {prefix}* list (no unknown-variable warning, no `hivelog check` row): {unlisted:?}"
+        );
+    }
+}
+
+#[test]
+fn names_in_reads_names_and_skips_prefixes() {
+    let got = names_in("set `HIVELOG_ES_URL` (or any `HIVELOG_ES_*`), HIVELOG_LEVEL=debug");
+    assert_eq!(
+        got.into_iter().collect::<Vec<_>>(),
+        ["HIVELOG_ES_URL", "HIVELOG_LEVEL"]
+    );
+}
