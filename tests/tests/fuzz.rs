@@ -579,11 +579,8 @@ impl std::error::Error for Outer {
     }
 }
 
-/// An error with a source chain recorded on a span, through the real facade, is the same
-/// object `{"message","type","sources"}` as on an event; `Span::record` of a plain value over it
-/// leaves no stale sources behind, and no key is ever written twice.
-#[test]
-fn an_error_on_a_span_keeps_its_type_and_sources() {
+/// The lines the real facade writes while `f` runs, each checked for duplicate keys.
+fn lines_logged(f: impl FnOnce()) -> Vec<String> {
     #[derive(Clone)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Buf {
@@ -601,22 +598,31 @@ fn an_error_on_a_span_keeps_its_type_and_sources() {
         .writer(Buf(out.clone()))
         .try_build()
         .unwrap();
+    tracing::dispatcher::with_default(&dispatch, f);
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for line in &lines {
+        let dups = duplicate_keys(line.as_bytes());
+        assert!(dups.is_empty(), "duplicate keys {dups:?} in {line}");
+    }
+    lines
+}
+
+/// An error with a source chain recorded on a span, through the real facade, is the same
+/// object `{"message","type","sources"}` as on an event; `Span::record` of a plain value over it
+/// leaves no stale sources behind, and no key is ever written twice.
+#[test]
+fn an_error_on_a_span_keeps_its_type_and_sources() {
     let err = Outer(std::io::Error::other("disk full"));
-    tracing::dispatcher::with_default(&dispatch, || {
+    let lines = lines_logged(|| {
         let span = tracing::info_span!("job", cause = &err as &(dyn std::error::Error + 'static));
         let _e = span.enter();
         tracing::info!(error = &err as &(dyn std::error::Error + 'static), "event");
         span.record("cause", "retrying");
         tracing::info!("after record");
     });
-    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
-    for line in &lines {
-        let dups = duplicate_keys(line.as_bytes());
-        assert!(dups.is_empty(), "duplicate keys {dups:?} in {line}");
-    }
-    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     let expected = serde_json::json!({
         "message": "request failed",
         "type": "Outer",
@@ -624,7 +630,7 @@ fn an_error_on_a_span_keeps_its_type_and_sources() {
     });
     assert_eq!(v["error"], expected, "{}", lines[0]);
     assert_eq!(v["cause"], expected, "{}", lines[0]);
-    let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
     assert_eq!(v["cause"], "retrying", "{}", lines[1]);
 }
 
@@ -632,30 +638,10 @@ fn an_error_on_a_span_keeps_its_type_and_sources() {
 /// `info_span!("s", a = 1, a = 2)`) writes the key once.
 #[test]
 fn repeated_span_field_names_are_written_once() {
-    #[derive(Clone)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let (dispatch, _guard) = hivelog::builder()
-        .env(Env::from_pairs([("HIVELOG_SERVICE", "svc")]))
-        .writer(Buf(out.clone()))
-        .try_build()
-        .unwrap();
-    tracing::dispatcher::with_default(&dispatch, || {
+    let lines = lines_logged(|| {
         let span = tracing::info_span!("s", attempt = 1, attempt = 2);
         let _e = span.enter();
         tracing::info!(tries = 1, tries = 2, "event");
     });
-    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
-    let line = text.lines().next().unwrap();
-    let dups = duplicate_keys(line.as_bytes());
-    assert!(dups.is_empty(), "duplicate keys {dups:?} in {line}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
 }
