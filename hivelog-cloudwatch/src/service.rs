@@ -42,6 +42,28 @@ pub(crate) struct CallError {
     pub message: String,
 }
 
+/// A create call's result: "already exists" is success (creation is idempotent).
+fn created<T, E>(
+    what: &str,
+    res: Result<
+        T,
+        aws_sdk_cloudwatchlogs::error::SdkError<
+            E,
+            aws_sdk_cloudwatchlogs::config::http::HttpResponse,
+        >,
+    >,
+    already_exists: impl Fn(&E) -> bool,
+) -> Result<(), CallError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(&already_exists) => Ok(()),
+        Err(e) => Err(CallError::from_sdk(what, e)),
+    }
+}
+
 impl CallError {
     fn from_sdk<E>(
         what: &str,
@@ -177,16 +199,9 @@ impl Service {
             .log_stream_name(stream)
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_already_exists_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(CallError::from_sdk("CreateLogStream", e)),
-        }
+        created("CreateLogStream", res, |e| {
+            e.is_resource_already_exists_exception()
+        })
     }
 
     async fn create_group(&self) -> Result<(), CallError> {
@@ -196,16 +211,9 @@ impl Service {
             .log_group_name(&self.group)
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_already_exists_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(CallError::from_sdk("CreateLogGroup", e)),
-        }
+        created("CreateLogGroup", res, |e| {
+            e.is_resource_already_exists_exception()
+        })
     }
 
     /// Sets the retention once. A refusal (no `logs:PutRetentionPolicy` permission) is reported
