@@ -20,13 +20,17 @@
 //!   index-name rules), the API key and the CA file are checked when the configuration is
 //!   read, with messages naming the variable.
 //!
-//! One file per concern: [`config`] (options), `request` (batch → NDJSON), [`response`]
+//! One file per concern: [`config`] (options), `nodes` (node URLs, Cloud ID), `index` (index
+//! names), `auth` (credentials, CA certificates), `request` (batch → NDJSON), [`response`]
 //! (what each answer means), `service` (HTTP, nodes, failover), `dead_letter`, `setup` (index
 //! template) and `sink` (ties them together).
 #![warn(missing_docs)]
 
+mod auth;
 pub mod config;
 mod dead_letter;
+mod index;
+mod nodes;
 mod request;
 pub mod response;
 mod service;

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use hivelog_core::format::emit::write_json_str_body;
 use hivelog_core::{Format, Record};
 
-use crate::config::{index_safe_service, Action, IndexTemplate};
+use crate::config::Action;
+use crate::index::{index_safe_service, IndexTemplate};
 
 /// `Content-Type` of a `_bulk` body.
 pub const NDJSON: &str = "application/x-ndjson";
