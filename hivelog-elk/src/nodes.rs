@@ -6,7 +6,6 @@ use hivelog_core::{ConfigError, Secret};
 
 use crate::auth::Auth;
 
-/// Splits a comma-separated node list; credentials found in a URL are moved out of it.
 /// `user:pass@host` (a URL that did not parse) with the credentials masked: `***@host`.
 fn mask_userinfo(raw: &str) -> String {
     let (scheme, rest) = match raw.find("://") {
@@ -20,6 +19,7 @@ fn mask_userinfo(raw: &str) -> String {
     }
 }
 
+/// Splits a comma-separated node list; credentials found in a URL are moved out of it.
 pub(crate) fn parse_nodes(var: &str, urls: &str) -> Result<(Vec<String>, Auth), ConfigError> {
     let mut nodes = Vec::new();
     let mut auth = Auth::None;
