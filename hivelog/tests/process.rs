@@ -54,6 +54,17 @@ fn child_main() {
                 .ok();
             tracing::info!("still running");
         }
+        "reentrant" => {
+            struct Chatty;
+            impl std::fmt::Debug for Chatty {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    tracing::info!(depth = 1, "logged from Debug");
+                    f.write_str("Chatty")
+                }
+            }
+            let _g = hivelog::init();
+            tracing::info!(v = ?Chatty, "outer");
+        }
         "bad-config" => {
             let _g = hivelog::init();
             tracing::info!("logged with defaults");
@@ -211,4 +222,26 @@ fn file_output_rotates_by_size_and_keeps_the_newest() {
         "the newest line is in the active file"
     );
     assert!(total < 200, "older files were pruned");
+}
+
+/// A value whose `Debug` logs: the event inside is captured while the outer one is being
+/// captured, on the same thread, through the global dispatcher (a scoped one, as in
+/// `with_default`, makes tracing drop such nested events before any subscriber sees them).
+/// Both are written, each as one valid line, without a panic or a deadlock.
+#[test]
+fn an_event_logged_while_a_field_is_being_captured_is_written_too() {
+    let out = run_child("reentrant", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json(&out.stdout);
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, ["logged from Debug", "outer"], "{lines:?}");
+    assert_eq!(lines[0]["depth"], 1);
+    assert_eq!(lines[1]["v"], "Chatty");
 }
