@@ -3,12 +3,13 @@
 //!
 //! Spans store an `Arc<SpanNode>` in their registry extensions when created; an event keeps
 //! only a clone of the innermost one, and outputs walk the parent links. `Span::record` replaces
-//! the span's node (copy on write): events and spans created afterwards see the new value,
-//! children created before it keep the value they were created with.
+//! the span's node (copy on write): events already captured keep the values they were logged
+//! with, and later events see the new ones, in a child span created before the `record` too
+//! (its chain is rebuilt once, on its next event).
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tracing_core::field::{Field as TField, Visit};
@@ -16,7 +17,7 @@ use tracing_core::span::{Attributes, Id, Record as SpanValues};
 use tracing_core::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::record::{Fields, Record, SpanNode, Str, Value};
 
@@ -130,8 +131,64 @@ where
         });
     }
     if let Some(span) = ctx.event_span(event) {
-        record.span = span.extensions().get::<Arc<SpanNode>>().cloned();
+        let node = span.extensions().get::<Arc<SpanNode>>().cloned();
+        record.span = match node {
+            Some(n) if n.parent.is_some() && RECORDED.load(Ordering::Relaxed) => {
+                Some(current_chain(n, &span))
+            }
+            other => other,
+        };
     }
+}
+
+/// Set by the first `Span::record` in the process. Until then no chain of span nodes can be
+/// stale, and events skip the check below.
+static RECORDED: AtomicBool = AtomicBool::new(false);
+
+/// `node` (the span's own), or when an ancestor was recorded after `node` was created, a chain
+/// with every ancestor's current fields; stored back on the span, so the copy is made once.
+fn current_chain<S>(node: Arc<SpanNode>, span: &SpanRef<'_, S>) -> Arc<SpanNode>
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let mut linked = node.parent.as_ref();
+    let fresh = span.scope().skip(1).all(|ancestor| {
+        let ext = ancestor.extensions();
+        let same = match (ext.get::<Arc<SpanNode>>(), linked) {
+            (Some(current), Some(l)) => Arc::ptr_eq(current, l),
+            _ => false,
+        };
+        linked = linked.and_then(|l| l.parent.as_ref());
+        same
+    });
+    if fresh {
+        return node;
+    }
+    // Rebuild from the root: keep each current node whose parent link is still right.
+    let currents: Vec<Arc<SpanNode>> = span
+        .scope()
+        .filter_map(|s| s.extensions().get::<Arc<SpanNode>>().cloned())
+        .collect();
+    let mut parent: Option<Arc<SpanNode>> = None;
+    for current in currents.into_iter().rev() {
+        let linked_right = match (&current.parent, &parent) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        parent = Some(if linked_right {
+            current
+        } else {
+            Arc::new(SpanNode {
+                name: current.name,
+                fields: current.fields.clone(),
+                parent,
+            })
+        });
+    }
+    let Some(chain) = parent else { return node };
+    span.extensions_mut().replace(chain.clone());
+    chain
 }
 
 /// Stores a new span's node in its extensions; call from `Layer::on_new_span`.
@@ -165,6 +222,7 @@ where
     };
     let mut fields = node.fields.clone();
     values.record(&mut FieldsVisitor(&mut fields));
+    RECORDED.store(true, Ordering::Relaxed);
     *node = Arc::new(SpanNode {
         name: node.name,
         fields,

@@ -455,3 +455,55 @@ fn a_renamed_field_never_lands_on_a_key_that_is_already_written() {
     assert_eq!(lines[1]["truncated"], true);
     assert_eq!(lines[1]["fields.truncated"], "mine");
 }
+
+/// `Span::record` on a parent after a child span exists: the child's later events carry the
+/// new value (as tracing-subscriber's do), events logged before keep the old one, and a
+/// grandchild sees a second record on the root.
+#[test]
+fn a_span_recorded_after_its_children_were_created_shows_the_new_value_in_them() {
+    let lines = json_lines(&[], || {
+        let request = info_span!("request", status = tracing::field::Empty, user = "a");
+        let _r = request.enter();
+        let db = info_span!("db", query = "select");
+        db.in_scope(|| info!("before"));
+        request.record("status", 200);
+        db.in_scope(|| info!("after"));
+        let row = db.in_scope(|| info_span!("row", n = 1));
+        request.record("user", "b");
+        row.in_scope(|| info!("deep"));
+        db.in_scope(|| info!("db again"));
+        info!("in request");
+    });
+    let by_message = |m: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == m)
+            .unwrap_or_else(|| panic!("no {m:?} in {lines:?}"))
+    };
+    let before = by_message("before");
+    assert!(before.get("status").is_none(), "{before}");
+    assert_eq!(
+        (&before["user"], &before["query"]),
+        (&json!("a"), &json!("select"))
+    );
+    let after = by_message("after");
+    assert_eq!(
+        (&after["status"], &after["user"]),
+        (&json!(200), &json!("a")),
+        "{after}"
+    );
+    let deep = by_message("deep");
+    assert_eq!(
+        (&deep["status"], &deep["user"], &deep["query"], &deep["n"]),
+        (&json!(200), &json!("b"), &json!("select"), &json!(1)),
+        "{deep}"
+    );
+    for m in ["db again", "in request"] {
+        let l = by_message(m);
+        assert_eq!(
+            (&l["status"], &l["user"]),
+            (&json!(200), &json!("b")),
+            "{l}"
+        );
+    }
+}
