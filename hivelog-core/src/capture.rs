@@ -3,9 +3,9 @@
 //!
 //! Spans store an `Arc<SpanNode>` in their registry extensions when created; an event keeps
 //! only a clone of the innermost one, and outputs walk the parent links. `Span::record` replaces
-//! the span's node (copy on write): events already captured keep the values they were logged
-//! with, and later events see the new ones, in a child span created before the `record` too
-//! (its chain is rebuilt once, on its next event).
+//! the span's node (copy on write) and marks the old one replaced: events already captured keep
+//! the values they were logged with, and later events see the new ones, in a child span
+//! created before the `record` too (its chain is relinked once, on its next event).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -133,62 +133,50 @@ where
     if let Some(span) = ctx.event_span(event) {
         let node = span.extensions().get::<Arc<SpanNode>>().cloned();
         record.span = match node {
-            Some(n) if n.parent.is_some() && RECORDED.load(Ordering::Relaxed) => {
-                Some(current_chain(n, &span))
+            Some(n)
+                if RECORDED.load(Ordering::Relaxed) && n.ancestry().any(SpanNode::is_replaced) =>
+            {
+                current_chain(&span).or(Some(n))
             }
             other => other,
         };
     }
 }
 
-/// Set by the first `Span::record` in the process. Until then no chain of span nodes can be
-/// stale, and events skip the check below.
+/// Set by the first `Span::record` in the process. Until then no node can have been replaced,
+/// and events skip the check.
 static RECORDED: AtomicBool = AtomicBool::new(false);
 
-/// `node` (the span's own), or when an ancestor was recorded after `node` was created, a chain
-/// with every ancestor's current fields; stored back on the span, so the copy is made once.
-fn current_chain<S>(node: Arc<SpanNode>, span: &SpanRef<'_, S>) -> Arc<SpanNode>
+/// The span's chain rebuilt from its ancestors' current nodes, after a `Span::record` on one of
+/// them replaced a node the chain links to. Each span whose node links to a replaced parent
+/// gets a new current node, so the copy is made once per span, and a later `record` on any of
+/// them marks the chain stale again.
+fn current_chain<S>(span: &SpanRef<'_, S>) -> Option<Arc<SpanNode>>
 where
     S: for<'a> LookupSpan<'a>,
 {
-    let mut linked = node.parent.as_ref();
-    let fresh = span.scope().skip(1).all(|ancestor| {
-        let ext = ancestor.extensions();
-        let same = match (ext.get::<Arc<SpanNode>>(), linked) {
-            (Some(current), Some(l)) => Arc::ptr_eq(current, l),
-            _ => false,
-        };
-        linked = linked.and_then(|l| l.parent.as_ref());
-        same
-    });
-    if fresh {
-        return node;
-    }
-    // Rebuild from the root: keep each current node whose parent link is still right.
-    let currents: Vec<Arc<SpanNode>> = span
-        .scope()
-        .filter_map(|s| s.extensions().get::<Arc<SpanNode>>().cloned())
-        .collect();
     let mut parent: Option<Arc<SpanNode>> = None;
-    for current in currents.into_iter().rev() {
+    for s in span.scope().from_root() {
+        let mut ext = s.extensions_mut();
+        let Some(current) = ext.get_mut::<Arc<SpanNode>>() else {
+            continue;
+        };
         let linked_right = match (&current.parent, &parent) {
             (None, None) => true,
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
-        parent = Some(if linked_right {
-            current
-        } else {
-            Arc::new(SpanNode {
-                name: current.name,
-                fields: current.fields.clone(),
-                parent,
-            })
-        });
+        if !linked_right {
+            let relinked = Arc::new(SpanNode::new(
+                current.name,
+                current.fields.clone(),
+                parent.take(),
+            ));
+            std::mem::replace(current, relinked).mark_replaced();
+        }
+        parent = Some(current.clone());
     }
-    let Some(chain) = parent else { return node };
-    span.extensions_mut().replace(chain.clone());
-    chain
+    parent
 }
 
 /// Stores a new span's node in its extensions; call from `Layer::on_new_span`.
@@ -202,11 +190,7 @@ where
         .and_then(|p| p.extensions().get::<Arc<SpanNode>>().cloned());
     let mut fields = Fields::with_limit(max_text, attrs.metadata().fields().len());
     attrs.record(&mut FieldsVisitor(&mut fields));
-    let node = Arc::new(SpanNode {
-        name: attrs.metadata().name(),
-        fields,
-        parent,
-    });
+    let node = Arc::new(SpanNode::new(attrs.metadata().name(), fields, parent));
     span.extensions_mut().insert(node);
 }
 
@@ -223,11 +207,8 @@ where
     let mut fields = node.fields.clone();
     values.record(&mut FieldsVisitor(&mut fields));
     RECORDED.store(true, Ordering::Relaxed);
-    *node = Arc::new(SpanNode {
-        name: node.name,
-        fields,
-        parent: node.parent.clone(),
-    });
+    let recorded = Arc::new(SpanNode::new(node.name, fields, node.parent.clone()));
+    std::mem::replace(node, recorded).mark_replaced();
 }
 
 struct EventVisitor<'a> {

@@ -9,6 +9,7 @@
 //! record is marked [`Record::truncated`]. A 10 MB value therefore never enters a queue.
 
 use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -291,9 +292,32 @@ pub struct SpanNode {
     pub fields: Fields,
     /// The enclosing span.
     pub parent: Option<Arc<SpanNode>>,
+    /// Set once a newer node has taken this one's place on its span (`Span::record`).
+    replaced: AtomicBool,
 }
 
 impl SpanNode {
+    /// A span's node.
+    pub fn new(name: &'static str, fields: Fields, parent: Option<Arc<SpanNode>>) -> Self {
+        SpanNode {
+            name,
+            fields,
+            parent,
+            replaced: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a newer node has taken this one's place on its span: a chain of nodes that
+    /// holds a replaced one no longer shows that span's current fields.
+    pub fn is_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Acquire)
+    }
+
+    /// Marks this node as no longer its span's current one.
+    pub fn mark_replaced(&self) {
+        self.replaced.store(true, Ordering::Release);
+    }
+
     /// This span and its ancestors, innermost first.
     pub fn ancestry(self: &Arc<Self>) -> impl Iterator<Item = &SpanNode> {
         let mut next: Option<&SpanNode> = Some(self);

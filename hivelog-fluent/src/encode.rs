@@ -528,18 +528,10 @@ mod tests {
         let v = outer.push_str("req-1");
         outer.push("request_id", Value::Str(v));
         outer.push("n", Value::I64(1));
-        let outer = Arc::new(SpanNode {
-            name: "handle",
-            fields: outer,
-            parent: None,
-        });
+        let outer = Arc::new(SpanNode::new("handle", outer, None));
         let mut inner = Fields::with_limit(1024, 1);
         inner.push("attempt", Value::U64(2));
-        r.span = Some(Arc::new(SpanNode {
-            name: "query",
-            fields: inner,
-            parent: Some(outer),
-        }));
+        r.span = Some(Arc::new(SpanNode::new("query", inner, Some(outer))));
         r
     }
 

@@ -98,6 +98,30 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// hivelog only: an event two spans deep, before and after the process's first `Span::record`
+/// (from then on, capture checks that the span chain an event links to is current). Runs last:
+/// the record cannot be undone.
+fn span_record_check(c: &mut Criterion) {
+    let (hl, _guard) = hivelog_dispatch();
+    let nested = |b: &mut criterion::Bencher<'_>| {
+        tracing::dispatcher::with_default(&hl, || {
+            let outer = info_span!("handle", request_id = 42, route = "/hit");
+            let _o = outer.enter();
+            let inner = info_span!("load", article = 7);
+            let _i = inner.enter();
+            b.iter(event)
+        })
+    };
+    let mut g = c.benchmark_group("nested_spans");
+    g.bench_function("no_record_yet", nested);
+    tracing::dispatcher::with_default(&hl, || {
+        let s = info_span!("recorded", status = tracing::field::Empty);
+        s.record("status", 200);
+    });
+    g.bench_function("after_a_record", nested);
+    g.finish();
+}
+
 #[inline(never)]
 fn filtered_debug(b: &mut criterion::Bencher<'_>) {
     b.iter(|| debug!(x = black_box(1), "filtered"))
@@ -106,6 +130,6 @@ fn filtered_debug(b: &mut criterion::Bencher<'_>) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench
+    targets = bench, span_record_check
 }
 criterion_main!(benches);

@@ -323,7 +323,7 @@ proptest! {
             let mut seen = std::collections::HashSet::new();
             let s: Vec<_> = s.iter().filter(|(n, _)| seen.insert(*n)).cloned().collect();
             push_fields(&mut node_fields, &s);
-            parent = Some(Arc::new(SpanNode { name: if i % 2 == 0 { "outer" } else { "in\"ner" }, fields: node_fields, parent }));
+            parent = Some(Arc::new(SpanNode::new(if i % 2 == 0 { "outer" } else { "in\"ner" }, node_fields, parent)));
         }
         r.span = parent;
         let mut out = Vec::new();
