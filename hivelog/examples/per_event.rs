@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release -p hivelog --example per_event
-//! for s in hivelog tracing_subscriber; do for c in event span filtered; do
+//! for s in hivelog tracing_subscriber; do for c in event span filtered nested nested_after_record; do
 //!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$s.$c target/release/examples/per_event $s $c 200000
 //! done; done
 //! ```
@@ -80,7 +80,16 @@ fn main() {
     };
     tracing::dispatcher::with_default(&dispatch, || {
         let span = info_span!("handle", request_id = 42, route = "/hit");
-        let _entered = (case == "span").then(|| span.enter());
+        let nested = case.starts_with("nested");
+        let _entered = (case == "span" || nested).then(|| span.enter());
+        let inner = info_span!("load", article = 7);
+        let _inner = nested.then(|| inner.enter());
+        if case == "nested_after_record" {
+            // The process's first Span::record, on an unrelated span: from now on capture
+            // checks that an event's span chain is current.
+            let s = info_span!("recorded", status = tracing::field::Empty);
+            s.record("status", 200);
+        }
         for _ in 0..n {
             match case {
                 "filtered" => debug!(x = 1, "filtered"),
