@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use hivelog_tests::forward::{ForwardReceiver, ReceiverConfig};
 use hivelog_tests::http::{HttpServer, Response};
 use hivelog_tests::peers;
+use hivelog_tests::peers::unique;
 use serde_json::Value;
 
 /// Runs `hivelog check ARGS` with exactly `vars` (and PATH) in its environment.
@@ -71,14 +72,6 @@ fn verdict(d: &Value) -> (Option<bool>, Option<bool>, bool) {
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-fn unique(prefix: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{n}", std::process::id())
 }
 
 fn aws_env(moto: &str) -> Vec<(&'static str, String)> {

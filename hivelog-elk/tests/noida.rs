@@ -13,40 +13,12 @@ use common::*;
 use hivelog_core::Outcome;
 use hivelog_elk::{Compression, EsConfig};
 use hivelog_tests::http::{HttpServer, Request, Response};
-use hivelog_tests::peers::es_url;
+use hivelog_tests::peers::{es_url, http, unique};
 use serde_json::{json, Value};
-
-/// An index name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 /// A direct call to the server, outside the sink.
 fn call(method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::new();
-        let mut req = client.request(method.parse().unwrap(), format!("{}{path}", es_url()));
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    })
+    http(method, &format!("{}{path}", es_url()), body)
 }
 
 fn count(index: &str) -> u64 {

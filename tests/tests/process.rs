@@ -34,6 +34,31 @@ fn run_child(case: &str, vars: &[(&str, &str)]) -> Output {
     child(case, vars).output().unwrap()
 }
 
+/// Starts the `sigterm-outage` child, waits for its `READY`, lets it run for `settle`, sends
+/// SIGTERM, and returns its output and how long it took to exit after the signal.
+fn sigterm_after_ready(vars: &[(&str, &str)], settle: Duration, what: &str) -> (Output, Duration) {
+    let mut proc = child("sigterm-outage", vars)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(proc.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "{what}child ended early"
+        );
+    }
+    std::thread::sleep(settle);
+    let t = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(proc.id() as i32, libc::SIGTERM) }, 0);
+    let out = proc.wait_with_output().unwrap();
+    (out, t.elapsed())
+}
+
 /// The child side: does what `HL_REL_CHILD` says.
 #[test]
 fn child_main() {
@@ -174,8 +199,7 @@ fn process_exit_loses_queued_sink_events_unless_flushed_first() {
 #[test]
 fn sigterm_during_an_outage_honours_the_shutdown_timeout_and_prints_the_report() {
     let down = ForwardReceiver::down(ReceiverConfig::default());
-    let mut proc = child(
-        "sigterm-outage",
+    let (out, took) = sigterm_after_ready(
         &[
             ("HIVELOG_FLUENT_ADDR", &down.url()),
             ("HIVELOG_FLUSH_INTERVAL", "50ms"),
@@ -184,26 +208,9 @@ fn sigterm_during_an_outage_honours_the_shutdown_timeout_and_prints_the_report()
             ("HIVELOG_SHUTDOWN_TIMEOUT", "1s"),
             ("HIVELOG_OUTPUT", "none"),
         ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut stdout = BufReader::new(proc.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("READY") {
-        line.clear();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "child ended early"
-        );
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let t = Instant::now();
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(proc.id() as i32, libc::SIGTERM) }, 0);
-    let out = proc.wait_with_output().unwrap();
-    let took = t.elapsed();
+        Duration::from_millis(300),
+        "",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -254,27 +261,9 @@ fn sigterm_while_destinations_hang_exits_at_the_shutdown_deadline() {
             ("HIVELOG_OUTPUT", "none"),
         ];
         all.extend(vars.iter().map(|(k, v)| (*k, v.as_str())));
-        let mut proc = child("sigterm-outage", &all)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(proc.stdout.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("READY") {
-            line.clear();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "{sink}: child ended early"
-            );
-        }
         // Let a batch go out and hang.
-        std::thread::sleep(Duration::from_millis(500));
-        let t = Instant::now();
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(proc.id() as i32, libc::SIGTERM) }, 0);
-        let out = proc.wait_with_output().unwrap();
-        let took = t.elapsed();
+        let (out, took) =
+            sigterm_after_ready(&all, Duration::from_millis(500), &format!("{sink}: "));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{sink}: {stderr}");
         let report = stderr

@@ -2,9 +2,8 @@
 //! read back what arrived.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::config::{Credentials, Region};
@@ -26,16 +25,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// A group name no other test (in this run or a previous one against the same moto) uses.
 pub fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "hivelog-test/{prefix}/{nanos}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    hivelog_tests::peers::unique(&format!("hivelog-test/{prefix}"))
 }
 
 /// Settings for `group` at `url` with dummy credentials and a fixed `{instance}`.

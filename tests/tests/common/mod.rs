@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::config::{Credentials, Region};
@@ -14,22 +13,9 @@ use hivelog::{Env, Guard, Stats};
 use hivelog_core::Secret;
 use hivelog_tests::forward::{ForwardReceiver, ReceiverConfig};
 use hivelog_tests::peers;
+pub use hivelog_tests::peers::{http, unique};
 use serde_json::Value;
 use tracing::Dispatch;
-
-/// A name no other test (in this run or an earlier one against the same server) uses.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// Which sink a test drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,26 +208,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// One HTTP call to a test server, outside hivelog.
-pub fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    runtime().block_on(async {
-        let client = reqwest::Client::new();
-        let mut req = client.request(method.parse().unwrap(), url);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    })
 }
 
 /// Every document of `index` (its `_source`).
