@@ -7,11 +7,10 @@
 //! answer. All destinations are probed at once on one current-thread runtime, each under its
 //! own deadline, so the whole check takes at most about one `--timeout`.
 //!
-//! The sinks report a failure as text (the `Outcomes` error), so "authenticated" and
-//! "reachable" are read from it: HTTP 401/403, AWS credential errors and a refused Forward
-//! handshake mean the destination answered but refused us; connection refused, DNS errors and
-//! timeouts mean nothing answered. A rejected event means both worked and the destination
-//! refused the event itself, with its reason.
+//! "Authenticated" and "reachable" are read from the kind of the failure the sink reports
+//! ([`FailureKind`]), never from its text: refused credentials mean the destination answered
+//! but refused us; unreachable and timed out mean nothing answered. A rejected event means
+//! both worked and the destination refused the event itself, with its reason.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +20,7 @@ use hivelog::cloudwatch::{CloudWatchConfig, CloudWatchSink};
 use hivelog::elk::{EsConfig, EsSink};
 use hivelog::fluent::{FluentConfig, FluentSink};
 use hivelog_core::record::{Str, Value};
-use hivelog_core::{Format, Outcome, Outcomes, Record, Sink};
+use hivelog_core::{FailureKind, Format, Outcome, Outcomes, Record, Sink};
 
 /// Time given to `Sink::close` after the test (closing a Forward connection cleanly).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -45,6 +44,8 @@ pub struct Probe {
     pub start: Option<Duration>,
     /// Why it failed, in the sink's words.
     pub detail: Option<String>,
+    /// The kind of failure, when the sink reported one.
+    pub failure: Option<FailureKind>,
     /// A caveat about a success (an event written but not acknowledged).
     pub note: Option<String>,
 }
@@ -186,6 +187,7 @@ async fn probe<S: Sink>(mut sink: S, target: String, record: Record, timeout: Du
             round_trip: None,
             start: None,
             note: None,
+            failure: Some(FailureKind::TimedOut),
             detail: Some(if start.is_some() {
                 format!("the test event was not confirmed within {timeout:?} (--timeout)")
             } else {
@@ -210,6 +212,7 @@ pub fn classify(sink: &'static str, target: String, o: &Outcomes) -> Probe {
         round_trip: None,
         start: None,
         detail: None,
+        failure: None,
         note: None,
     };
     match o.as_slice().first() {
@@ -220,85 +223,23 @@ pub fn classify(sink: &'static str, target: String, o: &Outcomes) -> Probe {
         None => p.detail = Some("the sink reported no outcome".to_owned()),
         Some(Outcome::Retry | Outcome::Failed | Outcome::Deferred) => {
             let err = o.error().unwrap_or("failed without a message");
-            match failure_kind(err) {
-                Failure::NoCredentials => {
+            match o.failure() {
+                Some(FailureKind::NoCredentials) => {
                     p.reachable = None;
                     p.authenticated = Some(false);
                 }
-                Failure::Auth => p.authenticated = Some(false),
-                Failure::Unreachable => {
+                Some(FailureKind::Credentials) => p.authenticated = Some(false),
+                Some(kind) if kind.reached() == Some(false) => {
                     p.reachable = Some(false);
                     p.authenticated = None;
                 }
-                Failure::Other => p.authenticated = None,
+                _ => p.authenticated = None,
             }
+            p.failure = o.failure();
             p.detail = Some(err.to_owned());
         }
     }
     p
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Failure {
-    /// No credentials to send: nothing was attempted.
-    NoCredentials,
-    /// The destination refused the credentials.
-    Auth,
-    /// Nothing answered.
-    Unreachable,
-    /// The destination answered with another error (5xx, throttling, protocol).
-    Other,
-}
-
-fn failure_kind(err: &str) -> Failure {
-    let e = err.to_ascii_lowercase();
-    let any = |words: &[&str]| words.iter().any(|w| e.contains(w));
-    if any(&[
-        "no credentials",
-        "loading credentials",
-        "credentials provider",
-        "construct request",
-    ]) {
-        Failure::NoCredentials
-    } else if any(&[
-        " 401",
-        " 403",
-        "unauthorized",
-        "forbidden",
-        "authenticat",
-        "credential",
-        "access denied",
-        "accessdenied",
-        "unrecognizedclient",
-        "signature",
-        "security token",
-        "clienttokenid",
-        "shared_key",
-        "refused the handshake",
-        "during the handshake",
-        "handshake required",
-        "api key",
-    ]) {
-        Failure::Auth
-    } else if any(&[
-        "connection refused",
-        "cannot connect",
-        "error trying to connect",
-        "tcp connect",
-        "connect error",
-        "dns error",
-        "failed to lookup",
-        "name or service not known",
-        "no route to host",
-        "network is unreachable",
-        "dispatch failure",
-        "timed out",
-        "timeout",
-    ]) {
-        Failure::Unreachable
-    } else {
-        Failure::Other
-    }
 }
 
 #[cfg(test)]
@@ -306,27 +247,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_are_read_from_the_sinks_messages() {
-        assert_eq!(
-            failure_kind("Elasticsearch at http://h answered 401 Unauthorized (x): check HIVELOG_ES_USERNAME"),
-            Failure::Auth
-        );
-        assert_eq!(
-            failure_kind("tcp://127.0.0.1:1 refused the handshake: shared_key mismatch; check"),
-            Failure::Auth
-        );
-        assert_eq!(
-            failure_kind("cannot connect to tcp://127.0.0.1:1: Connection refused (os error 111)"),
-            Failure::Unreachable
-        );
-        assert_eq!(
-            failure_kind("PutLogEvents: dispatch failure: io error: Connection refused"),
-            Failure::Unreachable
-        );
-        assert_eq!(
-            failure_kind("Elasticsearch at http://h answered 503 Service Unavailable"),
-            Failure::Other
-        );
+    fn failures_are_read_from_their_kind_not_their_text() {
+        let read = |kind| {
+            let p = classify(
+                "x",
+                "h".into(),
+                &Outcomes::retry_all(1, kind, "401 unreachable"),
+            );
+            (p.reachable, p.authenticated)
+        };
+        assert_eq!(read(FailureKind::Credentials), (Some(true), Some(false)));
+        assert_eq!(read(FailureKind::NoCredentials), (None, Some(false)));
+        assert_eq!(read(FailureKind::Unreachable), (Some(false), None));
+        assert_eq!(read(FailureKind::TimedOut), (Some(false), None));
+        assert_eq!(read(FailureKind::Unavailable), (Some(true), None));
     }
 
     #[test]

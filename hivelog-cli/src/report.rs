@@ -112,6 +112,9 @@ pub fn destinations_text(r: &Report, s: &Scrubber) -> String {
                 yes_no(Some(p.accepted)),
                 p.round_trip.map_or("-".to_owned(), ms)
             );
+            if let Some(kind) = p.failure {
+                let _ = writeln!(out, "    failure: {kind}");
+            }
             for d in p.detail.iter().chain(&p.note) {
                 for line in d.lines() {
                     let _ = writeln!(out, "    {}", line.trim_start());
@@ -167,6 +170,7 @@ pub fn json(r: &Report, s: &Scrubber) -> String {
                 "round_trip_ms": p.round_trip.map(millis),
                 "start_ms": p.start.map(millis),
                 "error": p.detail,
+                "failure": p.failure.map(|k| k.as_str()),
                 "note": p.note,
             })
         })

@@ -17,7 +17,7 @@
 use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo;
-use hivelog_core::Outcomes;
+use hivelog_core::{FailureKind, Outcomes};
 
 use crate::limits::reason;
 
@@ -50,6 +50,39 @@ pub(crate) fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>)
         _ => return Disposition::Fail,
     };
     classify_code(err.code().unwrap_or(""), status)
+}
+
+/// The kind of an SDK error, for the report and `hivelog check`.
+pub(crate) fn failure_kind<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> FailureKind {
+    match err {
+        SdkError::ServiceError(ctx) if ctx.raw().status().is_success() => FailureKind::Protocol,
+        SdkError::ServiceError(ctx) => {
+            kind_of_code(err.code().unwrap_or(""), ctx.raw().status().as_u16())
+        }
+        SdkError::TimeoutError(_) => FailureKind::TimedOut,
+        SdkError::DispatchFailure(f) if f.is_timeout() => FailureKind::TimedOut,
+        SdkError::DispatchFailure(_) => FailureKind::Unreachable,
+        SdkError::ResponseError(_) => FailureKind::Protocol,
+        // Building the request failed: no region, or no credentials to sign it with.
+        _ => FailureKind::NoCredentials,
+    }
+}
+
+/// The kind of an AWS error code and HTTP status.
+pub(crate) fn kind_of_code(code: &str, status: u16) -> FailureKind {
+    match code {
+        "ThrottlingException" | "LimitExceededException" | "RequestLimitExceeded" => {
+            FailureKind::Throttled
+        }
+        "ServiceUnavailableException" | "InternalFailure" => FailureKind::Unavailable,
+        _ if classify_code(code, status) == Disposition::Fail => FailureKind::Credentials,
+        "ExpiredTokenException" => FailureKind::Credentials,
+        _ if status == 429 => FailureKind::Throttled,
+        _ if status >= 500 => FailureKind::Unavailable,
+        _ => FailureKind::Protocol,
+    }
 }
 
 /// Classifies an error code and HTTP status.

@@ -28,7 +28,8 @@ use aws_sdk_cloudwatchlogs::Client;
 
 use crate::config::CloudWatchConfig;
 use crate::request_builder::Put;
-use crate::retry::{classify, Disposition};
+use crate::retry::{classify, failure_kind, Disposition};
+use hivelog_core::FailureKind;
 
 /// Longest wait for a TCP (and TLS) connection to CloudWatch.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,6 +40,7 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub(crate) struct CallError {
     pub disposition: Disposition,
+    pub kind: FailureKind,
     pub message: String,
 }
 
@@ -77,6 +79,7 @@ impl CallError {
     {
         CallError {
             disposition: classify(&err),
+            kind: failure_kind(&err),
             message: describe(what, &err),
         }
     }

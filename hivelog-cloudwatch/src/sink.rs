@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use hivelog_core::{BatchLimits, Format, Outcomes, Record, Sink};
+use hivelog_core::{BatchLimits, FailureKind, Format, Outcomes, Record, Sink};
 use tokio::task::JoinSet;
 
 use crate::config::{CloudWatchConfig, StreamTemplate};
@@ -162,7 +162,7 @@ impl Sink for CloudWatchSink {
                                     Disposition::Fail => outcomes.fail(i),
                                 }
                             }
-                            outcomes.set_error(e.message);
+                            outcomes.set_error(e.kind, e.message);
                         }
                     }
                 }
@@ -171,7 +171,10 @@ impl Sink for CloudWatchSink {
                     for i in carried.remove(&join.id()).unwrap_or_default() {
                         outcomes.retry(i);
                     }
-                    outcomes.set_error(format!("PutLogEvents task failed: {join}"));
+                    outcomes.set_error(
+                        FailureKind::Internal,
+                        format!("PutLogEvents task failed: {join}"),
+                    );
                 }
             }
         }

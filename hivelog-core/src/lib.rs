@@ -17,4 +17,4 @@ pub use env::{ConfigError, Env, Secret};
 pub use format::{Format, FormatBuilder};
 pub use pipeline::{Pipeline, PipelineConfig, Stats};
 pub use record::Record;
-pub use sink::{BatchLimits, Outcome, Outcomes, Sink};
+pub use sink::{BatchLimits, FailureKind, Outcome, Outcomes, Sink};

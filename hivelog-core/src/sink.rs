@@ -64,6 +64,70 @@ fn cap_text(mut s: String) -> String {
     s
 }
 
+/// Why a send failed, as the sink saw it: the report, the stderr diagnostics and
+/// `hivelog check` read this kind, never the text of the error.
+///
+/// ```
+/// use hivelog_core::{FailureKind, Outcomes};
+/// let o = Outcomes::retry_all(3, FailureKind::Throttled, "429 Too Many Requests");
+/// assert_eq!(o.failure(), Some(FailureKind::Throttled));
+/// assert_eq!(FailureKind::Throttled.as_str(), "throttled");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// Nothing answered: connection refused, reset, DNS failure, no route.
+    Unreachable,
+    /// No answer within the sink's own timeout (connect, write, ack, request).
+    TimedOut,
+    /// No credentials could be found to authenticate the request: nothing was sent.
+    NoCredentials,
+    /// The destination answered and refused our credentials (401/403, a refused handshake,
+    /// a bad signature).
+    Credentials,
+    /// The destination asked us to slow down (429, `ThrottlingException`).
+    Throttled,
+    /// The destination answered with a temporary failure of its own (5xx, unavailable).
+    Unavailable,
+    /// The destination answered something the sink cannot use (not its protocol, a malformed
+    /// answer, a request it found invalid).
+    Protocol,
+    /// The sink itself failed (a panic, a task that did not finish).
+    Internal,
+}
+
+impl FailureKind {
+    /// The kind's stable name, as in the report and `hivelog check --json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::TimedOut => "timed_out",
+            FailureKind::NoCredentials => "no_credentials",
+            FailureKind::Credentials => "credentials_refused",
+            FailureKind::Throttled => "throttled",
+            FailureKind::Unavailable => "unavailable",
+            FailureKind::Protocol => "protocol",
+            FailureKind::Internal => "internal",
+        }
+    }
+
+    /// Whether the destination answered at all (`false`: unreachable, timed out, or nothing
+    /// was attempted); `None` when the kind cannot tell.
+    pub fn reached(self) -> Option<bool> {
+        match self {
+            FailureKind::Unreachable | FailureKind::TimedOut => Some(false),
+            FailureKind::NoCredentials | FailureKind::Internal => None,
+            _ => Some(true),
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What happened to one record of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -85,7 +149,7 @@ pub enum Outcome {
 pub struct Outcomes {
     outcomes: Vec<Outcome>,
     reasons: Vec<String>,
-    error: Option<String>,
+    error: Option<(FailureKind, String)>,
     retry_after: Option<Duration>,
     bytes_sent: u64,
 }
@@ -102,20 +166,20 @@ impl Outcomes {
         }
     }
 
-    /// `n` records to resend after a backoff, because of `error`.
-    pub fn retry_all(n: usize, error: impl Into<String>) -> Self {
+    /// `n` records to resend after a backoff, because of `error` of `kind`.
+    pub fn retry_all(n: usize, kind: FailureKind, error: impl Into<String>) -> Self {
         Outcomes {
             outcomes: vec![Outcome::Retry; n],
-            error: Some(cap_text(error.into())),
+            error: Some((kind, cap_text(error.into()))),
             ..Outcomes::delivered(0)
         }
     }
 
-    /// `n` records that failed for good, because of `error`.
-    pub fn fail_all(n: usize, error: impl Into<String>) -> Self {
+    /// `n` records that failed for good, because of `error` of `kind`.
+    pub fn fail_all(n: usize, kind: FailureKind, error: impl Into<String>) -> Self {
         Outcomes {
             outcomes: vec![Outcome::Failed; n],
-            error: Some(cap_text(error.into())),
+            error: Some((kind, cap_text(error.into()))),
             ..Outcomes::delivered(0)
         }
     }
@@ -148,9 +212,10 @@ impl Outcomes {
         self.outcomes[i] = Outcome::Failed;
     }
 
-    /// Sets the error behind retries or failures (shown in diagnostics and `last_error`).
-    pub fn set_error(&mut self, error: impl Into<String>) {
-        self.error = Some(cap_text(error.into()));
+    /// Sets the error behind retries or failures (shown in diagnostics and `last_error`) and
+    /// its kind (what the report and `hivelog check` go by).
+    pub fn set_error(&mut self, kind: FailureKind, error: impl Into<String>) {
+        self.error = Some((kind, cap_text(error.into())));
     }
 
     /// Asks the pipeline to wait at least this long before the retry (a server's `Retry-After`).
@@ -182,9 +247,14 @@ impl Outcomes {
             .unwrap_or("rejected")
     }
 
-    /// The error behind retries or failures.
+    /// The error behind retries or failures, in the sink's words.
     pub fn error(&self) -> Option<&str> {
-        self.error.as_deref()
+        self.error.as_ref().map(|(_, e)| e.as_str())
+    }
+
+    /// The kind of the error behind retries or failures.
+    pub fn failure(&self) -> Option<FailureKind> {
+        self.error.as_ref().map(|(k, _)| *k)
     }
 
     /// The server's requested delay.
@@ -210,7 +280,7 @@ mod tests {
     #[test]
     fn errors_and_reasons_from_a_destination_are_capped() {
         let huge = "é".repeat(10_000);
-        let mut o = Outcomes::retry_all(2, huge.clone());
+        let mut o = Outcomes::retry_all(2, FailureKind::Unavailable, huge.clone());
         assert!(o.error().unwrap().len() < MAX_REASON_BYTES + 20);
         assert!(o.error().unwrap().ends_with("…[truncated]"));
         o.reject(1, huge);

@@ -15,6 +15,7 @@
 //! Responses are read with a size cap (see [`response_cap`]): a proxy or a hostile server
 //! answering gigabytes must not make the logging library allocate them.
 
+use hivelog_core::FailureKind;
 use std::time::Duration;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -39,7 +40,7 @@ pub(crate) enum Verdict {
     /// The body is too large for the server: send it in halves.
     Split,
     /// Resend everything after a backoff.
-    Retry(String),
+    Retry(FailureKind, String),
     /// Bad credentials or missing privileges: fail, report once.
     Auth(String),
     /// Any other refusal of the whole request: fail.
@@ -59,10 +60,17 @@ pub(crate) fn verdict(status: u16, body: &[u8], url: &str) -> Verdict {
             "Elasticsearch at {url} answered 403 Forbidden ({}): the user or API key lacks the 'create_doc' (or 'index') privilege on the index; documents are not retried",
             error_summary(body)
         )),
-        408 | 429 | 500..=599 => Verdict::Retry(format!(
-            "Elasticsearch at {url} answered {status} ({})",
-            error_summary(body)
-        )),
+        408 | 429 | 500..=599 => Verdict::Retry(
+            match status {
+                408 => FailureKind::TimedOut,
+                429 => FailureKind::Throttled,
+                _ => FailureKind::Unavailable,
+            },
+            format!(
+                "Elasticsearch at {url} answered {status} ({})",
+                error_summary(body)
+            ),
+        ),
         404 => Verdict::Fail(format!(
             "Elasticsearch at {url} answered 404 Not Found ({}): check HIVELOG_ES_URL (is a path prefix missing or wrong?)",
             error_summary(body)
@@ -391,8 +399,13 @@ mod tests {
         }
         assert!(matches!(verdict(403, b"", "u"), Verdict::Auth(_)));
         assert_eq!(verdict(413, b"", "u"), Verdict::Split);
-        assert!(matches!(verdict(429, b"", "u"), Verdict::Retry(_)));
-        assert!(matches!(verdict(502, b"<html>", "u"), Verdict::Retry(m) if m.contains("<html>")));
+        assert!(matches!(
+            verdict(429, b"", "u"),
+            Verdict::Retry(FailureKind::Throttled, _)
+        ));
+        assert!(
+            matches!(verdict(502, b"<html>", "u"), Verdict::Retry(FailureKind::Unavailable, m) if m.contains("<html>"))
+        );
         assert!(matches!(verdict(404, b"", "u"), Verdict::Fail(m) if m.contains("path prefix")));
         assert_eq!(verdict(200, b"", "u"), Verdict::Items);
         assert_eq!(retry_after(Some("7")), Some(Duration::from_secs(7)));

@@ -14,6 +14,7 @@
 //! Like most HTTP clients, `reqwest` honours `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`: a
 //! cluster reached through a corporate proxy needs no hivelog setting.
 
+use hivelog_core::FailureKind;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,8 +36,8 @@ pub(crate) struct Answer {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SendError {
     /// Connection, timeout or protocol failure: retryable.
-    #[error("{0}")]
-    Network(String),
+    #[error("{1}")]
+    Network(FailureKind, String),
     /// The HTTP client could not be built (bad CA bundle, TLS backend): not retryable.
     #[error("{0}")]
     Client(String),
@@ -97,10 +98,10 @@ impl Transport {
                     last = describe(&e);
                     continue;
                 }
-                Err(e) => return Err(SendError::Network(describe(&e))),
+                Err(e) => return Err(SendError::Network(kind_of(&e), describe(&e))),
             }
         }
-        Err(SendError::Network(last))
+        Err(SendError::Network(FailureKind::Unreachable, last))
     }
 }
 
@@ -118,18 +119,19 @@ async fn read(mut resp: reqwest::Response, url: String, cap: usize) -> Result<An
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > cap {
-                    return Err(SendError::Network(format!(
-                        "response from {url} is larger than {cap} bytes; not read further"
-                    )));
+                    return Err(SendError::Network(
+                        FailureKind::Protocol,
+                        format!("response from {url} is larger than {cap} bytes; not read further"),
+                    ));
                 }
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => break,
             Err(e) => {
-                return Err(SendError::Network(format!(
-                    "reading the response from {url} failed: {}",
-                    describe(&e)
-                )))
+                return Err(SendError::Network(
+                    kind_of(&e),
+                    format!("reading the response from {url} failed: {}", describe(&e)),
+                ))
             }
         }
     }
@@ -142,6 +144,15 @@ async fn read(mut resp: reqwest::Response, url: String, cap: usize) -> Result<An
 }
 
 /// An error with its source chain (`reqwest`'s own message alone says little).
+/// The kind of a transport failure: timed out, else unreachable (refused, reset, DNS).
+fn kind_of(e: &reqwest::Error) -> FailureKind {
+    if e.is_timeout() {
+        FailureKind::TimedOut
+    } else {
+        FailureKind::Unreachable
+    }
+}
+
 fn describe(e: &reqwest::Error) -> String {
     let mut s = if e.is_timeout() {
         format!("{e} (timed out; HIVELOG_ES_TIMEOUT)")

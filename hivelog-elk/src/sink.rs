@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hivelog_core::diag;
-use hivelog_core::{BatchLimits, Format, Outcomes, Record, Sink};
+use hivelog_core::{BatchLimits, FailureKind, Format, Outcomes, Record, Sink};
 use reqwest::Method;
 
 use crate::config::{Action, Compression, EsConfig};
@@ -161,6 +161,7 @@ impl Sink for EsSink {
         let mut todo: Vec<(usize, usize)> = vec![(0, count)];
         let mut retried = 0usize;
         let mut retry_reason = None;
+        let mut retry_kind = FailureKind::Unavailable;
         while let Some((from, to)) = todo.pop() {
             let range = self.encoded.range(from, to);
             let len = range.len();
@@ -194,14 +195,14 @@ impl Sink for EsSink {
             };
             let answer = match answer {
                 Ok(a) => a,
-                Err(SendError::Network(e)) => {
+                Err(SendError::Network(kind, e)) => {
                     stop(&mut out, &mut todo, false);
-                    out.set_error(e);
+                    out.set_error(kind, e);
                     break;
                 }
                 Err(SendError::Client(e)) => {
                     stop(&mut out, &mut todo, true);
-                    out.set_error(e);
+                    out.set_error(FailureKind::Internal, e);
                     break;
                 }
             };
@@ -223,17 +224,22 @@ impl Sink for EsSink {
                     out.reject(from, reason);
                     continue;
                 }
-                Verdict::Retry(e) => {
+                Verdict::Retry(kind, e) => {
                     stop(&mut out, &mut todo, false);
                     if let Some(d) = retry_after(answer.retry_after.as_deref()) {
                         out.set_retry_after(d);
                     }
-                    out.set_error(e);
+                    out.set_error(kind, e);
                     break;
                 }
-                Verdict::Auth(e) | Verdict::Fail(e) => {
+                Verdict::Auth(e) => {
                     stop(&mut out, &mut todo, true);
-                    out.set_error(e);
+                    out.set_error(FailureKind::Credentials, e);
+                    break;
+                }
+                Verdict::Fail(e) => {
+                    stop(&mut out, &mut todo, true);
+                    out.set_error(FailureKind::Protocol, e);
                     break;
                 }
             }
@@ -242,17 +248,20 @@ impl Sink for EsSink {
                 Err(e) => {
                     // Status 2xx but no readable items: resending is safe (409 → delivered).
                     (from..to).for_each(|i| out.retry(i));
-                    out.set_error(format!("{}: {e}", answer.url));
+                    out.set_error(FailureKind::Protocol, format!("{}: {e}", answer.url));
                     continue;
                 }
             };
             let Some(items) = parsed.items else {
                 if parsed.errors {
                     (from..to).for_each(|i| out.retry(i));
-                    out.set_error(format!(
-                        "{}: bulk response says errors but lists no items",
-                        answer.url
-                    ));
+                    out.set_error(
+                        FailureKind::Protocol,
+                        format!(
+                            "{}: bulk response says errors but lists no items",
+                            answer.url
+                        ),
+                    );
                 }
                 continue;
             };
@@ -263,6 +272,9 @@ impl Sink for EsSink {
                     ItemOutcome::Retry(reason) => {
                         out.retry(i);
                         retried += 1;
+                        if item.status == 429 || reason.starts_with("es_rejected_execution") {
+                            retry_kind = FailureKind::Throttled;
+                        }
                         retry_reason.get_or_insert(reason);
                     }
                     ItemOutcome::Rejected(reason) => {
@@ -273,17 +285,23 @@ impl Sink for EsSink {
             }
             if items.len() < to - from {
                 (from + items.len()..to).for_each(|i| out.retry(i));
-                out.set_error(format!(
-                    "{}: bulk response lists {} items for {} documents; the rest are resent",
-                    answer.url,
-                    items.len(),
-                    to - from
-                ));
+                out.set_error(
+                    FailureKind::Protocol,
+                    format!(
+                        "{}: bulk response lists {} items for {} documents; the rest are resent",
+                        answer.url,
+                        items.len(),
+                        to - from
+                    ),
+                );
             }
         }
         if let Some(reason) = retry_reason {
             if out.error().is_none() {
-                out.set_error(format!("{retried} of {count} documents to retry: {reason}"));
+                out.set_error(
+                    retry_kind,
+                    format!("{retried} of {count} documents to retry: {reason}"),
+                );
             }
         }
         // Reuse the buffer when no request holds a slice of it any more (the usual case).

@@ -42,6 +42,17 @@ pub enum AckError {
     Transport(#[from] TransportError),
 }
 
+impl AckError {
+    /// The kind of failure, for the report and `hivelog check`.
+    pub fn kind(&self) -> hivelog_core::FailureKind {
+        match self {
+            AckError::Timeout { .. } => hivelog_core::FailureKind::TimedOut,
+            AckError::HandshakeRequired { .. } => hivelog_core::FailureKind::Credentials,
+            AckError::Transport(t) => t.kind(),
+        }
+    }
+}
+
 /// The chunk an answer acknowledges, if it is an ack.
 pub fn ack_of(v: &Value) -> Option<&[u8]> {
     let (_, chunk) = v

@@ -78,6 +78,19 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// The kind of failure, for the report and `hivelog check`.
+    pub fn kind(&self) -> hivelog_core::FailureKind {
+        use hivelog_core::FailureKind;
+        match self {
+            HandshakeError::Refused { .. }
+            | HandshakeError::ServerDigest { .. }
+            | HandshakeError::NoHelo { .. }
+            | HandshakeError::ClosedDuring { .. } => FailureKind::Credentials,
+            HandshakeError::Protocol { .. } => FailureKind::Protocol,
+            HandshakeError::Transport(t) => t.kind(),
+        }
+    }
+
     /// Whether the failure is a configuration mismatch that retrying will not fix soon.
     pub fn is_auth(&self) -> bool {
         matches!(

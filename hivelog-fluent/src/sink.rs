@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hivelog_core::sink::{BatchLimits, Outcome, Outcomes, Sink};
+use hivelog_core::sink::{BatchLimits, FailureKind, Outcome, Outcomes, Sink};
 use hivelog_core::{Format, Record};
 use rand::RngCore as _;
 
@@ -158,7 +158,7 @@ pub struct FluentSink {
     salt: [u8; 16],
     buf: Vec<u8>,
     scratch: Vec<u8>,
-    auth_failure: Option<(Instant, String)>,
+    auth_failure: Option<(Instant, FailureKind, String)>,
     /// Tag and `seq` range of each message of the last send that was not acked.
     resend: Vec<(String, u64, u64)>,
 }
@@ -348,7 +348,7 @@ impl FluentSink {
     }
 
     /// A usable connection: the current one if still alive, else a new one (with handshake).
-    async fn connect(&mut self) -> Result<(), (String, bool)> {
+    async fn connect(&mut self) -> Result<(), (FailureKind, String, bool)> {
         if let Some(c) = &mut self.conn {
             // Acks that arrive after their send gave up are stale: ignore them.
             if let (Idle::Dead(_), _) = c.check_idle().await {
@@ -361,15 +361,15 @@ impl FluentSink {
                 .connector
                 .connect()
                 .await
-                .map_err(|e| (e.to_string(), false))?;
+                .map_err(|e| (e.kind(), e.to_string(), false))?;
             if let Some(creds) = &self.creds {
                 if let Err(e) = handshake::handshake(&mut c, creds, deadline).await {
                     let err = e.to_string();
                     if e.is_auth() {
                         self.auth_failure =
-                            Some((Instant::now() + AUTH_RETRY_INTERVAL, err.clone()));
+                            Some((Instant::now() + AUTH_RETRY_INTERVAL, e.kind(), err.clone()));
                     }
-                    return Err((err, e.is_auth()));
+                    return Err((e.kind(), err, e.is_auth()));
                 }
             }
             self.conn = Some(c);
@@ -379,18 +379,18 @@ impl FluentSink {
 
     async fn send_inner(&mut self, batch: &[Record], sent: &mut Vec<Message>) -> Outcomes {
         let n = batch.len();
-        if let Some((until, err)) = &self.auth_failure {
+        if let Some((until, kind, err)) = &self.auth_failure {
             if Instant::now() < *until {
-                return Outcomes::fail_all(n, err.clone());
+                return Outcomes::fail_all(n, *kind, err.clone());
             }
             self.auth_failure = None;
         }
         match self.connect().await {
             Ok(()) => {}
-            Err((err, true)) => return Outcomes::fail_all(n, err),
-            Err((err, false)) => {
+            Err((kind, err, true)) => return Outcomes::fail_all(n, kind, err),
+            Err((kind, err, false)) => {
                 // Nothing was encoded: the unacked boundaries still apply next time.
-                return Outcomes::retry_all(n, err);
+                return Outcomes::retry_all(n, kind, err);
             }
         }
         let mut outcomes = Outcomes::delivered(n);
@@ -418,7 +418,7 @@ impl FluentSink {
             let conn = self.conn.as_mut().expect("connected above");
             if let Err(e) = conn.write_all(&self.buf).await {
                 self.conn = None;
-                failure = Some(e.to_string());
+                failure = Some((e.kind(), e.to_string()));
                 // What this connection carried before is not acked either: resend it all.
                 for m in sent.iter() {
                     m.records.iter().for_each(|&i| outcomes.retry(i));
@@ -427,8 +427,8 @@ impl FluentSink {
             }
             outcomes.add_bytes_sent(self.buf.len() as u64);
         }
-        if let Some(err) = failure {
-            outcomes.set_error(err);
+        if let Some((kind, err)) = failure {
+            outcomes.set_error(kind, err);
             return outcomes;
         }
         if !self.config.ack || sent.is_empty() {
@@ -444,7 +444,11 @@ impl FluentSink {
             self.conn = None;
             let permanent = matches!(e, AckError::HandshakeRequired { .. });
             if permanent {
-                self.auth_failure = Some((Instant::now() + AUTH_RETRY_INTERVAL, e.to_string()));
+                self.auth_failure = Some((
+                    Instant::now() + AUTH_RETRY_INTERVAL,
+                    e.kind(),
+                    e.to_string(),
+                ));
             }
             for (m, ok) in sent.iter().zip(&acked) {
                 if !ok {
@@ -457,7 +461,7 @@ impl FluentSink {
                     }
                 }
             }
-            outcomes.set_error(e.to_string());
+            outcomes.set_error(e.kind(), e.to_string());
         }
         outcomes
     }

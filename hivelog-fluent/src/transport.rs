@@ -13,6 +13,7 @@
 //! - **TLS trust** is the webpki roots plus the system's roots plus `HIVELOG_FLUENT_CA_CERT`;
 //!   loaded once, at the first TLS connect, so a sink that never connects never reads them.
 
+use hivelog_core::FailureKind;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,6 +85,21 @@ pub enum TransportError {
         /// The decoder's message.
         message: String,
     },
+}
+
+impl TransportError {
+    /// The kind of failure, for the report and `hivelog check`.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            TransportError::Connect { .. }
+            | TransportError::Closed { .. }
+            | TransportError::Io { .. } => FailureKind::Unreachable,
+            TransportError::ConnectTimeout { .. } | TransportError::WriteTimeout { .. } => {
+                FailureKind::TimedOut
+            }
+            TransportError::Tls { .. } | TransportError::Garbage { .. } => FailureKind::Protocol,
+        }
+    }
 }
 
 /// A byte stream to the receiver.

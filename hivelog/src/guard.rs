@@ -127,8 +127,10 @@ impl fmt::Display for Report {
                 s.rejected,
                 s.failed
             )?;
-            if let Some(e) = &s.last_error {
-                write!(f, " (last error: {e})")?;
+            match (&s.last_error, s.last_failure) {
+                (Some(e), Some(kind)) => write!(f, " (last error, {kind}: {e})")?,
+                (Some(e), None) => write!(f, " (last error: {e})")?,
+                _ => {}
             }
             sep = "; ";
         }

@@ -97,6 +97,7 @@ pub(crate) struct Resolution {
     pub resolved_bytes: u64,
     pub bytes_sent: u64,
     pub last_error: Option<String>,
+    pub last_failure: Option<crate::sink::FailureKind>,
 }
 
 impl Shared {
@@ -309,6 +310,7 @@ impl Shared {
         c.pending_bytes -= r.resolved_bytes;
         if r.last_error.is_some() {
             c.last_error = r.last_error;
+            c.last_failure = r.last_failure;
         }
         st.inflight_min = inflight_min;
         if st.room_waiters > 0 && resolved > 0 {

@@ -37,6 +37,8 @@ pub struct Stats {
     /// The last error, if any: a retried or failed send's error (`gave up after …: <error>`
     /// once retries ran out), or `rejected: <the destination's reason>`.
     pub last_error: Option<String>,
+    /// The kind of [`Stats::last_error`] when it came from a failed or retried send.
+    pub last_failure: Option<crate::sink::FailureKind>,
 }
 
 impl Stats {

@@ -40,7 +40,7 @@ use super::queue::{Resolution, Shared};
 use super::retry::Backoff;
 use crate::diag;
 use crate::record::Record;
-use crate::sink::{Outcome, Outcomes, Sink};
+use crate::sink::{FailureKind, Outcome, Outcomes, Sink};
 
 /// Shortest wait between two checks for a partial batch, and shortest backoff, so that zero
 /// settings cannot spin the worker.
@@ -276,7 +276,7 @@ impl<S: Sink> Worker<S> {
                     "panic",
                     format_args!("{msg}; the batch will be retried"),
                 );
-                Outcomes::retry_all(n, msg)
+                Outcomes::retry_all(n, FailureKind::Internal, msg)
             }
             None => {
                 // The shutdown deadline passed during the send: the batch stays pending.
@@ -318,6 +318,7 @@ impl<S: Sink> Worker<S> {
         // A batch where nothing was sent and everything deferred would loop without end.
         let all_deferred = (0..n).all(|i| outcome(i) == Outcome::Deferred);
         let any_retry = all_deferred || (0..n).any(|i| outcome(i) == Outcome::Retry);
+        let kind = outcomes.failure().unwrap_or(FailureKind::Internal);
         let error = outcomes.error().unwrap_or(if all_deferred {
             "the sink deferred every record of a batch"
         } else if any_retry {
@@ -386,8 +387,10 @@ impl<S: Sink> Worker<S> {
                 "gave up after retrying for {:?}: {error}",
                 self.backoff.max_elapsed()
             ));
+            r.last_failure = Some(kind);
         } else if failed > 0 || retried > 0 {
             r.last_error = Some(error.to_owned());
+            r.last_failure = Some(kind);
         } else if let Some(reason) = first_reason {
             r.last_error = Some(format!("rejected: {reason}"));
         }
@@ -410,8 +413,8 @@ impl<S: Sink> Worker<S> {
                 .unwrap_or_default();
             diag::warn(
                 name,
-                "retry",
-                format_args!("{retried} events will be retried in {wait:?}: {error}"),
+                kind.as_str(),
+                format_args!("{retried} events will be retried in {wait:?} ({kind}): {error}"),
             );
         }
         if failed > 0 {
@@ -419,7 +422,7 @@ impl<S: Sink> Worker<S> {
                 name,
                 "failed",
                 format_args!(
-                    "{failed} events failed: {}",
+                    "{failed} events failed ({kind}): {}",
                     last_error.as_deref().unwrap_or(error)
                 ),
             );

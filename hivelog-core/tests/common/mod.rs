@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hivelog_core::pipeline::{Overflow, RetryPolicy};
 use hivelog_core::record::Str;
-use hivelog_core::{BatchLimits, Outcomes, PipelineConfig, Record, Sink};
+use hivelog_core::{BatchLimits, FailureKind, Outcomes, PipelineConfig, Record, Sink};
 
 /// What the sink does on its next sends.
 #[derive(Default)]
@@ -206,11 +206,12 @@ impl Sink for TestSink {
             panic!("test sink exploded");
         }
         if s.fail_permanently {
-            return Outcomes::fail_all(batch.len(), "401 Unauthorized");
+            return Outcomes::fail_all(batch.len(), FailureKind::Credentials, "401 Unauthorized");
         }
         if s.fail_next > 0 {
             s.fail_next -= 1;
-            let mut o = Outcomes::retry_all(batch.len(), s.fail_error.clone());
+            let mut o =
+                Outcomes::retry_all(batch.len(), FailureKind::Unavailable, s.fail_error.clone());
             if let Some(d) = s.retry_after {
                 o.set_retry_after(d);
             }
