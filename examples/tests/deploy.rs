@@ -4,7 +4,7 @@
 //! fails here instead of in a task that starts with default logging.
 //!
 //! What "known" means: the variable is in `hivelog_core::format::FORMAT_VARS` or a sink crate's
-//! `ENV_VARS`, or the facade / pipeline reads it, which is shown by building hivelog with that
+//! `VARS`, or the facade / pipeline reads it, which is shown by building hivelog with that
 //! variable set to a bad value and getting an error that names it (the facade has no public list
 //! of its names, and a list copied here could drift).
 //!
@@ -179,10 +179,11 @@ fn problems(file: &str, pairs: &[(String, String)]) -> Vec<String> {
     );
     let listed: BTreeSet<&str> = FORMAT_VARS
         .iter()
-        .chain(hivelog::fluent::ENV_VARS)
-        .chain(hivelog::elk::ENV_VARS)
-        .chain(hivelog::cloudwatch::ENV_VARS)
-        .copied()
+        .chain(hivelog::fluent::VARS)
+        .chain(hivelog::elk::VARS)
+        .chain(hivelog::cloudwatch::VARS)
+        .map(|v| v.name)
+        .filter(|n| !n.ends_with("_LEVEL"))
         .collect();
 
     // The rest must be read by the facade or the pipeline: a bad value must be an error naming it.

@@ -3,13 +3,10 @@
 use std::io::Write as _;
 use std::sync::Arc;
 
-use hivelog::cloudwatch::CloudWatchConfig;
-use hivelog::elk::EsConfig;
-use hivelog::fluent::FluentConfig;
-use hivelog_core::{ConfigError, Env, FormatBuilder, PipelineConfig};
+use hivelog_core::{ConfigError, Env, FormatBuilder};
 
 use crate::args::CheckOptions;
-use crate::probe::{self, Destinations};
+use crate::probe;
 use crate::report::{self, Report};
 use crate::scrub::Scrubber;
 use crate::settings::{self, Resolved, Vars};
@@ -43,12 +40,7 @@ pub fn run(opts: &CheckOptions) -> u8 {
         let _ = stdout.flush();
     }
     if let Some(r) = resolved {
-        let dest = Destinations {
-            fluent: r.fluent,
-            fluent_unacked: Env::from_process().bool("HIVELOG_FLUENT_ACK") == Ok(Some(false)),
-            es: r.es,
-            cloudwatch: r.cloudwatch,
-        };
+        let dest = r.destinations.into_iter().filter_map(|(_, c)| c).collect();
         let id = probe::check_id(&r.format);
         report.check_id = Some(id.clone());
         match probe::probe_all(dest, &r.format, &id, opts.timeout) {
@@ -90,11 +82,13 @@ fn resolve(service: Option<&str>) -> Result<Resolved, ConfigError> {
     if let Some(s) = service {
         format = format.service(s);
     }
+    let format = Arc::new(format.apply_env(&env)?.build());
+    let mut destinations = Vec::new();
+    for d in hivelog::destinations() {
+        destinations.push((d, d.configure(&env, None)?));
+    }
     Ok(Resolved {
-        format: Arc::new(format.apply_env(&env)?.build()),
-        pipeline: PipelineConfig::default().apply_env(&env)?,
-        fluent: FluentConfig::from_env(&env)?,
-        es: EsConfig::from_env(&env)?,
-        cloudwatch: CloudWatchConfig::from_env(&env)?,
+        format,
+        destinations,
     })
 }

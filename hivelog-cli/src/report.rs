@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::probe::Probe;
 use crate::scrub::Scrubber;
 use crate::settings::Section;
+use hivelog_core::destination::Probe;
 
 /// Everything `hivelog check` found.
 #[derive(Debug)]
@@ -73,9 +73,6 @@ pub fn config_text(r: &Report, s: &Scrubber) -> String {
                 v.value,
                 v.source.as_str()
             );
-        }
-        if let Some(d) = &sec.resolved {
-            let _ = writeln!(out, "    resolved: {d}");
         }
     }
     out.push('\n');
@@ -153,7 +150,6 @@ pub fn json(r: &Report, s: &Scrubber) -> String {
                     "value": v.value,
                     "source": v.source.as_str(),
                 })).collect::<Vec<_>>(),
-                "resolved": sec.resolved,
             })
         })
         .collect();

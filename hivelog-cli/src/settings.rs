@@ -1,42 +1,40 @@
 //! The resolved configuration as a table: each variable that matters, its effective value, and
 //! whether that value came from the environment or is the default.
 //!
-//! Effective values set in the environment are shown as given (secrets as `***`, credentials in
-//! URLs as `***`); defaults are taken from the parsed configuration where it exposes them (the
-//! format, the pipeline) and otherwise from the crates' documented default constants. The sink
-//! configurations' own `Debug` (which masks every `Secret`) follows each sink's table, so what
-//! the sink will really use is always on screen.
+//! The variables, their documented defaults and whether they are secret come from one place:
+//! the tables the facade, the format, the pipeline and each registered destination publish
+//! ([`hivelog::variables`]). A value set in the environment is shown as the user wrote it
+//! (secrets as `***`, credentials in URLs as `***`); an unset one as its documented default.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hivelog::cloudwatch::CloudWatchConfig;
-use hivelog::elk::EsConfig;
-use hivelog::fluent::FluentConfig;
-use hivelog_core::format::{Attr, FORMAT_VARS};
-use hivelog_core::{Format, PipelineConfig};
+use hivelog_core::destination::{Configured, Destination};
+use hivelog_core::{Format, Var};
 
 use crate::scrub::{is_secret_var, mask_url_credentials};
 
 /// The configuration as the service would resolve it.
-#[derive(Debug)]
 pub struct Resolved {
     /// The field mapping (service name, host name, …).
     pub format: Arc<Format>,
-    /// Queue, batching and retry settings shared by the sinks.
-    pub pipeline: PipelineConfig,
-    /// The Fluentd sink, when `HIVELOG_FLUENT_ADDR` is set.
-    pub fluent: Option<FluentConfig>,
-    /// The Elasticsearch sink, when `HIVELOG_ES_URL` or `HIVELOG_ES_CLOUD_ID` is set.
-    pub es: Option<EsConfig>,
-    /// The CloudWatch sink, when `HIVELOG_CLOUDWATCH_GROUP` is set.
-    pub cloudwatch: Option<CloudWatchConfig>,
+    /// Each registered destination, and its configuration when it is on.
+    pub destinations: Vec<Resolving>,
 }
+
+/// A registered destination, and its configuration when it is on.
+pub type Resolving = (&'static dyn Destination, Option<Box<dyn Configured>>);
 
 impl Resolved {
     fn any_sink(&self) -> bool {
-        self.fluent.is_some() || self.es.is_some() || self.cloudwatch.is_some()
+        self.destinations.iter().any(|(_, c)| c.is_some())
+    }
+
+    fn is_on(&self, name: &str) -> Option<bool> {
+        self.destinations
+            .iter()
+            .find(|(d, _)| d.name() == name)
+            .map(|(_, c)| c.is_some())
     }
 }
 
@@ -82,8 +80,6 @@ pub struct Section {
     pub enabled: bool,
     /// Its variables.
     pub settings: Vec<Setting>,
-    /// The sink configuration's `Debug` (secrets masked), when enabled and resolved.
-    pub resolved: Option<String>,
 }
 
 /// The variables a process sees, as `Env::get` sees them: trimmed, empty meaning unset.
@@ -120,133 +116,39 @@ impl Vars {
     }
 }
 
-const GENERAL_VARS: &[&str] = &[
-    "HIVELOG_LEVEL",
-    "RUST_LOG",
-    "HIVELOG_FORMAT",
-    "HIVELOG_OUTPUT",
-    "HIVELOG_FILE_ROTATION",
-    "HIVELOG_FILE_KEEP",
-    "HIVELOG_HEARTBEAT",
-];
-
-const PIPELINE_VARS: &[&str] = &[
-    "HIVELOG_BUFFER_BYTES",
-    "HIVELOG_OVERFLOW",
-    "HIVELOG_FLUSH_INTERVAL",
-    "HIVELOG_SHUTDOWN_TIMEOUT",
-    "HIVELOG_RETRY_BASE",
-    "HIVELOG_RETRY_CAP",
-    "HIVELOG_RETRY_MAX_ELAPSED",
-];
-
-/// The AWS chain's variables that decide where CloudWatch calls go and as whom.
-const AWS_VARS: &[&str] = &[
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_PROFILE",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_EC2_METADATA_DISABLED",
-];
-
 /// The configuration table. `resolved` is `None` when the configuration did not validate: the
-/// table then shows the raw values and generic defaults.
+/// table then shows the raw values and the documented defaults.
 pub fn sections(vars: &Vars, resolved: Option<&Resolved>) -> Vec<Section> {
     let mut known: Vec<&str> = Vec::new();
     let mut out = Vec::new();
-
-    let general: Vec<&str> = GENERAL_VARS.iter().chain(FORMAT_VARS).copied().collect();
-    known.extend(&general);
-    out.push(Section {
-        name: "general",
-        enabled: true,
-        settings: general.iter().map(|n| setting(vars, n, resolved)).collect(),
-        resolved: None,
-    });
-
-    known.extend(PIPELINE_VARS);
     let any_sink = resolved.is_none_or(Resolved::any_sink);
-    if any_sink || PIPELINE_VARS.iter().any(|n| vars.get(n).is_some()) {
-        out.push(Section {
-            name: "delivery",
-            enabled: true,
-            settings: PIPELINE_VARS
-                .iter()
-                .map(|n| setting(vars, n, resolved))
-                .collect(),
-            resolved: None,
-        });
-    }
-
-    let sinks = [
-        SinkVars {
-            name: "fluent",
-            env_vars: hivelog::fluent::ENV_VARS,
-            switches: &["HIVELOG_FLUENT_ADDR"],
-            level_var: "HIVELOG_FLUENT_LEVEL",
-            on: resolved.map(|r| r.fluent.is_some()),
-            debug: resolved
-                .and_then(|r| r.fluent.as_ref())
-                .map(|c| format!("{c:?}")),
-        },
-        SinkVars {
-            name: "elasticsearch",
-            env_vars: hivelog::elk::ENV_VARS,
-            switches: &["HIVELOG_ES_URL", "HIVELOG_ES_CLOUD_ID"],
-            level_var: "HIVELOG_ES_LEVEL",
-            on: resolved.map(|r| r.es.is_some()),
-            debug: resolved
-                .and_then(|r| r.es.as_ref())
-                .map(|c| format!("{c:?}")),
-        },
-        SinkVars {
-            name: "cloudwatch",
-            env_vars: hivelog::cloudwatch::ENV_VARS,
-            switches: &["HIVELOG_CLOUDWATCH_GROUP"],
-            level_var: "HIVELOG_CLOUDWATCH_LEVEL",
-            on: resolved.map(|r| r.cloudwatch.is_some()),
-            debug: resolved
-                .and_then(|r| r.cloudwatch.as_ref())
-                .map(|c| format!("{c:?}")),
-        },
-    ];
-    for SinkVars {
-        name,
-        env_vars,
-        switches,
-        level_var,
-        on,
-        debug,
-    } in sinks
-    {
-        // Without a resolved configuration, a sink is on when its switch is set.
-        let on = on.unwrap_or_else(|| switches.iter().any(|s| vars.get(s).is_some()));
-        let mut names: Vec<&str> = env_vars.to_vec();
-        names.push(level_var);
-        if name == "cloudwatch" {
-            names.extend(AWS_VARS);
+    for (name, table) in hivelog::variables() {
+        known.extend(table.iter().map(|v| v.name));
+        let on = match name {
+            "general" => true,
+            "delivery" => any_sink || table.iter().any(|v| vars.get(v.name).is_some()),
+            _ => resolved
+                .and_then(|r| r.is_on(name))
+                // Without a resolved configuration, a destination is on when a switch is set.
+                .unwrap_or_else(|| switched_on(name, vars)),
+        };
+        if name == "delivery" && !on {
+            continue;
         }
-        known.extend(&names);
-        let settings = names
+        let sink = !matches!(name, "general" | "delivery");
+        let settings = table
             .iter()
-            // A sink that is off shows its switch and whatever of its variables is set anyway.
-            .filter(|n| on || switches.contains(n) || vars.get(n).is_some())
-            .filter(|n| on || !n.starts_with("AWS_"))
-            .map(|n| setting(vars, n, resolved))
+            // A destination that is off shows its switch and whatever of its variables is set.
+            .filter(|v| !sink || on || is_switch(name, v.name) || vars.get(v.name).is_some())
+            .filter(|v| on || !v.name.starts_with("AWS_"))
+            .map(|v| setting(vars, v, resolved))
             .collect();
         out.push(Section {
             name,
             enabled: on,
             settings,
-            resolved: debug,
         });
     }
-
     let unknown: Vec<Setting> = vars
         .iter()
         .filter(|(k, _)| k.starts_with("HIVELOG_") && !known.contains(k))
@@ -262,42 +164,45 @@ pub fn sections(vars: &Vars, resolved: Option<&Resolved>) -> Vec<Section> {
             name: "unknown",
             enabled: true,
             settings: unknown,
-            resolved: None,
         });
     }
     out
 }
 
-/// One sink's variables and state, for its section.
-struct SinkVars {
-    name: &'static str,
-    env_vars: &'static [&'static str],
-    switches: &'static [&'static str],
-    level_var: &'static str,
-    on: Option<bool>,
-    debug: Option<String>,
+fn destination(name: &str) -> Option<&'static dyn Destination> {
+    hivelog::destinations()
+        .into_iter()
+        .find(|d| d.name() == name)
 }
 
-fn setting(vars: &Vars, name: &str, resolved: Option<&Resolved>) -> Setting {
-    match vars.get(name) {
+fn is_switch(dest: &str, var: &str) -> bool {
+    destination(dest).is_some_and(|d| d.switches().contains(&var))
+}
+
+fn switched_on(dest: &str, vars: &Vars) -> bool {
+    destination(dest).is_some_and(|d| d.switches().iter().any(|s| vars.get(s).is_some()))
+}
+
+fn setting(vars: &Vars, var: &Var, resolved: Option<&Resolved>) -> Setting {
+    match vars.get(var.name) {
         Some(v) => Setting {
-            name: name.to_owned(),
-            value: shown(name, v),
+            name: var.name.to_owned(),
+            value: shown(var, v),
             source: Source::Env,
         },
         None => Setting {
-            name: name.to_owned(),
-            value: default_value(vars, name, resolved),
+            name: var.name.to_owned(),
+            value: default_value(vars, var, resolved),
             source: Source::Default,
         },
     }
 }
 
 /// A set value as it may be printed.
-fn shown(name: &str, value: &str) -> String {
-    if is_secret_var(name) {
+fn shown(var: &Var, value: &str) -> String {
+    if var.secret || is_secret_var(var.name) {
         "***".to_owned()
-    } else if name == "AWS_ACCESS_KEY_ID" {
+    } else if var.name == "AWS_ACCESS_KEY_ID" {
         // Enough to tell which key is in use, as the AWS console shows it.
         let tail: String = value
             .chars()
@@ -313,126 +218,13 @@ fn shown(name: &str, value: &str) -> String {
     }
 }
 
-/// What applies when `name` is unset.
-fn default_value(vars: &Vars, name: &str, r: Option<&Resolved>) -> String {
-    let p = r.map(|r| &r.pipeline);
-    let f = r.map(|r| &r.format);
-    let s = |v: &str| v.to_owned();
-    match name {
-        "HIVELOG_LEVEL" => match vars.get("RUST_LOG") {
-            Some(_) => s("(RUST_LOG)"),
-            None => s("info"),
-        },
-        "RUST_LOG" => s("unset"),
-        "HIVELOG_FORMAT" => s("json"),
-        "HIVELOG_OUTPUT" => s("stdout"),
-        "HIVELOG_FILE_ROTATION" => s("never"),
-        "HIVELOG_FILE_KEEP" => s("10"),
-        "HIVELOG_HEARTBEAT" => s("off"),
-        "HIVELOG_FIELDS" => match f {
-            Some(f) => basic_fields(f),
-            None => s("timestamp,level,target,message"),
-        },
-        "HIVELOG_EXTRA" | "HIVELOG_REDACT" => s("none"),
-        "HIVELOG_SCHEMA" => s("default"),
-        "HIVELOG_TIMESTAMP" => s("rfc3339ms"),
-        "HIVELOG_SERVICE" => match f {
-            Some(f) => f.service().to_owned(),
-            None => s("(the executable's name)"),
-        },
-        "HIVELOG_MAX_EVENT_BYTES" => bytes(
-            f.map_or(hivelog_core::format::DEFAULT_MAX_EVENT_BYTES, |f| {
-                f.max_event_bytes()
-            }),
-        ),
-        "HIVELOG_BUFFER_BYTES" => bytes(p.map_or(64_000_000, |p| p.buffer_bytes)),
-        "HIVELOG_OVERFLOW" => p.map_or(s("drop_newest"), |p| p.overflow.to_string()),
-        "HIVELOG_FLUSH_INTERVAL" => dur(p.map(|p| p.flush_interval), "1s"),
-        "HIVELOG_SHUTDOWN_TIMEOUT" => dur(p.map(|p| p.shutdown_timeout), "5s"),
-        "HIVELOG_RETRY_BASE" => dur(p.map(|p| p.retry.base), "100ms"),
-        "HIVELOG_RETRY_CAP" => dur(p.map(|p| p.retry.cap), "30s"),
-        "HIVELOG_RETRY_MAX_ELAPSED" => dur(p.map(|p| p.retry.max_elapsed), "5m"),
-        "HIVELOG_FLUENT_LEVEL" | "HIVELOG_ES_LEVEL" | "HIVELOG_CLOUDWATCH_LEVEL" => {
-            s("(HIVELOG_LEVEL)")
-        }
-
-        "HIVELOG_FLUENT_ADDR" => s("unset"),
-        "HIVELOG_FLUENT_TAG" => s(hivelog::fluent::config::DEFAULT_TAG),
-        "HIVELOG_FLUENT_ACK" => s("true"),
-        "HIVELOG_FLUENT_COMPRESS" => s("none"),
-        "HIVELOG_FLUENT_TIME" => s("eventtime"),
-        "HIVELOG_FLUENT_HOSTNAME" => f.map_or(s("(host name)"), |f| f.hostname().to_owned()),
-        "HIVELOG_FLUENT_MAX_MESSAGE_BYTES" => {
-            bytes(hivelog::fluent::config::DEFAULT_MAX_MESSAGE_BYTES)
-        }
-        "HIVELOG_FLUENT_ACK_TIMEOUT" => dur(Some(hivelog::fluent::config::DEFAULT_ACK_TIMEOUT), ""),
-        "HIVELOG_FLUENT_CONNECT_TIMEOUT" => {
-            dur(Some(hivelog::fluent::config::DEFAULT_CONNECT_TIMEOUT), "")
-        }
-        "HIVELOG_FLUENT_WRITE_TIMEOUT" => {
-            dur(Some(hivelog::fluent::config::DEFAULT_WRITE_TIMEOUT), "")
-        }
-
-        "HIVELOG_ES_URL" | "HIVELOG_ES_CLOUD_ID" => s("unset"),
-        "HIVELOG_ES_INDEX" => s(hivelog::elk::DEFAULT_INDEX),
-        "HIVELOG_ES_ACTION" => s("create"),
-        "HIVELOG_ES_COMPRESS" => s("none"),
-        "HIVELOG_ES_MAX_BATCH_BYTES" => bytes(hivelog::elk::DEFAULT_MAX_BATCH_BYTES),
-        "HIVELOG_ES_TIMEOUT" => dur(Some(hivelog::elk::DEFAULT_TIMEOUT), ""),
-        "HIVELOG_ES_SETUP" => s("false"),
-
-        "HIVELOG_CLOUDWATCH_GROUP" => s("unset"),
-        "HIVELOG_CLOUDWATCH_STREAM" => s(hivelog::cloudwatch::DEFAULT_STREAM),
-        "HIVELOG_CLOUDWATCH_RETENTION_DAYS" => s("unchanged"),
-        "HIVELOG_CLOUDWATCH_CREATE" => s("true"),
-        "HIVELOG_CLOUDWATCH_FORMAT" => s("json"),
-        "HIVELOG_CLOUDWATCH_MAX_EVENT_BYTES" => {
-            bytes(hivelog::cloudwatch::limits::DEFAULT_MAX_EVENT_BYTES)
-        }
-        "HIVELOG_INSTANCE" => s("(ECS task id, else EC2 instance id, else host name)"),
-        "AWS_REGION" | "AWS_DEFAULT_REGION" => s("(from the AWS profile or IMDS)"),
-        "AWS_PROFILE" => s("default"),
-        "AWS_ENDPOINT_URL" | "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS" => s("(the region's endpoint)"),
-        "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" | "AWS_SESSION_TOKEN" => {
-            s("(AWS chain: profile, task role, instance role)")
-        }
-        "AWS_EC2_METADATA_DISABLED" => s("false"),
-        _ => s("none"),
-    }
-}
-
-/// `HIVELOG_FIELDS` syntax for the resolved basic fields.
-fn basic_fields(f: &Format) -> String {
-    f.basic()
-        .filter_map(|(out, attr)| {
-            let name = Attr::NAMES.iter().find(|(_, a)| *a == attr)?.0;
-            Some(if out == name {
-                name.to_owned()
-            } else {
-                format!("{out}={name}")
-            })
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn dur(d: Option<Duration>, fallback: &str) -> String {
-    match d {
-        Some(d) => format!("{d:?}"),
-        None => fallback.to_owned(),
-    }
-}
-
-/// A byte count in the unit it was most likely written with (`64MB`, `1MiB`).
-fn bytes(n: usize) -> String {
-    const MIB: usize = 1024 * 1024;
-    match n {
-        0 => "0".to_owned(),
-        n if n % MIB == 0 => format!("{}MiB", n / MIB),
-        n if n % 1_000_000 == 0 => format!("{}MB", n / 1_000_000),
-        n if n % 1024 == 0 => format!("{}KiB", n / 1024),
-        n if n % 1000 == 0 => format!("{}KB", n / 1000),
-        n => n.to_string(),
+/// What applies when `var` is unset: its documented default, except where this run knows
+/// better (`RUST_LOG` stands in for `HIVELOG_LEVEL`; `--service` names the service).
+fn default_value(vars: &Vars, var: &Var, r: Option<&Resolved>) -> String {
+    match var.name {
+        "HIVELOG_LEVEL" if vars.get("RUST_LOG").is_some() => "(RUST_LOG)".to_owned(),
+        "HIVELOG_SERVICE" => r.map_or(var.default.to_owned(), |r| r.format.service().to_owned()),
+        _ => var.default.to_owned(),
     }
 }
 
@@ -474,10 +266,17 @@ mod tests {
     }
 
     #[test]
-    fn byte_counts_keep_their_unit() {
-        assert_eq!(bytes(64_000_000), "64MB");
-        assert_eq!(bytes(1024 * 1024), "1MiB");
-        assert_eq!(bytes(256 * 1024), "256KiB");
-        assert_eq!(bytes(1234), "1234");
+    fn unset_values_show_the_documented_default() {
+        let all = sections(&vars(&[("HIVELOG_ES_URL", "http://127.0.0.1:9200")]), None);
+        let find = |n: &str| {
+            all.iter()
+                .flat_map(|s| &s.settings)
+                .find(|s| s.name == n)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(find("HIVELOG_RETRY_MAX_ELAPSED").value, "5m");
+        assert_eq!(find("HIVELOG_ES_TIMEOUT").value, "30s");
+        assert_eq!(find("HIVELOG_ES_MAX_BATCH_BYTES").value, "5MB");
     }
 }

@@ -9,17 +9,6 @@ use hivelog_core::{ConfigError, Env, Secret};
 
 use crate::limits;
 
-/// Every variable this crate reads. `HIVELOG_CLOUDWATCH_LEVEL` is the facade's.
-pub const ENV_VARS: &[&str] = &[
-    "HIVELOG_CLOUDWATCH_GROUP",
-    "HIVELOG_CLOUDWATCH_STREAM",
-    "HIVELOG_CLOUDWATCH_RETENTION_DAYS",
-    "HIVELOG_CLOUDWATCH_CREATE",
-    "HIVELOG_CLOUDWATCH_FORMAT",
-    "HIVELOG_CLOUDWATCH_MAX_EVENT_BYTES",
-    "HIVELOG_INSTANCE",
-];
-
 /// The default stream name template (`HIVELOG_CLOUDWATCH_STREAM`): one stream per process.
 pub const DEFAULT_STREAM: &str = "{instance}/{service}/{pid}";
 
@@ -427,7 +416,11 @@ mod tests {
         assert_eq!(c.event_bytes(), 1_048_576);
         assert_eq!(c.instance_override(), Some("i-0abc"));
         assert!(env.unused().is_empty());
-        let mut names: Vec<&str> = ENV_VARS.to_vec();
+        let mut names: Vec<&str> = crate::destination::VARS
+            .iter()
+            .map(|v| v.name)
+            .filter(|n| n.starts_with("HIVELOG_") && !n.ends_with("_LEVEL"))
+            .collect();
         names.sort();
         let mut read = vec![
             "HIVELOG_CLOUDWATCH_CREATE",

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod config;
+pub mod destination;
 mod instance;
 pub mod limits;
 mod request_builder;
@@ -24,9 +25,8 @@ mod retry;
 mod service;
 mod sink;
 
-pub use config::{
-    CloudWatchConfig, MessageFormat, DEFAULT_MAX_CONCURRENCY, DEFAULT_STREAM, ENV_VARS,
-};
+pub use config::{CloudWatchConfig, MessageFormat, DEFAULT_MAX_CONCURRENCY, DEFAULT_STREAM};
+pub use destination::{DESTINATION, VARS};
 pub use instance::LOOKUP_TIMEOUT;
 pub use response_cap::MAX_RESPONSE_BYTES;
 pub use service::{CALL_TIMEOUT, CONNECT_TIMEOUT};

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod destination;
 pub mod diag;
 pub mod env;
 pub mod format;
@@ -13,6 +14,7 @@ pub mod pipeline;
 pub mod record;
 pub mod sink;
 
+pub use destination::Var;
 pub use env::{ConfigError, Env, Secret};
 pub use format::{Format, FormatBuilder};
 pub use pipeline::{Pipeline, PipelineConfig, Stats};

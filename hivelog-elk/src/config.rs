@@ -32,23 +32,6 @@ pub const DEFAULT_MAX_BATCH_DOCS: usize = 10_000;
 /// Default time allowed for one `_bulk` request, connect to last byte (`HIVELOG_ES_TIMEOUT`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Every variable [`EsConfig::from_env`] reads (`HIVELOG_ES_LEVEL` belongs to the facade).
-pub const ENV_VARS: &[&str] = &[
-    "HIVELOG_ES_URL",
-    "HIVELOG_ES_CLOUD_ID",
-    "HIVELOG_ES_INDEX",
-    "HIVELOG_ES_ACTION",
-    "HIVELOG_ES_USERNAME",
-    "HIVELOG_ES_PASSWORD",
-    "HIVELOG_ES_API_KEY",
-    "HIVELOG_ES_CA_CERT",
-    "HIVELOG_ES_COMPRESS",
-    "HIVELOG_ES_MAX_BATCH_BYTES",
-    "HIVELOG_ES_TIMEOUT",
-    "HIVELOG_ES_DEAD_LETTER",
-    "HIVELOG_ES_SETUP",
-];
-
 /// The bulk action each document is sent with (`HIVELOG_ES_ACTION`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Action {

@@ -29,6 +29,7 @@
 mod auth;
 pub mod config;
 mod dead_letter;
+pub mod destination;
 mod index;
 mod nodes;
 mod request;
@@ -39,8 +40,9 @@ mod sink;
 
 pub use config::{
     decode_cloud_id, validate_index_name, Action, Auth, Compression, EsConfig, DEFAULT_INDEX,
-    DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_DOCS, DEFAULT_TIMEOUT, ENV_VARS,
+    DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_DOCS, DEFAULT_TIMEOUT,
 };
+pub use destination::{DESTINATION, VARS};
 pub use request::{BULK_PATH, NDJSON};
 pub use setup::TEMPLATE_PRIORITY;
 pub use sink::EsSink;

@@ -28,24 +28,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// that stops reading fills the socket buffer; the write timeout turns that into a retry.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Every variable [`FluentConfig::from_env`] reads (`HIVELOG_FLUENT_LEVEL` is the facade's).
-pub const ENV_VARS: &[&str] = &[
-    "HIVELOG_FLUENT_ADDR",
-    "HIVELOG_FLUENT_TAG",
-    "HIVELOG_FLUENT_ACK",
-    "HIVELOG_FLUENT_COMPRESS",
-    "HIVELOG_FLUENT_TIME",
-    "HIVELOG_FLUENT_SHARED_KEY",
-    "HIVELOG_FLUENT_USERNAME",
-    "HIVELOG_FLUENT_PASSWORD",
-    "HIVELOG_FLUENT_HOSTNAME",
-    "HIVELOG_FLUENT_CA_CERT",
-    "HIVELOG_FLUENT_MAX_MESSAGE_BYTES",
-    "HIVELOG_FLUENT_ACK_TIMEOUT",
-    "HIVELOG_FLUENT_CONNECT_TIMEOUT",
-    "HIVELOG_FLUENT_WRITE_TIMEOUT",
-];
-
 /// Where the receiver listens (`HIVELOG_FLUENT_ADDR`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Address {
@@ -199,8 +181,8 @@ impl FluentConfig {
         match env.get("HIVELOG_FLUENT_ADDR") {
             None => {
                 // Read the others anyway, so they are not reported as unknown variables.
-                for v in ENV_VARS {
-                    env.get(v);
+                for v in crate::destination::VARS {
+                    env.get(v.name);
                 }
                 Ok(None)
             }
@@ -209,7 +191,7 @@ impl FluentConfig {
     }
 
     /// Applies the `HIVELOG_FLUENT_*` variables over `self`: how a configuration set in code
-    /// (`hivelog::builder().fluent(…)`) lets the environment override it, `HIVELOG_FLUENT_ADDR`
+    /// (`hivelog::builder().destination(…)`) lets the environment override it, `HIVELOG_FLUENT_ADDR`
     /// included.
     pub fn apply_env(mut self, env: &Env) -> Result<FluentConfig, ConfigError> {
         if let Some(addr) = env.get("HIVELOG_FLUENT_ADDR") {
@@ -526,8 +508,8 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("pa55"), "{dbg}");
         assert!(e.unused().is_empty());
-        for v in ENV_VARS {
-            assert!(v.starts_with("HIVELOG_FLUENT_") && *v != "HIVELOG_FLUENT_LEVEL");
+        for v in crate::destination::VARS {
+            assert!(v.name.starts_with("HIVELOG_FLUENT_"));
         }
     }
 

@@ -42,10 +42,12 @@
 
 pub mod ack;
 pub mod config;
+pub mod destination;
 pub mod encode;
 pub mod handshake;
 pub mod sink;
 pub mod transport;
 
-pub use config::{Address, Compression, FluentConfig, TimeFormat, ENV_VARS};
+pub use config::{Address, Compression, FluentConfig, TimeFormat};
+pub use destination::{DESTINATION, VARS};
 pub use sink::FluentSink;

@@ -1,9 +1,11 @@
 //! Code defaults for everything `init` configures; `HIVELOG_*` variables override them.
 
+use std::any::Any;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hivelog_core::destination::take_code;
 use hivelog_core::format::{Schema, TimestampFormat};
 use hivelog_core::{ConfigError, Env, Format, FormatBuilder, Pipeline, PipelineConfig, Sink};
 use tracing::Dispatch;
@@ -38,12 +40,7 @@ pub struct Builder {
     panic_hook: bool,
     heartbeat: Option<Duration>,
     custom: Vec<CustomSink>,
-    #[cfg(feature = "fluent")]
-    fluent: Option<hivelog_fluent::FluentConfig>,
-    #[cfg(feature = "elk")]
-    es: Option<hivelog_elk::EsConfig>,
-    #[cfg(feature = "cloudwatch")]
-    cloudwatch: Option<hivelog_cloudwatch::CloudWatchConfig>,
+    code: Vec<Box<dyn Any + Send>>,
 }
 
 impl Default for Builder {
@@ -60,12 +57,7 @@ impl Default for Builder {
             panic_hook: true,
             heartbeat: None,
             custom: Vec::new(),
-            #[cfg(feature = "fluent")]
-            fluent: None,
-            #[cfg(feature = "elk")]
-            es: None,
-            #[cfg(feature = "cloudwatch")]
-            cloudwatch: None,
+            code: Vec::new(),
         }
     }
 }
@@ -177,24 +169,20 @@ impl Builder {
         self
     }
 
-    /// Ships to Fluentd / Fluent Bit (each `HIVELOG_FLUENT_*` variable that is set overrides its part).
-    #[cfg(feature = "fluent")]
-    pub fn fluent(mut self, config: hivelog_fluent::FluentConfig) -> Self {
-        self.fluent = Some(config);
-        self
-    }
-
-    /// Ships to Elasticsearch (each `HIVELOG_ES_*` variable that is set overrides its part).
-    #[cfg(feature = "elk")]
-    pub fn elasticsearch(mut self, config: hivelog_elk::EsConfig) -> Self {
-        self.es = Some(config);
-        self
-    }
-
-    /// Ships to CloudWatch Logs (each `HIVELOG_CLOUDWATCH_*` variable that is set overrides its part).
-    #[cfg(feature = "cloudwatch")]
-    pub fn cloudwatch(mut self, config: hivelog_cloudwatch::CloudWatchConfig) -> Self {
-        self.cloudwatch = Some(config);
+    /// Ships to a registered destination with settings made in code (`FluentConfig`,
+    /// `EsConfig`, `CloudWatchConfig`, or a registered destination's own configuration type);
+    /// each of its variables that is set overrides its part. A value no registered destination
+    /// takes is ignored.
+    ///
+    /// ```
+    /// # #[cfg(feature = "elk")] {
+    /// let es = hivelog::elk::EsConfig::new("http://127.0.0.1:9200").unwrap();
+    /// let env = hivelog::Env::from_pairs([("HIVELOG_ES_INDEX", "from-env")]);
+    /// hivelog::builder().env(env).destination(es).validate().unwrap();
+    /// # }
+    /// ```
+    pub fn destination(mut self, config: impl Any + Send) -> Self {
+        self.code.push(Box::new(config));
         self
     }
 
@@ -314,7 +302,6 @@ impl Builder {
     }
 
     /// Each enabled sink: its level variable and how to start its pipeline.
-    #[allow(unused_variables, unused_mut, clippy::type_complexity)]
     fn sinks(
         &mut self,
         env: &Env,
@@ -325,40 +312,15 @@ impl Builder {
             let format = format.clone();
             sinks.push((None, Box::new(move |p| custom(format, p))));
         }
-        #[cfg(feature = "fluent")]
-        if let Some(cfg) = match self.fluent.take() {
-            Some(code) => Some(code.apply_env(env)?),
-            None => hivelog_fluent::FluentConfig::from_env(env)?,
-        } {
-            let format = format.clone();
-            sinks.push((
-                Some("HIVELOG_FLUENT_LEVEL"),
-                Box::new(move |p| Pipeline::spawn(hivelog_fluent::FluentSink::new(cfg, format), p)),
-            ));
-        }
-        #[cfg(feature = "elk")]
-        if let Some(cfg) = match self.es.take() {
-            Some(code) => Some(code.apply_env(env)?),
-            None => hivelog_elk::EsConfig::from_env(env)?,
-        } {
-            let format = format.clone();
-            sinks.push((
-                Some("HIVELOG_ES_LEVEL"),
-                Box::new(move |p| Pipeline::spawn(hivelog_elk::EsSink::new(cfg, format), p)),
-            ));
-        }
-        #[cfg(feature = "cloudwatch")]
-        if let Some(cfg) = match self.cloudwatch.take() {
-            Some(code) => Some(code.apply_env(env)?),
-            None => hivelog_cloudwatch::CloudWatchConfig::from_env(env)?,
-        } {
-            let format = format.clone();
-            sinks.push((
-                Some("HIVELOG_CLOUDWATCH_LEVEL"),
-                Box::new(move |p| {
-                    Pipeline::spawn(hivelog_cloudwatch::CloudWatchSink::new(cfg, format), p)
-                }),
-            ));
+        for dest in crate::destinations::all() {
+            let code = take_code(dest, &mut self.code);
+            if let Some(configured) = dest.configure(env, code)? {
+                let format = format.clone();
+                sinks.push((
+                    Some(dest.level_var()),
+                    Box::new(move |p| configured.start(format, p)),
+                ));
+            }
         }
         Ok(sinks)
     }

@@ -4,11 +4,38 @@
 
 use std::path::PathBuf;
 
-use hivelog_core::{ConfigError, Env};
+use hivelog_core::{ConfigError, Env, Var};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use crate::file::{parse_rotation, Rotation, DEFAULT_KEEP};
 use crate::output::{Output, Style};
+
+/// The facade's own variables (the format's and the pipeline's are in `hivelog_core`).
+pub const VARS: &[Var] = &[
+    Var::new(
+        "HIVELOG_LEVEL",
+        "info",
+        "filter directives: info, or warn,my_service::db=debug",
+    ),
+    Var::new("RUST_LOG", "unset", "used when HIVELOG_LEVEL is unset"),
+    Var::new("HIVELOG_FORMAT", "json", "json or pretty"),
+    Var::new(
+        "HIVELOG_OUTPUT",
+        "stdout",
+        "stdout, stderr, none or file:PATH",
+    ),
+    Var::new(
+        "HIVELOG_FILE_ROTATION",
+        "never",
+        "never, hourly, daily or a size (100MB)",
+    ),
+    Var::new("HIVELOG_FILE_KEEP", "10", "rotated files kept"),
+    Var::new(
+        "HIVELOG_HEARTBEAT",
+        "off",
+        "every so often, an INFO event with the counters",
+    ),
+];
 
 const LEVEL_FORM: &str = "filter directives such as info or warn,my_service::db=debug";
 
@@ -94,48 +121,22 @@ pub(crate) fn output(env: &Env, code: Option<Output>) -> Result<Output, ConfigEr
     })
 }
 
-/// Sinks whose variables mean nothing when their feature is off, for a precise warning.
-const SINK_PREFIXES: &[(&str, &str, bool)] = &[
-    ("HIVELOG_FLUENT_", "fluent", cfg!(feature = "fluent")),
-    ("HIVELOG_ES_", "elk", cfg!(feature = "elk")),
-    (
-        "HIVELOG_CLOUDWATCH_",
-        "cloudwatch",
-        cfg!(feature = "cloudwatch"),
-    ),
-];
-
 /// One warning per `HIVELOG_*` variable nothing read (a typo, or a sink not compiled in).
 pub(crate) fn warn_unused(env: &Env) {
+    let destinations = crate::destinations::all();
     for var in env.unused() {
-        let msg = match SINK_PREFIXES.iter().find(|(p, _, _)| var.starts_with(p)) {
-            Some((_, feature, false)) => format!(
+        let of_a_destination = destinations
+            .iter()
+            .any(|d| d.vars().iter().any(|v| v.name == var));
+        let msg = match crate::destinations::missing_feature(&var) {
+            Some(feature) => format!(
                 "{var} is set but this program was built without hivelog's `{feature}` feature; it is ignored"
             ),
-            Some(_) if var.ends_with("_LEVEL") || known_sink_var(&var) => format!(
+            None if of_a_destination => format!(
                 "{var} is set but that sink is not enabled (its address, URL or group is not set); it is ignored"
             ),
-            _ => format!("{var} is not a hivelog variable; it is ignored (typo?)"),
+            None => format!("{var} is not a hivelog variable; it is ignored (typo?)"),
         };
         hivelog_core::diag::warn("config", &var, &msg);
     }
-}
-
-/// A variable one of the compiled-in sinks reads when it is enabled.
-fn known_sink_var(var: &str) -> bool {
-    let lists: [&[&str]; 3] = [
-        #[cfg(feature = "fluent")]
-        hivelog_fluent::ENV_VARS,
-        #[cfg(not(feature = "fluent"))]
-        &[],
-        #[cfg(feature = "elk")]
-        hivelog_elk::ENV_VARS,
-        #[cfg(not(feature = "elk"))]
-        &[],
-        #[cfg(feature = "cloudwatch")]
-        hivelog_cloudwatch::ENV_VARS,
-        #[cfg(not(feature = "cloudwatch"))]
-        &[],
-    ];
-    lists.iter().any(|l| l.contains(&var))
 }

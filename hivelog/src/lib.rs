@@ -21,6 +21,7 @@
 
 mod builder;
 mod config;
+mod destinations;
 mod file;
 mod guard;
 mod heartbeat;
@@ -34,6 +35,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use builder::Builder;
+pub use destinations::{destinations, register_destination, variables};
 pub use file::Rotation;
 pub use guard::{Guard, Report};
 pub use hivelog_core::format::{Schema, TimestampFormat};

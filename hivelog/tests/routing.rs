@@ -100,7 +100,7 @@ fn env_variables_override_parts_of_a_sink_configured_in_code() {
     let (dispatch, guard) = hivelog::builder()
         .env(env)
         .output(hivelog::Output::None)
-        .elasticsearch(code)
+        .destination(code)
         .try_build()
         .unwrap();
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("to es"));

@@ -103,7 +103,7 @@ fn facade(sink: &str, proxy: &FaultProxy) -> (Dispatch, hivelog::Guard) {
         "fluent" => pairs.push(("HIVELOG_FLUENT_ADDR", url)),
         "elasticsearch" => pairs.push(("HIVELOG_ES_URL", url)),
         _ => {
-            builder = builder.cloudwatch(
+            builder = builder.destination(
                 hivelog_cloudwatch::CloudWatchConfig::new("bench")
                     .endpoint_url(&url)
                     .region("us-east-1")

@@ -9,3 +9,4 @@ pub mod forward;
 pub mod http;
 pub mod peers;
 pub mod proxy;
+pub mod webhook;

@@ -57,40 +57,13 @@ fn aws_offline() {
 /// Every variable a value may be fuzzed for. `HIVELOG_ES_DEAD_LETTER` and file outputs are
 /// left out: a random value would create files in the working directory.
 fn env_vars() -> Vec<&'static str> {
-    let mut v = vec![
-        "HIVELOG_LEVEL",
-        "HIVELOG_FORMAT",
-        "HIVELOG_OUTPUT",
-        "HIVELOG_FILE_ROTATION",
-        "HIVELOG_FILE_KEEP",
-        "HIVELOG_SERVICE",
-        "HIVELOG_FIELDS",
-        "HIVELOG_EXTRA",
-        "HIVELOG_SCHEMA",
-        "HIVELOG_TIMESTAMP",
-        "HIVELOG_REDACT",
-        "HIVELOG_MAX_EVENT_BYTES",
-        "HIVELOG_BUFFER_BYTES",
-        "HIVELOG_OVERFLOW",
-        "HIVELOG_FLUSH_INTERVAL",
-        "HIVELOG_SHUTDOWN_TIMEOUT",
-        "HIVELOG_RETRY_BASE",
-        "HIVELOG_RETRY_CAP",
-        "HIVELOG_RETRY_MAX_ELAPSED",
-        "HIVELOG_HEARTBEAT",
-        "HIVELOG_FLUENT_LEVEL",
-        "HIVELOG_ES_LEVEL",
-        "HIVELOG_CLOUDWATCH_LEVEL",
-    ];
-    v.extend(hivelog_fluent::ENV_VARS.iter().copied());
-    v.extend(
-        hivelog_elk::ENV_VARS
-            .iter()
-            .copied()
-            .filter(|v| *v != "HIVELOG_ES_DEAD_LETTER"),
-    );
-    v.extend(hivelog_cloudwatch::ENV_VARS.iter().copied());
-    v
+    // The one table of variables, minus the dead-letter file (the fuzzer would create files).
+    hivelog::variables()
+        .into_iter()
+        .flat_map(|(_, vars)| vars)
+        .map(|v| v.name)
+        .filter(|n| n.starts_with("HIVELOG_") && *n != "HIVELOG_ES_DEAD_LETTER")
+        .collect()
 }
 
 fn env_value() -> impl Strategy<Value = String> {

@@ -202,7 +202,7 @@ fn fluent_builder(addr: SocketAddr, extra: &[(&str, &str)]) -> hivelog::Builder 
 fn cloudwatch_builder(addr: SocketAddr) -> hivelog::Builder {
     hivelog::builder()
         .env(hostile_env(&[]))
-        .cloudwatch(cloudwatch_config(&format!("http://{addr}"), "hostile"))
+        .destination(cloudwatch_config(&format!("http://{addr}"), "hostile"))
 }
 
 const GB: u64 = 1 << 30;
@@ -558,7 +558,7 @@ fn cloudwatch_invalid_json_and_unknown_errors_are_not_deliveries() {
                 ("HIVELOG_RETRY_BASE", "10ms"),
                 ("HIVELOG_RETRY_MAX_ELAPSED", "1s"),
             ]))
-            .cloudwatch(cloudwatch_config(
+            .destination(cloudwatch_config(
                 &format!("http://{}", server.addr),
                 "hostile",
             ));

@@ -5,8 +5,9 @@
 //! Then:
 //! - every such name is in the first column of one of the README's tables;
 //! - every `HIVELOG_*` name the README mentions anywhere is one of them;
-//! - the sink crates' public `ENV_VARS` lists (used for warnings and `hivelog check`) and the
-//!   formatter's `FORMAT_VARS` match what the parsers read.
+//! - the one table of variables (`hivelog::variables()`: the facade's, the format's, the
+//!   pipeline's and each destination's), which the warnings, `hivelog check` and the fuzz list
+//!   read, holds exactly the names the parsers read, and `hivelog check` shows no other.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -105,41 +106,67 @@ fn every_variable_the_readme_names_is_read_by_the_parsers() {
     );
 }
 
+/// The `HIVELOG_*` names of the one table.
+fn table() -> BTreeSet<String> {
+    hivelog::variables()
+        .into_iter()
+        .flat_map(|(_, vars)| vars)
+        .map(|v| v.name.to_owned())
+        .filter(|n| n.starts_with("HIVELOG_"))
+        .collect()
+}
+
 #[test]
-fn the_published_variable_lists_match_the_parsers() {
+fn the_table_of_variables_holds_exactly_what_the_parsers_read() {
     let known = known();
-    let lists: [(&str, &[&str]); 4] = [
-        (
-            "hivelog_core::format::FORMAT_VARS",
-            hivelog_core::format::FORMAT_VARS,
-        ),
-        ("hivelog_fluent::ENV_VARS", hivelog_fluent::ENV_VARS),
-        ("hivelog_elk::ENV_VARS", hivelog_elk::ENV_VARS),
-        ("hivelog_cloudwatch::ENV_VARS", hivelog_cloudwatch::ENV_VARS),
-    ];
-    for (name, list) in lists {
-        let stale: Vec<_> = list.iter().filter(|n| !known.contains(**n)).collect();
-        assert!(
-            stale.is_empty(),
-            "{name} lists names nothing reads: {stale:?}"
-        );
-    }
-    for prefix in ["HIVELOG_FLUENT_", "HIVELOG_ES_", "HIVELOG_CLOUDWATCH_"] {
-        let list = lists
-            .iter()
-            .find(|(_, l)| l.iter().any(|n| n.starts_with(prefix)))
-            .unwrap()
-            .1;
-        let unlisted: Vec<_> = known
-            .iter()
-            .filter(|n| n.starts_with(prefix) && !n.ends_with("_LEVEL"))
-            .filter(|n| !list.contains(&n.as_str()))
-            .collect();
-        assert!(
-            unlisted.is_empty(),
-            "read, but missing from the {prefix}* list (no unknown-variable warning, no `hivelog check` row): {unlisted:?}"
-        );
-    }
+    let table = table();
+    let stale: Vec<_> = table.difference(&known).collect();
+    assert!(
+        stale.is_empty(),
+        "in the table, read by no parser: {stale:?}"
+    );
+    let unlisted: Vec<_> = known.difference(&table).collect();
+    assert!(
+        unlisted.is_empty(),
+        "read, but missing from the table (no unknown-variable warning, no `hivelog check` row): {unlisted:?}"
+    );
+    assert_eq!(documented(&readme()), table, "README tables vs the table");
+}
+
+#[test]
+fn hivelog_check_shows_the_variables_of_the_table_and_no_other() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hivelog-with-webhook"))
+        .args(["check", "--json", "--timeout", "1ms"])
+        .env_clear()
+        .envs([
+            ("HIVELOG_FLUENT_ADDR", "tcp://127.0.0.1:9"),
+            ("HIVELOG_ES_URL", "http://127.0.0.1:9"),
+            ("HIVELOG_CLOUDWATCH_GROUP", "readme"),
+            ("HIVELOG_WEBHOOK_URL", "http://127.0.0.1:9"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown: BTreeSet<String> = v["config"]["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["settings"].as_array().unwrap().clone())
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .filter(|n| n.starts_with("HIVELOG_"))
+        .collect();
+    // The webhook is registered by that binary only (and is not in the README).
+    let (webhook, shown): (BTreeSet<String>, BTreeSet<String>) = shown
+        .into_iter()
+        .partition(|n| n.starts_with("HIVELOG_WEBHOOK_"));
+    assert_eq!(shown, table());
+    let webhook_table: BTreeSet<String> = hivelog_tests::webhook::VARS
+        .iter()
+        .map(|v| v.name.to_owned())
+        .collect();
+    assert_eq!(webhook, webhook_table);
 }
 
 #[test]

@@ -410,7 +410,7 @@ fn redact_applies_to_every_destination_including_nested_span_fields() {
     let (dispatch, guard) = hivelog::builder()
         .env(env)
         .writer(Buf(stdout.clone()))
-        .cloudwatch(cloudwatch_config(&hivelog_tests::peers::moto_url(), &group))
+        .destination(cloudwatch_config(&hivelog_tests::peers::moto_url(), &group))
         .try_build()
         .unwrap();
     let run = unique("redact");

@@ -3,6 +3,7 @@
 use super::{
     Attr, Extra, Format, Key, Schema, TimestampFormat, DEFAULT_MAX_EVENT_BYTES, ECS_VERSION,
 };
+use crate::destination::Var;
 use crate::env::{ConfigError, Env};
 
 /// Code defaults for the format; [`FormatBuilder::apply_env`] lets variables override them.
@@ -18,14 +19,38 @@ pub struct FormatBuilder {
 }
 
 /// The variables this builder reads.
-pub const FORMAT_VARS: &[&str] = &[
-    "HIVELOG_FIELDS",
-    "HIVELOG_EXTRA",
-    "HIVELOG_SCHEMA",
-    "HIVELOG_TIMESTAMP",
-    "HIVELOG_REDACT",
-    "HIVELOG_SERVICE",
-    "HIVELOG_MAX_EVENT_BYTES",
+pub const FORMAT_VARS: &[Var] = &[
+    Var::new(
+        "HIVELOG_SERVICE",
+        "(the executable's name)",
+        "service name (service attr, {service} in templates)",
+    ),
+    Var::new(
+        "HIVELOG_FIELDS",
+        "timestamp,level,target,message",
+        "basic fields, out=attr pairs",
+    ),
+    Var::new(
+        "HIVELOG_EXTRA",
+        "none",
+        "static fields: k=v,k2=v2 or a JSON object",
+    ),
+    Var::new(
+        "HIVELOG_SCHEMA",
+        "default",
+        "default or ecs (Elastic Common Schema)",
+    ),
+    Var::new(
+        "HIVELOG_TIMESTAMP",
+        "rfc3339ms",
+        "rfc3339ms, rfc3339ns, epoch_ms or epoch_ns",
+    ),
+    Var::new(
+        "HIVELOG_REDACT",
+        "none",
+        "field names printed as \"[redacted]\"",
+    ),
+    Var::new("HIVELOG_MAX_EVENT_BYTES", "1MiB", "text kept per event"),
 ];
 
 const FIELDS_FORM: &str = "comma-separated 'out=attr' pairs or attrs, attrs being timestamp, level, target, message, module, file, line, span, spans, thread, thread_id, pid, hostname, service";

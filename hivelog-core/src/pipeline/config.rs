@@ -5,7 +5,39 @@
 
 use std::time::Duration;
 
+use crate::destination::Var;
 use crate::env::{parse_duration, ConfigError, Env};
+
+/// The variables [`PipelineConfig::apply_env`] reads: every destination's delivery settings.
+pub const PIPELINE_VARS: &[Var] = &[
+    Var::new(
+        "HIVELOG_BUFFER_BYTES",
+        "64MB",
+        "memory budget per destination, in bytes of queued events",
+    ),
+    Var::new(
+        "HIVELOG_OVERFLOW",
+        "drop_newest",
+        "when the budget is full: drop_newest, drop_oldest, block:250ms",
+    ),
+    Var::new(
+        "HIVELOG_FLUSH_INTERVAL",
+        "1s",
+        "longest wait before a partial batch is sent",
+    ),
+    Var::new(
+        "HIVELOG_SHUTDOWN_TIMEOUT",
+        "5s",
+        "deadline for the final flush when the guard drops",
+    ),
+    Var::new("HIVELOG_RETRY_BASE", "100ms", "first backoff ceiling"),
+    Var::new("HIVELOG_RETRY_CAP", "30s", "largest backoff ceiling"),
+    Var::new(
+        "HIVELOG_RETRY_MAX_ELAPSED",
+        "5m",
+        "how long an event keeps being retried before it counts as failed",
+    ),
+];
 
 /// Default per-sink memory budget (`HIVELOG_BUFFER_BYTES`): 64 MB.
 pub const DEFAULT_BUFFER_BYTES: usize = 64_000_000;

@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 pub use config::{
     Overflow, PipelineConfig, RetryPolicy, DEFAULT_BUFFER_BYTES, DEFAULT_FLUSH_INTERVAL,
     DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_MAX_ELAPSED, DEFAULT_SHUTDOWN_TIMEOUT,
+    PIPELINE_VARS,
 };
 pub use stats::Stats;
 

@@ -132,7 +132,7 @@ impl Backend {
                 b
             }
             Backend::CloudWatch { group, .. } => {
-                b.cloudwatch(cloudwatch_config(&format!("http://{addr}"), group))
+                b.destination(cloudwatch_config(&format!("http://{addr}"), group))
             }
         };
         for (k, v) in extra {

@@ -1,0 +1,169 @@
+//! The CloudWatch Logs destination as the facade registers it: its variables (the AWS chain's
+//! included, for `hivelog check`), and how a configuration starts its sink or probes it.
+
+use std::any::{Any, TypeId};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hivelog_core::destination::{probe_sink, BoxFuture, Configured, Destination, Probe};
+use hivelog_core::{ConfigError, Env, Format, Pipeline, PipelineConfig, Record, Var};
+
+use crate::config::CloudWatchConfig;
+use crate::sink::CloudWatchSink;
+
+/// Every variable this destination reads: the one list the warnings, `hivelog check`, the
+/// README test and the fuzz list use. The `AWS_*` ones are the AWS chain's, read by the SDK.
+pub const VARS: &[Var] = &[
+    Var::new(
+        "HIVELOG_CLOUDWATCH_GROUP",
+        "off",
+        "log group; switches the sink on",
+    ),
+    Var::new(
+        "HIVELOG_CLOUDWATCH_LEVEL",
+        "(HIVELOG_LEVEL)",
+        "filter for this destination only",
+    ),
+    Var::new(
+        "HIVELOG_CLOUDWATCH_STREAM",
+        crate::config::DEFAULT_STREAM,
+        "stream template: {instance}, {service}, {hostname}, {pid}, {target}, {date}",
+    ),
+    Var::new(
+        "HIVELOG_INSTANCE",
+        "(ECS task id, else EC2 instance id, else host name)",
+        "the {instance} value",
+    ),
+    Var::new(
+        "HIVELOG_CLOUDWATCH_CREATE",
+        "true",
+        "create the group and stream when missing",
+    ),
+    Var::new(
+        "HIVELOG_CLOUDWATCH_RETENTION_DAYS",
+        "unchanged",
+        "retention set on the group",
+    ),
+    Var::new("HIVELOG_CLOUDWATCH_FORMAT", "json", "json or text"),
+    Var::new(
+        "HIVELOG_CLOUDWATCH_MAX_EVENT_BYTES",
+        "256KiB",
+        "longest message; longer ones are cut with a marker",
+    ),
+    Var::new("AWS_REGION", "(from the AWS profile or IMDS)", "AWS region"),
+    Var::new(
+        "AWS_DEFAULT_REGION",
+        "(from the AWS profile or IMDS)",
+        "AWS region",
+    ),
+    Var::new("AWS_PROFILE", "default", "AWS profile"),
+    Var::new(
+        "AWS_ENDPOINT_URL",
+        "(the region's endpoint)",
+        "AWS endpoint",
+    ),
+    Var::new(
+        "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
+        "(the region's endpoint)",
+        "CloudWatch Logs endpoint",
+    ),
+    Var::new(
+        "AWS_ACCESS_KEY_ID",
+        "(AWS chain: profile, task role, instance role)",
+        "access key id",
+    ),
+    Var::new(
+        "AWS_SECRET_ACCESS_KEY",
+        "(AWS chain: profile, task role, instance role)",
+        "secret access key",
+    )
+    .secret(),
+    Var::new(
+        "AWS_SESSION_TOKEN",
+        "(AWS chain: profile, task role, instance role)",
+        "session token",
+    )
+    .secret(),
+    Var::new(
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "(set by ECS)",
+        "ECS task role credentials",
+    ),
+    Var::new("AWS_EC2_METADATA_DISABLED", "false", "skip IMDS"),
+];
+
+/// AWS CloudWatch Logs, as the facade registers it.
+pub struct CloudWatchDestination;
+
+/// The value the facade's list of destinations holds.
+pub static DESTINATION: CloudWatchDestination = CloudWatchDestination;
+
+impl Destination for CloudWatchDestination {
+    fn name(&self) -> &'static str {
+        "cloudwatch"
+    }
+
+    fn vars(&self) -> &'static [Var] {
+        VARS
+    }
+
+    fn switches(&self) -> &'static [&'static str] {
+        &["HIVELOG_CLOUDWATCH_GROUP"]
+    }
+
+    fn config_type(&self) -> Option<TypeId> {
+        Some(TypeId::of::<CloudWatchConfig>())
+    }
+
+    fn configure(
+        &self,
+        env: &Env,
+        code: Option<Box<dyn Any + Send>>,
+    ) -> Result<Option<Box<dyn Configured>>, ConfigError> {
+        let config = match code.and_then(|c| c.downcast::<CloudWatchConfig>().ok()) {
+            Some(code) => Some(code.apply_env(env)?),
+            None => CloudWatchConfig::from_env(env)?,
+        };
+        Ok(config.map(|c| Box::new(c) as Box<dyn Configured>))
+    }
+}
+
+impl Configured for CloudWatchConfig {
+    fn target(&self) -> String {
+        let var = |names: [&str; 2]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok())
+                .filter(|v| !v.trim().is_empty())
+        };
+        let endpoint = var(["AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_ENDPOINT_URL"]);
+        match (endpoint, var(["AWS_REGION", "AWS_DEFAULT_REGION"])) {
+            (Some(e), _) => format!("log group {} at {e}", self.group_name()),
+            (None, Some(r)) => format!("log group {} in {r}", self.group_name()),
+            (None, None) => format!("log group {}", self.group_name()),
+        }
+    }
+
+    fn start(
+        self: Box<Self>,
+        format: Arc<Format>,
+        pipeline: PipelineConfig,
+    ) -> std::io::Result<Pipeline> {
+        Pipeline::spawn(CloudWatchSink::new(*self, format), pipeline)
+    }
+
+    fn probe(
+        self: Box<Self>,
+        format: Arc<Format>,
+        record: Record,
+        timeout: Duration,
+    ) -> BoxFuture<Probe> {
+        let target = self.target();
+        Box::pin(probe_sink(
+            CloudWatchSink::new(*self, format),
+            target,
+            record,
+            timeout,
+        ))
+    }
+}
