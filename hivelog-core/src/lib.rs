@@ -12,6 +12,7 @@ pub mod format;
 pub mod pipeline;
 pub mod record;
 pub mod sink;
+pub mod trace;
 
 pub use env::{ConfigError, Env, Secret};
 pub use format::{Format, FormatBuilder};

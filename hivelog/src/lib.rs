@@ -28,6 +28,7 @@ mod layer;
 mod output;
 mod panic;
 mod pretty;
+pub mod trace;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;

@@ -1,7 +1,8 @@
 //! Building a [`Format`] from code defaults, then `HIVELOG_*` overrides.
 
 use super::{
-    Attr, Extra, Format, Key, Schema, TimestampFormat, DEFAULT_MAX_EVENT_BYTES, ECS_VERSION,
+    Attr, Extra, Format, Key, Schema, TimestampFormat, TraceFormat, DEFAULT_MAX_EVENT_BYTES,
+    ECS_VERSION,
 };
 use crate::env::{ConfigError, Env};
 
@@ -15,6 +16,7 @@ pub struct FormatBuilder {
     redact: Vec<String>,
     service: Option<String>,
     max_event_bytes: Option<usize>,
+    trace_format: TraceFormat,
 }
 
 /// The variables this builder reads.
@@ -26,9 +28,10 @@ pub const FORMAT_VARS: &[&str] = &[
     "HIVELOG_REDACT",
     "HIVELOG_SERVICE",
     "HIVELOG_MAX_EVENT_BYTES",
+    "HIVELOG_TRACE_FORMAT",
 ];
 
-const FIELDS_FORM: &str = "comma-separated 'out=attr' pairs or attrs, attrs being timestamp, level, target, message, module, file, line, span, spans, thread, thread_id, pid, hostname, service";
+const FIELDS_FORM: &str = "comma-separated 'out=attr' pairs or attrs, attrs being timestamp, level, target, message, module, file, line, span, spans, thread, thread_id, pid, hostname, service, trace_id, span_id";
 
 impl FormatBuilder {
     /// Sets the basic fields from `HIVELOG_FIELDS` syntax (`timestamp,loggerName=target`).
@@ -75,6 +78,12 @@ impl FormatBuilder {
         self
     }
 
+    /// Sets how trace ids are written (default [`TraceFormat::W3c`]).
+    pub fn trace_format(mut self, f: TraceFormat) -> Self {
+        self.trace_format = f;
+        self
+    }
+
     /// Applies the `HIVELOG_*` format variables over the code defaults.
     pub fn apply_env(mut self, env: &Env) -> Result<Self, ConfigError> {
         if let Some(v) = env.get("HIVELOG_FIELDS") {
@@ -99,6 +108,13 @@ impl FormatBuilder {
             TimestampFormat::CHOICES,
         )? {
             self.timestamp = t;
+        }
+        if let Some(f) = env.choice(
+            "HIVELOG_TRACE_FORMAT",
+            "a trace id format",
+            TraceFormat::CHOICES,
+        )? {
+            self.trace_format = f;
         }
         if let Some(v) = env.get("HIVELOG_REDACT") {
             self.redact.extend(
@@ -159,6 +175,8 @@ impl FormatBuilder {
                 ("service.name", Attr::Service),
                 ("process.pid", Attr::Pid),
                 ("host.hostname", Attr::Hostname),
+                ("trace.id", Attr::TraceId),
+                ("span.id", Attr::SpanId),
             ]
             .iter()
             .map(|(k, a)| (Key::new(k), *a))
@@ -172,7 +190,14 @@ impl FormatBuilder {
                 .map(|(k, a)| (Key::new(k), *a))
                 .collect(),
         };
+        let trace_keys = [("trace_id", Attr::TraceId), ("span_id", Attr::SpanId)]
+            .into_iter()
+            .filter(|(_, a)| !basic.iter().any(|(_, b)| b == a))
+            .map(|(k, a)| (Key::new(k), a))
+            .collect();
         Format {
+            trace_format: self.trace_format,
+            trace_keys,
             basic,
             extras: self
                 .extras
