@@ -29,6 +29,8 @@ mod output;
 mod panic;
 mod pretty;
 pub mod trace;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;

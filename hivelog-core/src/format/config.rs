@@ -192,7 +192,10 @@ impl FormatBuilder {
         };
         let trace_keys = [("trace_id", Attr::TraceId), ("span_id", Attr::SpanId)]
             .into_iter()
-            .filter(|(_, a)| !basic.iter().any(|(_, b)| b == a))
+            // Placed by HIVELOG_FIELDS, or the name is an extra's: not written a second time.
+            .filter(|(k, a)| {
+                !basic.iter().any(|(_, b)| b == a) && !self.extras.iter().any(|(x, _)| x == k)
+            })
             .map(|(k, a)| (Key::new(k), a))
             .collect();
         Format {

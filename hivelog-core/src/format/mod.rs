@@ -3,7 +3,7 @@
 //! Output order: basic fields (in `HIVELOG_FIELDS` order), extras, the event's own fields,
 //! then the fields of the enclosing spans, innermost first, then `"truncated": true` when
 //! some text was cut. A line inside a traced span (see [`crate::trace`]) carries `trace_id`
-//! and `span_id` right after the basic fields (ECS: `trace.id`, `span.id`), unless
+//! and `span_id` right after the extras (ECS: `trace.id`, `span.id`), unless
 //! `HIVELOG_FIELDS` places them itself with the attrs `trace_id` and `span_id`; lines outside
 //! any traced span carry no trace fields.
 //!
@@ -179,6 +179,12 @@ impl Format {
         self.basic.iter().map(|(k, a)| (k.as_str(), *a))
     }
 
+    /// The trace fields written on traced lines besides the basic ones (`trace_id`, `span_id`
+    /// unless `HIVELOG_FIELDS` places them).
+    pub fn trace_fields(&self) -> impl Iterator<Item = (&str, Attr)> {
+        self.trace_keys.iter().map(|(k, a)| (k.as_str(), *a))
+    }
+
     /// Whether values of the field `name` are written as [`REDACTED`] (`HIVELOG_REDACT`).
     #[inline]
     pub fn is_redacted(&self, name: &str) -> bool {
@@ -211,16 +217,16 @@ impl Format {
         for (key, attr) in &self.basic {
             self.emit_basic(record, key, *attr, e);
         }
-        if record.trace().is_some() {
-            for (key, attr) in &self.trace_keys {
-                self.emit_basic(record, key, *attr, e);
-            }
-        }
         for (key, value) in &self.extras {
             e.key_static(key);
             match value {
                 Extra::Str(s) => e.str(s),
                 Extra::Json(v) => emit_json(v, e),
+            }
+        }
+        if record.trace().is_some() {
+            for (key, attr) in &self.trace_keys {
+                self.emit_basic(record, key, *attr, e);
             }
         }
         let own = record.fields.as_slice();
