@@ -385,7 +385,8 @@ fn every_line_of_a_request_carries_its_trace_whatever_the_caller_sent() {
         (vec![("traceparent", huge.as_str())], None),
         (vec![("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a99427279;Sampled=1")], None),
     ];
-    let mut service = Service::start(&[]);
+    let receiver = ForwardReceiver::start(ReceiverConfig::default());
+    let mut service = Service::start(&[("HIVELOG_FLUENT_ADDR", &receiver.url())]);
     let mut conn = Connection::open(service.addr.as_str()).unwrap();
     let mut answered = Vec::new();
     for (headers, expected) in &cases {
@@ -429,6 +430,12 @@ fn every_line_of_a_request_carries_its_trace_whatever_the_caller_sent() {
         assert!(done["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{done}");
         assert_eq!(done["level"], "WARN", "a 5xx is logged as a warning");
         assert_ne!(error["span_id"], done["span_id"], "handler span inside the request span");
+        let shipped = receiver.events();
+        let to_fluentd = shipped
+            .iter()
+            .find(|e| e.str("trace_id") == Some(trace_id.as_str()) && e.str("message") == error["message"].as_str())
+            .unwrap_or_else(|| panic!("the error line with trace {trace_id} did not reach Fluentd"));
+        assert_eq!(to_fluentd.str("span_id"), error["span_id"].as_str());
     }
     let mut unique = answered.clone();
     unique.sort();
