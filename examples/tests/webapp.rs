@@ -356,7 +356,9 @@ fn trace_id_of(traceparent: &str) -> String {
     assert_eq!(parts.len(), 4, "{traceparent}");
     assert!(
         parts[1].len() == 32
-            && parts[1].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && parts[1]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             && parts[1] != "0".repeat(32),
         "{traceparent}"
     );
@@ -370,20 +372,62 @@ fn every_line_of_a_request_carries_its_trace_whatever_the_caller_sent() {
     let huge = format!("00-{}-b7ad6b7169203331-01", "a".repeat(10 * 1024));
     // (headers sent, the trace id the request must continue, or None for a new one)
     let cases: Vec<(Vec<(&str, &str)>, Option<&str>)> = vec![
-        (vec![("traceparent", W3C)], Some("0af7651916cd43dd8448eb211c80319c")),
+        (
+            vec![("traceparent", W3C)],
+            Some("0af7651916cd43dd8448eb211c80319c"),
+        ),
         (
             vec![("TraceParent", W3C), ("tracestate", "congo=t61rcWkgMzE")],
             Some("0af7651916cd43dd8448eb211c80319c"),
         ),
-        (vec![("X-Amzn-Trace-Id", XRAY)], Some("5759e988bd862e3fe1be46a994272793")),
+        (
+            vec![("X-Amzn-Trace-Id", XRAY)],
+            Some("5759e988bd862e3fe1be46a994272793"),
+        ),
         (vec![], None),
-        (vec![("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01")], None),
-        (vec![("traceparent", "00-0af7651916cd43dd8448eb211c8031xx-b7ad6b7169203331-01")], None),
-        (vec![("traceparent", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")], None),
-        (vec![("traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01")], None),
-        (vec![("traceparent", "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01")], None),
+        (
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01",
+            )],
+            None,
+        ),
+        (
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c8031xx-b7ad6b7169203331-01",
+            )],
+            None,
+        ),
+        (
+            vec![(
+                "traceparent",
+                "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )],
+            None,
+        ),
+        (
+            vec![(
+                "traceparent",
+                "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            )],
+            None,
+        ),
+        (
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            )],
+            None,
+        ),
         (vec![("traceparent", huge.as_str())], None),
-        (vec![("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a99427279;Sampled=1")], None),
+        (
+            vec![(
+                "X-Amzn-Trace-Id",
+                "Root=1-5759e988-bd862e3fe1be46a99427279;Sampled=1",
+            )],
+            None,
+        ),
     ];
     let receiver = ForwardReceiver::start(ReceiverConfig::default());
     let mut service = Service::start(&[("HIVELOG_FLUENT_ADDR", &receiver.url())]);
@@ -391,7 +435,10 @@ fn every_line_of_a_request_carries_its_trace_whatever_the_caller_sent() {
     let mut answered = Vec::new();
     for (headers, expected) in &cases {
         let res = conn.get_with("/article/7", headers).unwrap();
-        assert_eq!(res.status, 502, "{headers:?}: never a failed request of ours");
+        assert_eq!(
+            res.status, 502,
+            "{headers:?}: never a failed request of ours"
+        );
         let traceparent = res.header("traceparent").expect("traceparent answered");
         let trace_id = trace_id_of(traceparent);
         match expected {
@@ -427,20 +474,35 @@ fn every_line_of_a_request_carries_its_trace_whatever_the_caller_sent() {
         assert_eq!(done["status"], 502);
         assert_eq!(done["method"], "GET");
         assert_eq!(done["route"], "/article/{id}");
-        assert!(done["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{done}");
+        assert!(
+            done["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{done}"
+        );
         assert_eq!(done["level"], "WARN", "a 5xx is logged as a warning");
-        assert_ne!(error["span_id"], done["span_id"], "handler span inside the request span");
+        assert_ne!(
+            error["span_id"], done["span_id"],
+            "handler span inside the request span"
+        );
         let shipped = receiver.events();
         let to_fluentd = shipped
             .iter()
-            .find(|e| e.str("trace_id") == Some(trace_id.as_str()) && e.str("message") == error["message"].as_str())
-            .unwrap_or_else(|| panic!("the error line with trace {trace_id} did not reach Fluentd"));
+            .find(|e| {
+                e.str("trace_id") == Some(trace_id.as_str())
+                    && e.str("message") == error["message"].as_str()
+            })
+            .unwrap_or_else(|| {
+                panic!("the error line with trace {trace_id} did not reach Fluentd")
+            });
         assert_eq!(to_fluentd.str("span_id"), error["span_id"].as_str());
     }
     let mut unique = answered.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), answered.len() - 1, "only the two W3C requests share a trace");
+    assert_eq!(
+        unique.len(),
+        answered.len() - 1,
+        "only the two W3C requests share a trace"
+    );
     let hit = one(&lines, "article hit");
     assert_eq!(hit["trace_id"], "0af7651916cd43dd8448eb211c80319c");
     for outside in ["listening", "stopped"] {

@@ -410,9 +410,9 @@ fn valid_member(member: &str) -> bool {
     let key_ok = !key.is_empty()
         && key.len() <= 256
         && key.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && key.bytes().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/@".contains(&c)
-        });
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/@".contains(&c));
     let value_ok = !value.is_empty()
         && value.len() <= 256
         && !value.ends_with(' ')

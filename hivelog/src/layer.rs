@@ -180,6 +180,8 @@ where
         for r in &self.routes {
             r.filter.on_enter(id, ctx.clone());
         }
+        #[cfg(feature = "otel")]
+        crate::otel::on_enter(id, &ctx);
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {

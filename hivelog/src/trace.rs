@@ -40,6 +40,11 @@ pub use hivelog_core::trace::{SpanId, TraceContext, TraceId, TraceParent};
 /// assert_eq!(ctx.trace_id.to_string().len(), 32);
 /// ```
 pub fn start(span: &Span, parent: Option<&TraceParent>) -> TraceContext {
+    #[cfg(feature = "otel")]
+    if let Some(ctx) = crate::otel::start(span, parent) {
+        set(span, ctx.clone());
+        return ctx;
+    }
     let ctx = TraceContext::continue_or_start(parent);
     set(span, ctx.clone());
     ctx

@@ -21,7 +21,9 @@ fn incoming() -> Option<TraceParent> {
 
 fn is_hex(v: &Value, len: usize) -> bool {
     v.as_str().is_some_and(|s| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -52,19 +54,33 @@ fn every_line_of_a_traced_span_and_its_children_carries_the_trace() {
     let db = line(&lines, "in db");
     assert_eq!(
         keys(req),
-        ["timestamp", "level", "target", "message", "trace_id", "span_id", "path"]
+        [
+            "timestamp",
+            "level",
+            "target",
+            "message",
+            "trace_id",
+            "span_id",
+            "path"
+        ]
     );
     assert_eq!(req["trace_id"], TRACE);
     assert_eq!(db["trace_id"], TRACE);
     assert!(is_hex(&req["span_id"], 16) && is_hex(&db["span_id"], 16));
     assert_ne!(req["span_id"], db["span_id"]);
-    assert_ne!(req["span_id"], "b7ad6b7169203331", "a new span id, not the caller's");
+    assert_ne!(
+        req["span_id"], "b7ad6b7169203331",
+        "a new span id, not the caller's"
+    );
     let (traceparent, db_span) = outgoing.expect("db span has a trace");
     assert_eq!(db["span_id"], db_span.as_str());
     assert_eq!(traceparent, format!("00-{TRACE}-{db_span}-01"));
     for outside in ["before", "untraced span", "after"] {
         let l = line(&lines, outside);
-        assert!(l.get("trace_id").is_none() && l.get("span_id").is_none(), "{l}");
+        assert!(
+            l.get("trace_id").is_none() && l.get("span_id").is_none(),
+            "{l}"
+        );
     }
 }
 
@@ -97,12 +113,15 @@ fn an_instrumented_future_keeps_the_trace_wherever_it_is_polled() {
 
 #[test]
 fn fields_can_rename_and_place_the_ids() {
-    let lines = json_lines(&[("HIVELOG_FIELDS", "tid=trace_id,message,sid=span_id")], || {
-        info!("outside");
-        let s = info_span!("request");
-        trace::start(&s, incoming().as_ref());
-        s.in_scope(|| info!("inside"));
-    });
+    let lines = json_lines(
+        &[("HIVELOG_FIELDS", "tid=trace_id,message,sid=span_id")],
+        || {
+            info!("outside");
+            let s = info_span!("request");
+            trace::start(&s, incoming().as_ref());
+            s.in_scope(|| info!("inside"));
+        },
+    );
     let inside = line(&lines, "inside");
     assert_eq!(keys(inside), ["tid", "message", "sid"]);
     assert_eq!(inside["tid"], TRACE);
@@ -119,7 +138,13 @@ fn ecs_names_them_trace_id_and_span_id_and_xray_format_is_for_cloudwatch() {
         || {
             info!("outside");
             let s = info_span!("request");
-            trace::start(&s, TraceParent::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1").as_ref());
+            trace::start(
+                &s,
+                TraceParent::from_xray(
+                    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+                )
+                .as_ref(),
+            );
             s.in_scope(|| info!("inside"));
         },
     );

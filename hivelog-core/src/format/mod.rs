@@ -327,12 +327,13 @@ impl Format {
                 e.key_static(key);
                 e.str(&self.service);
             }
-            Attr::TraceId => opt!(r.trace(), |e: &mut E, t: &TraceContext| match self
-                .trace_format
-            {
-                TraceFormat::W3c => e.str(t.trace_id.encode(&mut [0; 32])),
-                TraceFormat::Xray => e.str(t.trace_id.encode_xray(&mut [0; 35])),
-            }),
+            Attr::TraceId => opt!(
+                r.trace(),
+                |e: &mut E, t: &TraceContext| match self.trace_format {
+                    TraceFormat::W3c => e.str(t.trace_id.encode(&mut [0; 32])),
+                    TraceFormat::Xray => e.str(t.trace_id.encode_xray(&mut [0; 35])),
+                }
+            ),
             Attr::SpanId => opt!(r.trace(), |e: &mut E, t: &TraceContext| e
                 .str(t.span_id.encode(&mut [0; 16]))),
             Attr::Const(v) => {

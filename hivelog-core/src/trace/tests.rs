@@ -24,7 +24,10 @@ fn a_valid_traceparent_is_continued_with_its_flags() {
     assert_eq!(ctx.trace_id, p.trace_id);
     assert_ne!(Some(ctx.span_id), p.parent_id);
     let out = ctx.traceparent();
-    assert!(out.starts_with("00-12345678901234567890123456789012-"), "{out}");
+    assert!(
+        out.starts_with("00-12345678901234567890123456789012-"),
+        "{out}"
+    );
     assert!(out.ends_with("-01"), "{out}");
     assert_eq!(parent(&out).unwrap().parent_id, Some(ctx.span_id));
 }
