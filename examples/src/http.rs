@@ -65,10 +65,19 @@ impl Connection {
 
     /// Sends `GET path`, with `cookie` as the `Cookie` header when given, and reads the answer.
     pub fn get(&mut self, path: &str, cookie: Option<&str>) -> io::Result<Response> {
+        match cookie {
+            Some(c) => self.get_with(path, &[("Cookie", c)]),
+            None => self.get_with(path, &[]),
+        }
+    }
+
+    /// Sends `GET path` with these headers (a name may repeat) and reads the answer.
+    pub fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> io::Result<Response> {
         let mut request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
-        if let Some(c) = cookie {
-            request.push_str("Cookie: ");
-            request.push_str(c);
+        for (name, value) in headers {
+            request.push_str(name);
+            request.push_str(": ");
+            request.push_str(value);
             request.push_str("\r\n");
         }
         request.push_str("\r\n");

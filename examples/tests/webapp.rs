@@ -194,8 +194,14 @@ fn handlers_log_users_articles_and_errors_and_sigterm_flushes_and_exits_0() {
             .map(String::as_str)
             .collect();
         assert_eq!(keys[..order.len()], order[..], "{line}");
-        assert_eq!(line["loggerName"], "webapp", "{line}");
-        assert_eq!(line["module"], "webapp", "{line}");
+        // The trace layer logs each request's completion from its own module.
+        let logger = if line["message"] == "request completed" {
+            "hivelog::tower"
+        } else {
+            "webapp"
+        };
+        assert_eq!(line["loggerName"], logger, "{line}");
+        assert_eq!(line["module"], logger, "{line}");
         assert!(line["line"].is_u64(), "{line}");
         assert!(
             line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
@@ -203,6 +209,12 @@ fn handlers_log_users_articles_and_errors_and_sigterm_flushes_and_exits_0() {
         );
         assert_eq!(line["environment"], "test");
     }
+
+    let completed = lines
+        .iter()
+        .filter(|v| v["message"] == "request completed")
+        .count();
+    assert_eq!(completed, 4, "one completion line per request");
 
     let visits: Vec<&Value> = lines.iter().filter(|v| v["message"] == "visit").collect();
     assert_eq!(visits.len(), 2, "{lines:#?}");
@@ -336,4 +348,164 @@ fn ctrl_c_stops_it_the_same_way() {
     let stopping = one(&lines, "shutdown requested; finishing in-flight requests");
     assert_eq!(stopping["signal"], "SIGINT");
     assert_eq!(lines.last().unwrap()["message"], "stopped");
+}
+
+/// The trace id in a `traceparent` value.
+fn trace_id_of(traceparent: &str) -> String {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert!(
+        parts[1].len() == 32
+            && parts[1]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && parts[1] != "0".repeat(32),
+        "{traceparent}"
+    );
+    parts[1].to_owned()
+}
+
+#[test]
+fn every_line_of_a_request_carries_its_trace_whatever_the_caller_sent() {
+    const W3C: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const XRAY: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let huge = format!("00-{}-b7ad6b7169203331-01", "a".repeat(10 * 1024));
+    // (headers sent, the trace id the request must continue, or None for a new one)
+    let cases: Vec<(Vec<(&str, &str)>, Option<&str>)> = vec![
+        (
+            vec![("traceparent", W3C)],
+            Some("0af7651916cd43dd8448eb211c80319c"),
+        ),
+        (
+            vec![("TraceParent", W3C), ("tracestate", "congo=t61rcWkgMzE")],
+            Some("0af7651916cd43dd8448eb211c80319c"),
+        ),
+        (
+            vec![("X-Amzn-Trace-Id", XRAY)],
+            Some("5759e988bd862e3fe1be46a994272793"),
+        ),
+        (vec![], None),
+        (
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01",
+            )],
+            None,
+        ),
+        (
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c8031xx-b7ad6b7169203331-01",
+            )],
+            None,
+        ),
+        (
+            vec![(
+                "traceparent",
+                "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )],
+            None,
+        ),
+        (
+            vec![(
+                "traceparent",
+                "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            )],
+            None,
+        ),
+        (
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            )],
+            None,
+        ),
+        (vec![("traceparent", huge.as_str())], None),
+        (
+            vec![(
+                "X-Amzn-Trace-Id",
+                "Root=1-5759e988-bd862e3fe1be46a99427279;Sampled=1",
+            )],
+            None,
+        ),
+    ];
+    let receiver = ForwardReceiver::start(ReceiverConfig::default());
+    let mut service = Service::start(&[("HIVELOG_FLUENT_ADDR", &receiver.url())]);
+    let mut conn = Connection::open(service.addr.as_str()).unwrap();
+    let mut answered = Vec::new();
+    for (headers, expected) in &cases {
+        let res = conn.get_with("/article/7", headers).unwrap();
+        assert_eq!(
+            res.status, 502,
+            "{headers:?}: never a failed request of ours"
+        );
+        let traceparent = res.header("traceparent").expect("traceparent answered");
+        let trace_id = trace_id_of(traceparent);
+        match expected {
+            Some(t) => assert_eq!(trace_id, *t, "{headers:?}"),
+            None => assert!(
+                !headers.iter().any(|(_, v)| v.contains(&trace_id)),
+                "{headers:?}: a new trace, not the malformed one"
+            ),
+        }
+        answered.push(trace_id);
+    }
+    let res = conn.get_with("/hit/7", &[("traceparent", W3C)]).unwrap();
+    assert_eq!(res.status, 303);
+    service.wait_for("article hit", Duration::from_secs(10));
+    let (status, lines, stderr) = service.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+
+    for trace_id in &answered {
+        let of_request: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["trace_id"] == trace_id.as_str())
+            .collect();
+        let error = of_request
+            .iter()
+            .find(|l| l["message"] == "could not serve the article")
+            .unwrap_or_else(|| panic!("no error line with trace {trace_id}: {lines:#?}"));
+        assert_eq!(error["level"], "ERROR");
+        assert_eq!(error["function"], "article");
+        let done = of_request
+            .iter()
+            .find(|l| l["message"] == "request completed")
+            .unwrap_or_else(|| panic!("no completion line with trace {trace_id}"));
+        assert_eq!(done["status"], 502);
+        assert_eq!(done["method"], "GET");
+        assert_eq!(done["route"], "/article/{id}");
+        assert!(
+            done["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{done}"
+        );
+        assert_eq!(done["level"], "WARN", "a 5xx is logged as a warning");
+        assert_ne!(
+            error["span_id"], done["span_id"],
+            "handler span inside the request span"
+        );
+        let shipped = receiver.events();
+        let to_fluentd = shipped
+            .iter()
+            .find(|e| {
+                e.str("trace_id") == Some(trace_id.as_str())
+                    && e.str("message") == error["message"].as_str()
+            })
+            .unwrap_or_else(|| {
+                panic!("the error line with trace {trace_id} did not reach Fluentd")
+            });
+        assert_eq!(to_fluentd.str("span_id"), error["span_id"].as_str());
+    }
+    let mut unique = answered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        answered.len() - 1,
+        "only the two W3C requests share a trace"
+    );
+    let hit = one(&lines, "article hit");
+    assert_eq!(hit["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    for outside in ["listening", "stopped"] {
+        assert!(one(&lines, outside).get("trace_id").is_none());
+    }
 }

@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use tracing_core::field::{Field as TField, Visit};
 use tracing_core::span::{Attributes, Id, Record as SpanValues};
-use tracing_core::{Event, Subscriber};
+use tracing_core::{Dispatch, Event, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::record::{Fields, Record, SpanNode, Str, Value};
+use crate::trace::TraceContext;
 
 /// What to capture beyond the event itself; derived from the format so unused data costs nothing.
 #[derive(Clone, Copy, Debug)]
@@ -167,11 +168,10 @@ where
             _ => false,
         };
         if !linked_right {
-            let relinked = Arc::new(SpanNode::new(
-                current.name,
-                current.fields.clone(),
-                parent.take(),
-            ));
+            let relinked = Arc::new(
+                SpanNode::new(current.name, current.fields.clone(), parent.take())
+                    .with_trace(current.trace.clone()),
+            );
             std::mem::replace(current, relinked).mark_replaced();
         }
         parent = Some(current.clone());
@@ -190,8 +190,97 @@ where
         .and_then(|p| p.extensions().get::<Arc<SpanNode>>().cloned());
     let mut fields = Fields::with_limit(max_text, attrs.metadata().fields().len());
     attrs.record(&mut FieldsVisitor(&mut fields));
-    let node = Arc::new(SpanNode::new(attrs.metadata().name(), fields, parent));
+    // A span inside a traced one continues its trace with an id of its own.
+    let trace = parent
+        .as_ref()
+        .and_then(|p| p.trace.as_ref())
+        .map(TraceContext::child);
+    let node = Arc::new(SpanNode::new(attrs.metadata().name(), fields, parent).with_trace(trace));
     span.extensions_mut().insert(node);
+}
+
+/// Puts `span` in a trace (a request span continuing an incoming trace, say). Spans created
+/// inside it afterwards inherit the trace; events already captured keep what they had.
+/// Returns `false` when the span has no node (it was not seen by hivelog's layer).
+pub fn set_trace<S>(span: &SpanRef<'_, S>, trace: TraceContext) -> bool
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let mut ext = span.extensions_mut();
+    let Some(node) = ext.get_mut::<Arc<SpanNode>>() else {
+        return false;
+    };
+    match Arc::get_mut(node) {
+        // No event or child holds the node yet: change it in place.
+        Some(only) => only.trace = Some(trace),
+        None => {
+            RECORDED.store(true, Ordering::Relaxed);
+            let traced = SpanNode::new(node.name, node.fields.clone(), node.parent.clone())
+                .with_trace(Some(trace));
+            std::mem::replace(node, Arc::new(traced)).mark_replaced();
+        }
+    }
+    true
+}
+
+/// The trace `span` belongs to, if any.
+pub fn trace_of<S>(span: &SpanRef<'_, S>) -> Option<TraceContext>
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    span.extensions()
+        .get::<Arc<SpanNode>>()
+        .and_then(|n| n.trace.clone())
+}
+
+fn set_via<S>(d: &Dispatch, id: &Id, trace: TraceContext) -> bool
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    d.downcast_ref::<S>()
+        .and_then(|s| s.span(id))
+        .is_some_and(|span| set_trace(&span, trace))
+}
+
+fn get_via<S>(d: &Dispatch, id: &Id) -> Option<TraceContext>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    d.downcast_ref::<S>()
+        .and_then(|s| s.span(id))
+        .and_then(|span| trace_of(&span))
+}
+
+/// Reaches the trace of a span from outside the subscriber (`hivelog::trace`), through
+/// [`Dispatch::downcast_ref`]: a layer that stores [`SpanNode`]s returns one of these from its
+/// `downcast_raw`, made for its subscriber type.
+#[derive(Clone, Copy, Debug)]
+pub struct SpanAccess {
+    set: fn(&Dispatch, &Id, TraceContext) -> bool,
+    get: fn(&Dispatch, &Id) -> Option<TraceContext>,
+}
+
+impl SpanAccess {
+    /// The access for a layer whose inner subscriber is `S`.
+    pub const fn new<S>() -> Self
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        SpanAccess {
+            set: set_via::<S>,
+            get: get_via::<S>,
+        }
+    }
+
+    /// [`set_trace`] on the span `id` of `dispatch`.
+    pub fn set_trace(&self, dispatch: &Dispatch, id: &Id, trace: TraceContext) -> bool {
+        (self.set)(dispatch, id, trace)
+    }
+
+    /// [`trace_of`] the span `id` of `dispatch`.
+    pub fn trace(&self, dispatch: &Dispatch, id: &Id) -> Option<TraceContext> {
+        (self.get)(dispatch, id)
+    }
 }
 
 /// Applies `Span::record` values; call from `Layer::on_record`.
@@ -207,7 +296,9 @@ where
     let mut fields = node.fields.clone();
     values.record(&mut FieldsVisitor(&mut fields));
     RECORDED.store(true, Ordering::Relaxed);
-    let recorded = Arc::new(SpanNode::new(node.name, fields, node.parent.clone()));
+    let recorded = Arc::new(
+        SpanNode::new(node.name, fields, node.parent.clone()).with_trace(node.trace.clone()),
+    );
     std::mem::replace(node, recorded).mark_replaced();
 }
 

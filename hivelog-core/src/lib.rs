@@ -13,6 +13,7 @@ pub mod format;
 pub mod pipeline;
 pub mod record;
 pub mod sink;
+pub mod trace;
 
 pub use destination::Var;
 pub use env::{ConfigError, Env, Secret};

@@ -15,6 +15,8 @@ use std::time::SystemTime;
 
 use tracing_core::Level;
 
+use crate::trace::TraceContext;
+
 /// A range of bytes inside a record's (or span's) text arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TextRange {
@@ -292,6 +294,8 @@ pub struct SpanNode {
     pub fields: Fields,
     /// The enclosing span.
     pub parent: Option<Arc<SpanNode>>,
+    /// The trace this span belongs to, with its own span id (see [`crate::trace`]).
+    pub trace: Option<TraceContext>,
     /// Set once a newer node has taken this one's place on its span (`Span::record`).
     replaced: AtomicBool,
 }
@@ -303,8 +307,15 @@ impl SpanNode {
             name,
             fields,
             parent,
+            trace: None,
             replaced: AtomicBool::new(false),
         }
+    }
+
+    /// The same node with a trace context.
+    pub fn with_trace(mut self, trace: Option<TraceContext>) -> Self {
+        self.trace = trace;
+        self
     }
 
     /// Whether a newer node has taken this one's place on its span: a chain of nodes that
@@ -410,6 +421,12 @@ impl Record {
     /// Bytes this record holds in memory (the struct and its own heap); what budgets count.
     pub fn size(&self) -> usize {
         std::mem::size_of::<Record>() + self.fields.heap_size()
+    }
+
+    /// The trace of the innermost enclosing span, when it belongs to one.
+    #[inline]
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.span.as_ref().and_then(|s| s.trace.as_ref())
     }
 
     /// The message text, or `""`.

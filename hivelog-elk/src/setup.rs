@@ -25,7 +25,7 @@ pub const TEMPLATE_PRIORITY: u32 = 200;
 /// The template's name and body for index pattern `pattern`.
 pub(crate) fn index_template(format: &Format, pattern: &str) -> (String, Value) {
     let mut properties = Map::new();
-    for (key, attr) in format.basic() {
+    for (key, attr) in format.basic().chain(format.trace_fields()) {
         let mapping = match attr {
             Attr::Timestamp => {
                 json!({"type": "date", "format": "strict_date_optional_time||epoch_millis"})
@@ -41,6 +41,8 @@ pub(crate) fn index_template(format: &Format, pattern: &str) -> (String, Value) 
             | Attr::Thread
             | Attr::Hostname
             | Attr::Service
+            | Attr::TraceId
+            | Attr::SpanId
             | Attr::Const(_) => json!({"type": "keyword", "ignore_above": 1024}),
         };
         properties.insert(key.to_owned(), mapping);

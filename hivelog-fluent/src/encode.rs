@@ -360,7 +360,7 @@ impl Encoder {
                 _ => 0,
             };
         }
-        n += fields_bound(&r.fields);
+        n += fields_bound(&r.fields) + self.format.trace_bound(r);
         if let Some(span) = &r.span {
             n += span
                 .ancestry()

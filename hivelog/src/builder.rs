@@ -16,6 +16,25 @@ use crate::guard::{Guard, Outputs};
 use crate::layer::{Dest, HivelogLayer, Route};
 use crate::output::{Local, Output, Style};
 
+/// What [`Builder::take_under`] takes out: the layers under hivelog's.
+#[cfg(feature = "otel")]
+pub(crate) type Under = Option<crate::otel::OtelLayer>;
+/// What [`Builder::take_under`] takes out: nothing without the `otel` feature.
+#[cfg(not(feature = "otel"))]
+pub(crate) type Under = ();
+
+/// The subscriber: the registry, the layers under hivelog's, hivelog's layer.
+#[cfg(feature = "otel")]
+pub(crate) fn dispatch(layer: HivelogLayer, under: Under) -> Dispatch {
+    Dispatch::new(tracing_subscriber::registry().with(under).with(layer))
+}
+
+/// The subscriber: the registry and hivelog's layer.
+#[cfg(not(feature = "otel"))]
+pub(crate) fn dispatch(layer: HivelogLayer, (): Under) -> Dispatch {
+    Dispatch::new(tracing_subscriber::registry().with(layer))
+}
+
 /// Configures hivelog in code; every setting can still be overridden by its `HIVELOG_*` variable.
 ///
 /// ```
@@ -41,6 +60,8 @@ pub struct Builder {
     heartbeat: Option<Duration>,
     custom: Vec<CustomSink>,
     code: Vec<Box<dyn Any + Send>>,
+    #[cfg(feature = "otel")]
+    otel: Option<crate::otel::OtelLayer>,
 }
 
 impl Default for Builder {
@@ -58,6 +79,8 @@ impl Default for Builder {
             heartbeat: None,
             custom: Vec::new(),
             code: Vec::new(),
+            #[cfg(feature = "otel")]
+            otel: None,
         }
     }
 }
@@ -186,6 +209,25 @@ impl Builder {
         self
     }
 
+    /// Puts an OpenTelemetry layer (`tracing-opentelemetry`, exporting through `tracer`) under
+    /// hivelog's: spans are exported, and each line's `trace_id`/`span_id` are its span's
+    /// OpenTelemetry ids.
+    ///
+    /// ```
+    /// # fn f(tracer: opentelemetry::trace::noop::NoopTracer) {
+    /// let _logs = hivelog::builder().otel(tracer).init();
+    /// # }
+    /// ```
+    #[cfg(feature = "otel")]
+    pub fn otel<T>(mut self, tracer: T) -> Self
+    where
+        T: opentelemetry::trace::Tracer + Send + Sync + 'static,
+        T::Span: Send + Sync,
+    {
+        self.otel = Some(crate::otel::layer(tracer));
+        self
+    }
+
     /// Installs hivelog as the global subscriber; on a configuration error, prints it to stderr
     /// and falls back to the defaults (JSON to stdout) rather than failing the service.
     pub fn init(self) -> Guard {
@@ -211,9 +253,10 @@ impl Builder {
 
     /// Builds the subscriber without installing it: for tests (`tracing::dispatcher::with_default`)
     /// and programs that install their own. Starts the sinks' threads.
-    pub fn try_build(self) -> Result<(Dispatch, Guard), ConfigError> {
+    pub fn try_build(mut self) -> Result<(Dispatch, Guard), ConfigError> {
+        let under = self.take_under();
         let (layer, mut outputs, _) = self.build_layer(false)?;
-        let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+        let dispatch = dispatch(layer, under);
         outputs.start_heartbeat(dispatch.clone());
         Ok((
             dispatch,
@@ -223,6 +266,16 @@ impl Builder {
             },
         ))
     }
+
+    /// The layers that go under hivelog's (OpenTelemetry's, with the `otel` feature).
+    #[cfg(feature = "otel")]
+    pub(crate) fn take_under(&mut self) -> Under {
+        self.otel.take()
+    }
+
+    /// The layers that go under hivelog's: none without the `otel` feature.
+    #[cfg(not(feature = "otel"))]
+    pub(crate) fn take_under(&mut self) -> Under {}
 
     /// Builds the layer and outputs; the format is returned for the panic hook's and callers' use.
     pub(crate) fn build_layer(

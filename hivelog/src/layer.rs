@@ -6,11 +6,12 @@
 //! max level), so an event no destination wants is rejected by the macro itself, before any
 //! field is evaluated; an event some destination wants is captured once and routed.
 
+use std::any::TypeId;
 use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use hivelog_core::capture::{self, CaptureOptions};
+use hivelog_core::capture::{self, CaptureOptions, SpanAccess};
 use hivelog_core::{Pipeline, Record};
 use tracing_core::span::{Attributes, Id, Record as SpanValues};
 use tracing_core::subscriber::Interest;
@@ -179,6 +180,8 @@ where
         for r in &self.routes {
             r.filter.on_enter(id, ctx.clone());
         }
+        #[cfg(feature = "otel")]
+        crate::otel::on_enter(id, &ctx);
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
@@ -190,6 +193,18 @@ where
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         for r in &self.routes {
             r.filter.on_close(id.clone(), ctx.clone());
+        }
+    }
+
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        // `hivelog::trace` reaches span nodes through this; see `SpanAccess`.
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<SpanAccess>() {
+            let access: &'static SpanAccess = const { &SpanAccess::new::<S>() };
+            Some(access as *const SpanAccess as *const ())
+        } else {
+            None
         }
     }
 

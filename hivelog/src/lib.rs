@@ -26,9 +26,14 @@ mod file;
 mod guard;
 mod heartbeat;
 mod layer;
+#[cfg(feature = "otel")]
+mod otel;
 mod output;
 mod panic;
 mod pretty;
+#[cfg(feature = "tower")]
+pub mod tower;
+pub mod trace;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -55,7 +60,6 @@ pub use hivelog_elk as elk;
 pub use hivelog_fluent as fluent;
 
 use guard::Outputs;
-use tracing_subscriber::layer::SubscriberExt;
 
 static CLAIMED: AtomicBool = AtomicBool::new(false);
 static GLOBAL: OnceLock<Outputs> = OnceLock::new();
@@ -104,12 +108,13 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
         return Err(ConfigError::AlreadyInitialized);
     }
     let hook = builder.wants_panic_hook();
+    let mut builder = builder;
+    let under = builder.take_under();
     let (layer, mut outputs, _) = builder
         .build_layer(false)
         .inspect_err(|_| CLAIMED.store(false, Ordering::SeqCst))?;
     let max = layer.max_level();
-    if tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).is_err()
-    {
+    if tracing::dispatcher::set_global_default(builder::dispatch(layer, under)).is_err() {
         outputs.shutdown(Duration::ZERO);
         return Err(ConfigError::AlreadyInitialized);
     }

@@ -29,6 +29,16 @@
 //! `fields(id = id)` rather than as the argument's `Debug` text) appear on its events. Outside
 //! any span (`listening`, `stopped`) `function` is `null`.
 //!
+//! # Trace correlation
+//! Every route runs behind [`hivelog::tower::TraceLayer`]: a request continues the caller's
+//! W3C `traceparent` (or AWS `X-Amzn-Trace-Id`, as an ALB sets it) or starts a new trace, every
+//! line it logs carries `trace_id` and `span_id`, the layer logs `request completed` with
+//! `status` and `latency_ms`, and the response carries the request's `traceparent`.
+//!
+//! ```sh
+//! curl -i -H 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' localhost:3000/article/7
+//! ```
+//!
 //! # Configuration
 //! `BIND` is the listen address, `host` or `host:port` (default `127.0.0.1:3000`; containers
 //! need `0.0.0.0`); `PORT` overrides the port (`0` picks a free one; the `listening` event says
@@ -56,7 +66,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use axum::extract::Path;
+use axum::extract::{MatchedPath, Path};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Redirect;
 use axum::routing::get;
@@ -134,6 +144,15 @@ fn app() -> Router {
         .route("/", get(index))
         .route("/hit/{id}", get(hit))
         .route("/article/{id}", get(article))
+        .layer(hivelog::tower::TraceLayer::new().route(matched_route))
+}
+
+/// The route template (`/article/{id}`) as the request span's `route`.
+fn matched_route(parts: &axum::http::request::Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
 }
 
 /// SIGTERM (how ECS, Docker and Kubernetes stop a container) and Ctrl-C, listened for from

@@ -1,7 +1,8 @@
 //! Building a [`Format`] from code defaults, then `HIVELOG_*` overrides.
 
 use super::{
-    Attr, Extra, Format, Key, Schema, TimestampFormat, DEFAULT_MAX_EVENT_BYTES, ECS_VERSION,
+    Attr, Extra, Format, Key, Schema, TimestampFormat, TraceFormat, DEFAULT_MAX_EVENT_BYTES,
+    ECS_VERSION,
 };
 use crate::destination::Var;
 use crate::env::{ConfigError, Env};
@@ -16,6 +17,7 @@ pub struct FormatBuilder {
     redact: Vec<String>,
     service: Option<String>,
     max_event_bytes: Option<usize>,
+    trace_format: TraceFormat,
 }
 
 /// The variables this builder reads.
@@ -51,9 +53,14 @@ pub const FORMAT_VARS: &[Var] = &[
         "field names printed as \"[redacted]\"",
     ),
     Var::new("HIVELOG_MAX_EVENT_BYTES", "1MiB", "text kept per event"),
+    Var::new(
+        "HIVELOG_TRACE_FORMAT",
+        "w3c",
+        "trace id form: w3c (32 hex) or xray (1-xxxxxxxx-…)",
+    ),
 ];
 
-const FIELDS_FORM: &str = "comma-separated 'out=attr' pairs or attrs, attrs being timestamp, level, target, message, module, file, line, span, spans, thread, thread_id, pid, hostname, service";
+const FIELDS_FORM: &str = "comma-separated 'out=attr' pairs or attrs, attrs being timestamp, level, target, message, module, file, line, span, spans, thread, thread_id, pid, hostname, service, trace_id, span_id";
 
 impl FormatBuilder {
     /// Sets the basic fields from `HIVELOG_FIELDS` syntax (`timestamp,loggerName=target`).
@@ -100,6 +107,12 @@ impl FormatBuilder {
         self
     }
 
+    /// Sets how trace ids are written (default [`TraceFormat::W3c`]).
+    pub fn trace_format(mut self, f: TraceFormat) -> Self {
+        self.trace_format = f;
+        self
+    }
+
     /// Applies the `HIVELOG_*` format variables over the code defaults.
     pub fn apply_env(mut self, env: &Env) -> Result<Self, ConfigError> {
         if let Some(v) = env.get("HIVELOG_FIELDS") {
@@ -124,6 +137,13 @@ impl FormatBuilder {
             TimestampFormat::CHOICES,
         )? {
             self.timestamp = t;
+        }
+        if let Some(f) = env.choice(
+            "HIVELOG_TRACE_FORMAT",
+            "a trace id format",
+            TraceFormat::CHOICES,
+        )? {
+            self.trace_format = f;
         }
         if let Some(v) = env.get("HIVELOG_REDACT") {
             self.redact.extend(
@@ -184,6 +204,8 @@ impl FormatBuilder {
                 ("service.name", Attr::Service),
                 ("process.pid", Attr::Pid),
                 ("host.hostname", Attr::Hostname),
+                ("trace.id", Attr::TraceId),
+                ("span.id", Attr::SpanId),
             ]
             .iter()
             .map(|(k, a)| (Key::new(k), *a))
@@ -197,7 +219,17 @@ impl FormatBuilder {
                 .map(|(k, a)| (Key::new(k), *a))
                 .collect(),
         };
+        let trace_keys = [("trace_id", Attr::TraceId), ("span_id", Attr::SpanId)]
+            .into_iter()
+            // Placed by HIVELOG_FIELDS, or the name is an extra's: not written a second time.
+            .filter(|(k, a)| {
+                !basic.iter().any(|(_, b)| b == a) && !self.extras.iter().any(|(x, _)| x == k)
+            })
+            .map(|(k, a)| (Key::new(k), a))
+            .collect();
         Format {
+            trace_format: self.trace_format,
+            trace_keys,
             basic,
             extras: self
                 .extras

@@ -2,7 +2,10 @@
 //!
 //! Output order: basic fields (in `HIVELOG_FIELDS` order), extras, the event's own fields,
 //! then the fields of the enclosing spans, innermost first, then `"truncated": true` when
-//! some text was cut.
+//! some text was cut. A line inside a traced span (see [`crate::trace`]) carries `trace_id`
+//! and `span_id` right after the extras (ECS: `trace.id`, `span.id`), unless
+//! `HIVELOG_FIELDS` places them itself with the attrs `trace_id` and `span_id`; lines outside
+//! any traced span carry no trace fields.
 //!
 //! Collisions: basic fields and extras own their names. An event or span field whose name is
 //! already taken by one of them is written as `fields.<name>`, so it overwrites nothing and is
@@ -25,6 +28,7 @@ pub use time::TimestampFormat;
 
 use crate::capture::CaptureOptions;
 use crate::record::{Field, Record, Value};
+use crate::trace::TraceContext;
 
 /// Default cap on an event's text (`HIVELOG_MAX_EVENT_BYTES`).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -63,8 +67,28 @@ pub enum Attr {
     Hostname,
     /// The service name.
     Service,
+    /// The trace id of the enclosing traced span, per `HIVELOG_TRACE_FORMAT`.
+    TraceId,
+    /// The innermost traced span's id (16 hex digits).
+    SpanId,
     /// A constant (`ecs.version`).
     Const(&'static str),
+}
+
+/// How trace ids are written (`HIVELOG_TRACE_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TraceFormat {
+    /// 32 lowercase hex digits, as in W3C `traceparent` and OpenTelemetry.
+    #[default]
+    W3c,
+    /// X-Ray's `1-5759e988-bd862e3fe1be46a994272793`, which CloudWatch and X-Ray link to traces.
+    Xray,
+}
+
+impl TraceFormat {
+    /// The names accepted by `HIVELOG_TRACE_FORMAT`.
+    pub const CHOICES: &'static [(&'static str, TraceFormat)] =
+        &[("w3c", TraceFormat::W3c), ("xray", TraceFormat::Xray)];
 }
 
 impl Attr {
@@ -84,6 +108,8 @@ impl Attr {
         ("pid", Attr::Pid),
         ("hostname", Attr::Hostname),
         ("service", Attr::Service),
+        ("trace_id", Attr::TraceId),
+        ("span_id", Attr::SpanId),
     ];
 }
 
@@ -119,6 +145,9 @@ pub struct Format {
     pid: u32,
     max_event_bytes: usize,
     error_keys: [Key; 3],
+    trace_format: TraceFormat,
+    /// The trace fields written on traced lines that `HIVELOG_FIELDS` does not place itself.
+    trace_keys: Vec<(Key, Attr)>,
 }
 
 /// `[redacted]`: what a redacted field's value is replaced with.
@@ -148,6 +177,12 @@ impl Format {
     /// The basic fields, in order.
     pub fn basic(&self) -> impl Iterator<Item = (&str, Attr)> {
         self.basic.iter().map(|(k, a)| (k.as_str(), *a))
+    }
+
+    /// The trace fields written on traced lines besides the basic ones (`trace_id`, `span_id`
+    /// unless `HIVELOG_FIELDS` places them).
+    pub fn trace_fields(&self) -> impl Iterator<Item = (&str, Attr)> {
+        self.trace_keys.iter().map(|(k, a)| (k.as_str(), *a))
     }
 
     /// Whether values of the field `name` are written as [`REDACTED`] (`HIVELOG_REDACT`).
@@ -187,6 +222,11 @@ impl Format {
             match value {
                 Extra::Str(s) => e.str(s),
                 Extra::Json(v) => emit_json(v, e),
+            }
+        }
+        if record.trace().is_some() {
+            for (key, attr) in &self.trace_keys {
+                self.emit_basic(record, key, *attr, e);
             }
         }
         let own = record.fields.as_slice();
@@ -287,11 +327,34 @@ impl Format {
                 e.key_static(key);
                 e.str(&self.service);
             }
+            Attr::TraceId => opt!(
+                r.trace(),
+                |e: &mut E, t: &TraceContext| match self.trace_format {
+                    TraceFormat::W3c => e.str(t.trace_id.encode(&mut [0; 32])),
+                    TraceFormat::Xray => e.str(t.trace_id.encode_xray(&mut [0; 35])),
+                }
+            ),
+            Attr::SpanId => opt!(r.trace(), |e: &mut E, t: &TraceContext| e
+                .str(t.span_id.encode(&mut [0; 16]))),
             Attr::Const(v) => {
                 e.key_static(key);
                 e.str(v);
             }
         }
+    }
+
+    /// An upper bound of the bytes the trace fields add to `r` in any encoding (for sinks that
+    /// size records without encoding them).
+    pub fn trace_bound(&self, r: &Record) -> usize {
+        if r.trace().is_none() {
+            return 0;
+        }
+        self.basic
+            .iter()
+            .chain(&self.trace_keys)
+            .filter(|(_, a)| matches!(a, Attr::TraceId | Attr::SpanId))
+            .map(|(k, _)| k.as_str().len() + 5 + 40)
+            .sum()
     }
 
     fn reserved(&self, name: &str) -> bool {
@@ -333,7 +396,9 @@ impl Format {
 
     /// Whether `name` is written by hivelog itself (basic fields, extras, `truncated`).
     fn owned_by_hivelog(&self, r: &Record, name: &str) -> bool {
-        self.reserved(name) || (name == "truncated" && r.truncated())
+        self.reserved(name)
+            || (name == "truncated" && r.truncated())
+            || (r.trace().is_some() && self.trace_keys.iter().any(|(k, _)| k.as_str() == name))
     }
 
     /// Writes a user field's key: its name, or when hivelog owns that name `fields.<name>`,
