@@ -8,7 +8,7 @@ use hivelog_core::{ConfigError, Env};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use crate::file::{parse_rotation, Rotation, DEFAULT_KEEP};
-use crate::output::{Output, Style};
+use crate::output::{Output, OutputMode, Style};
 
 const LEVEL_FORM: &str = "filter directives such as info or warn,my_service::db=debug";
 
@@ -47,6 +47,15 @@ pub(crate) fn style(env: &Env) -> Result<Option<Style>, ConfigError> {
         "HIVELOG_FORMAT",
         "an output format",
         &[("json", Style::Json), ("pretty", Style::Pretty)],
+    )
+}
+
+/// `HIVELOG_OUTPUT_MODE`.
+pub(crate) fn output_mode(env: &Env) -> Result<Option<OutputMode>, ConfigError> {
+    env.choice(
+        "HIVELOG_OUTPUT_MODE",
+        "an output mode",
+        &[("async", OutputMode::Async), ("sync", OutputMode::Sync)],
     )
 }
 
