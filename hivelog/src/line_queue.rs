@@ -27,16 +27,6 @@ use std::time::Instant;
 use hivelog_core::pipeline::Overflow;
 use hivelog_core::Record;
 
-/// What became of a pushed record.
-pub(crate) enum Pushed {
-    /// Queued for the writer.
-    Queued,
-    /// Dropped by the overflow policy (and counted).
-    Dropped,
-    /// The writer has stopped (after a shutdown): the caller writes the record itself.
-    Closed(Record),
-}
-
 /// The queue, its counters and the writer's wake-up.
 pub(crate) struct LineQueue {
     budget: usize,
@@ -94,18 +84,19 @@ impl LineQueue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a record, drops it by the overflow policy, or hands it back once the writer stopped.
-    pub(crate) fn push(&self, mut record: Record) -> Pushed {
+    /// Queues a record or drops it by the overflow policy (and counts it). Once the writer has
+    /// stopped (after a shutdown), hands it back: the caller writes it itself.
+    pub(crate) fn push(&self, mut record: Record) -> Option<Record> {
         let size = record.size();
         let mut st = self.lock();
         if st.pending_bytes + size > self.budget && !st.finished {
             match self.make_room(st, size) {
                 Some(guard) => st = guard,
-                None => return Pushed::Dropped,
+                None => return None,
             }
         }
         if st.finished {
-            return Pushed::Closed(record);
+            return Some(record);
         }
         record.seq = st.next_seq;
         st.next_seq += 1;
@@ -118,7 +109,7 @@ impl LineQueue {
         if wake {
             self.work.notify_one();
         }
-        Pushed::Queued
+        None
     }
 
     /// Applies the overflow policy; `None` when the new record is dropped (and counted).

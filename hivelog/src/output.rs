@@ -25,7 +25,7 @@ use std::time::Instant;
 use hivelog_core::{Format, PipelineConfig, Record};
 
 use crate::file::{RollingFile, Rotation};
-use crate::line_queue::{LineQueue, Pushed};
+use crate::line_queue::LineQueue;
 use crate::target::{Lines, Target};
 
 /// Where local lines go (`HIVELOG_OUTPUT`).
@@ -158,10 +158,11 @@ impl Local {
     /// Writes a record nobody else reads: queued in `async` mode, without a copy.
     pub(crate) fn send(&self, record: Record) {
         match &self.queue {
-            Some(q) => match q.push(record) {
-                Pushed::Queued | Pushed::Dropped => {}
-                Pushed::Closed(record) => self.write_now(&record),
-            },
+            Some(q) => {
+                if let Some(late) = q.push(record) {
+                    self.write_now(&late);
+                }
+            }
             None => self.write_now(&record),
         }
     }

@@ -13,8 +13,9 @@
 //! previous write runs, and the next write takes them all. File rotation happens here too,
 //! between two lines.
 //!
-//! Inside this thread the default dispatcher is `Dispatch::none()`, so nothing it does can log
-//! back into the queue it drains.
+//! Nothing on this thread logs through `tracing` (its diagnostics go to stderr), so unlike the
+//! sinks' threads it sets no `Dispatch::none()` default: a scoped dispatcher anywhere in the
+//! process moves every thread's log call off `tracing`'s global fast path.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -33,10 +34,7 @@ pub(crate) const CHUNK: usize = 256 * 1024;
 pub(crate) fn spawn(queue: Arc<LineQueue>, lines: Arc<Lines>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("hivelog-output".into())
-        .spawn(move || {
-            let _quiet = tracing::dispatcher::set_default(&tracing::Dispatch::none());
-            run(&queue, &lines)
-        })?;
+        .spawn(move || run(&queue, &lines))?;
     Ok(())
 }
 
