@@ -152,7 +152,8 @@ impl fmt::Display for Report {
 /// Keeps hivelog's outputs running; dropping it flushes and stops the sinks.
 ///
 /// Bind it to a named variable for the whole of `main` (`let _logs = hivelog::init();`):
-/// `let _ = hivelog::init();` drops it at once, which shuts the sinks down immediately.
+/// `let _ = hivelog::init();` drops it at once, which shuts the sinks down immediately (and
+/// stops the local writer thread: later lines are written by the threads that log them).
 ///
 /// On drop, it calls [`Guard::shutdown`] with `HIVELOG_SHUTDOWN_TIMEOUT` (default 5 s) and,
 /// when something could not be delivered, prints the report to stderr. `std::process::exit`
