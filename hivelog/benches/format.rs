@@ -2,7 +2,9 @@
 //! into `io::sink()`. Run: `cargo bench -p hivelog --bench format`.
 //!
 //! Both subscribers are installed the same way (`tracing::dispatcher::with_default`), so the
-//! dispatch overhead is identical and the difference is the formatting and writing.
+//! dispatch overhead is identical and the difference is the formatting and writing. hivelog
+//! runs in `sync` mode here (the calling thread formats and writes), so this measures the
+//! formatter; `benches/local.rs` measures the default writer thread against a real file.
 
 use std::hint::black_box;
 use std::io;
@@ -15,6 +17,7 @@ fn hivelog_dispatch() -> (Dispatch, hivelog::Guard) {
         .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
         .extra("service", "bench")
         .extra("environment", "prod")
+        .output_mode(hivelog::OutputMode::Sync)
         .writer(io::sink())
         .try_build()
         .unwrap()

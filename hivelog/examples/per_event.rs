@@ -11,7 +11,8 @@
 //! with N=0 to subtract it). `hivelog_pipeline` is capture + enqueue into a pipeline with a
 //! counting sink and no local output; run it with `--separate-threads=yes` and read the main
 //! thread's file, to count the caller's work only (`tracing_subscriber_plain` is its baseline,
-//! `fmt().json()`).
+//! `fmt().json()`). `hivelog_async_file` is the default local output (writer thread) into a
+//! file in the temp directory, the same way.
 
 use std::io;
 
@@ -60,7 +61,24 @@ fn main() {
                 .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
                 .extra("service", "bench")
                 .extra("environment", "prod")
+                .output_mode(hivelog::OutputMode::Sync)
                 .writer(io::sink())
+                .try_build()
+                .unwrap();
+            (d, Some(g))
+        }
+        // The default local output (writer thread) into a file: run with
+        // `--separate-threads=yes` to count the caller's and the writer's work apart.
+        "hivelog_async_file" => {
+            let (d, g) = hivelog::builder()
+                .env(hivelog::Env::from_pairs([("HIVELOG_BUFFER_BYTES", "1GB")]))
+                .extra("service", "bench")
+                .extra("environment", "prod")
+                .output(hivelog::Output::File {
+                    path: std::env::temp_dir().join("per_event_async.log"),
+                    rotation: hivelog::Rotation::Never,
+                    keep: 1,
+                })
                 .try_build()
                 .unwrap();
             (d, Some(g))

@@ -14,7 +14,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use crate::config;
 use crate::guard::{Guard, Outputs};
 use crate::layer::{Dest, HivelogLayer, Route};
-use crate::output::{Local, Output, Style};
+use crate::output::{Local, Output, OutputMode, Style};
 
 /// What [`Builder::take_under`] takes out: the layers under hivelog's.
 #[cfg(feature = "otel")]
@@ -53,6 +53,7 @@ pub struct Builder {
     level: Option<String>,
     style: Option<Style>,
     output: Option<Output>,
+    output_mode: Option<OutputMode>,
     writer: Option<Box<dyn Write + Send>>,
     pipeline: PipelineConfig,
     env: Option<Env>,
@@ -72,6 +73,7 @@ impl Default for Builder {
             level: None,
             style: None,
             output: None,
+            output_mode: None,
             writer: None,
             pipeline: PipelineConfig::default(),
             env: None,
@@ -122,6 +124,22 @@ impl Builder {
         self
     }
 
+    /// Who writes local lines (`HIVELOG_OUTPUT_MODE`; default [`OutputMode::Async`]).
+    ///
+    /// ```
+    /// let (dispatch, guard) = hivelog::builder()
+    ///     .output_mode(hivelog::OutputMode::Sync)
+    ///     .output(hivelog::Output::Stderr)
+    ///     .try_build()
+    ///     .unwrap();
+    /// tracing::dispatcher::with_default(&dispatch, || tracing::info!("written before this returns"));
+    /// assert_eq!(guard.report().local.unwrap().written, 1);
+    /// ```
+    pub fn output_mode(mut self, mode: OutputMode) -> Self {
+        self.output_mode = Some(mode);
+        self
+    }
+
     /// Writes local lines to `w` instead of `HIVELOG_OUTPUT` (tests, benchmarks, custom targets).
     pub fn writer(mut self, w: impl Write + Send + 'static) -> Self {
         self.writer = Some(Box::new(w));
@@ -146,7 +164,8 @@ impl Builder {
         self
     }
 
-    /// Queue, batching, retry and shutdown settings for the sinks (`HIVELOG_BUFFER_BYTES`, …).
+    /// Queue, batching, retry and shutdown settings for the sinks (`HIVELOG_BUFFER_BYTES`, …);
+    /// the local output's queue uses the same budget and overflow policy.
     pub fn pipeline(mut self, config: PipelineConfig) -> Self {
         self.pipeline = config;
         self
@@ -294,6 +313,12 @@ impl Builder {
         let main_filter = config::parse_filter(main_var, &level)?;
         let style = config::style(&env)?.or(self.style).unwrap_or_default();
         let output = config::output(&env, self.output.take())?;
+        let mode = config::output_mode(&env)?
+            .or(self.output_mode)
+            .unwrap_or_default();
+        // Read even without sinks: the local output has the same budget and overflow policy,
+        // and a bad value is an error whether or not it is used yet.
+        let pipeline = self.pipeline.clone().apply_env(&env)?;
 
         let mut routes = Vec::new();
         let mut outputs = Outputs {
@@ -302,11 +327,13 @@ impl Builder {
         };
         let local = match self.writer.take() {
             _ if dry_run => None,
-            Some(w) => Some(Local::writer(w, style, format.clone())),
-            None => Local::open(&output, style, format.clone()).map_err(|e| {
-                ConfigError::conflict("HIVELOG_OUTPUT", format!("cannot open {output:?}: {e}"))
-            })?,
-        };
+            Some(w) => Some(Local::writer(w, style, format.clone(), mode, &pipeline)),
+            None => Local::open(&output, style, format.clone(), mode, &pipeline).transpose(),
+        }
+        .transpose()
+        .map_err(|e| {
+            ConfigError::conflict("HIVELOG_OUTPUT", format!("cannot open {output:?}: {e}"))
+        })?;
         if let Some(local) = local {
             let local = Arc::new(local);
             outputs.local = Some(local.clone());
@@ -317,8 +344,6 @@ impl Builder {
         }
 
         let sinks = self.sinks(&env, &format)?;
-        // Read even without sinks: a bad value is an error whether or not it is used yet.
-        let pipeline = self.pipeline.clone().apply_env(&env)?;
         outputs.shutdown_timeout = pipeline.shutdown_timeout;
         {
             for (level_var, spawn) in sinks {

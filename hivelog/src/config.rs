@@ -8,7 +8,7 @@ use hivelog_core::{ConfigError, Env, Var};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use crate::file::{parse_rotation, Rotation, DEFAULT_KEEP};
-use crate::output::{Output, Style};
+use crate::output::{Output, OutputMode, Style};
 
 /// The facade's own variables (the format's and the pipeline's are in `hivelog_core`).
 pub const VARS: &[Var] = &[
@@ -23,6 +23,11 @@ pub const VARS: &[Var] = &[
         "HIVELOG_OUTPUT",
         "stdout",
         "stdout, stderr, none or file:PATH",
+    ),
+    Var::new(
+        "HIVELOG_OUTPUT_MODE",
+        "async",
+        "async (a writer thread writes the lines) or sync (the calling thread does)",
     ),
     Var::new(
         "HIVELOG_FILE_ROTATION",
@@ -74,6 +79,15 @@ pub(crate) fn style(env: &Env) -> Result<Option<Style>, ConfigError> {
         "HIVELOG_FORMAT",
         "an output format",
         &[("json", Style::Json), ("pretty", Style::Pretty)],
+    )
+}
+
+/// `HIVELOG_OUTPUT_MODE`.
+pub(crate) fn output_mode(env: &Env) -> Result<Option<OutputMode>, ConfigError> {
+    env.choice(
+        "HIVELOG_OUTPUT_MODE",
+        "an output mode",
+        &[("async", OutputMode::Async), ("sync", OutputMode::Sync)],
     )
 }
 

@@ -73,22 +73,54 @@ impl RollingFile {
         }
     }
 
-    /// Writes one whole line, rotating first when due.
-    pub(crate) fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let now = now_secs();
-        let due = match self.rotation {
-            Rotation::Never => false,
-            Rotation::Hourly | Rotation::Daily => {
-                Self::period_of(self.rotation, now) != self.period
-            }
-            Rotation::Size(max) => self.size > 0 && self.size + line.len() as u64 > max,
-        };
-        if due {
-            self.rotate(now)?;
+    /// Writes whole lines (`buf` ends with `\n`), rotating first when due; a size rotation
+    /// cuts between lines, so no file exceeds the limit unless one line alone does.
+    ///
+    /// `done` counts the bytes of `buf` written, also when an error cuts the write short.
+    pub(crate) fn write_lines(&mut self, mut buf: &[u8], done: &mut usize) -> io::Result<()> {
+        while !buf.is_empty() {
+            let now = now_secs();
+            let cut = match self.rotation {
+                Rotation::Never => buf.len(),
+                Rotation::Hourly | Rotation::Daily => {
+                    if Self::period_of(self.rotation, now) != self.period {
+                        self.rotate(now)?;
+                    }
+                    buf.len()
+                }
+                Rotation::Size(max) => match self.fitting(buf, max) {
+                    Some(cut) => cut,
+                    None => {
+                        self.rotate(now)?;
+                        continue;
+                    }
+                },
+            };
+            self.file.write_all(&buf[..cut])?;
+            *done += cut;
+            self.size += cut as u64;
+            buf = &buf[cut..];
         }
-        self.file.write_all(line)?;
-        self.size += line.len() as u64;
         Ok(())
+    }
+
+    /// How many bytes of whole lines from `buf` fit under `max`; `None` when the file must
+    /// rotate first. An empty file takes at least one line, however long.
+    fn fitting(&self, buf: &[u8], max: u64) -> Option<usize> {
+        let room = max.saturating_sub(self.size);
+        if buf.len() as u64 <= room {
+            return Some(buf.len());
+        }
+        let room = room as usize;
+        match buf[..room].iter().rposition(|&b| b == b'\n') {
+            Some(i) => Some(i + 1),
+            None if self.size > 0 => None,
+            None => Some(
+                buf.iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(buf.len(), |i| i + 1),
+            ),
+        }
     }
 
     fn suffix(&self, now: u64) -> String {

@@ -46,10 +46,11 @@ impl Outputs {
         }
     }
 
-    /// Runs `f` on every pipeline at once (each waits on its own thread's work), then reports.
-    fn each(&self, f: impl Fn(&Pipeline) -> Stats + Sync) -> Report {
+    /// Runs `local` on the local output, then `f` on every pipeline at once (each waits on its
+    /// own thread's work; the local writer drains meanwhile), then reports.
+    fn each(&self, local: impl FnOnce(&Local), f: impl Fn(&Pipeline) -> Stats + Sync) -> Report {
         if let Some(l) = &self.local {
-            l.flush();
+            local(l);
         }
         let sinks = match self.sinks.as_slice() {
             [] => Vec::new(),
@@ -71,7 +72,14 @@ impl Outputs {
 
     pub(crate) fn flush(&self, timeout: Duration) -> Report {
         let deadline = Instant::now() + timeout;
-        self.each(|p| p.flush(deadline))
+        self.each(|l| l.flush(deadline), |p| p.flush(deadline))
+    }
+
+    /// Waits for the local writer only (the `atexit` handler).
+    pub(crate) fn flush_local(&self, timeout: Duration) {
+        if let Some(l) = &self.local {
+            l.flush(Instant::now() + timeout);
+        }
     }
 
     pub(crate) fn shutdown(&self, timeout: Duration) -> Report {
@@ -79,7 +87,7 @@ impl Outputs {
             hb.stop();
         }
         let deadline = Instant::now() + timeout;
-        self.each(|p| p.shutdown(deadline))
+        self.each(|l| l.shutdown(deadline), |p| p.shutdown(deadline))
     }
 }
 
@@ -97,7 +105,9 @@ pub struct Report {
 impl Report {
     /// Whether every event reached its destinations: nothing pending, dropped, rejected or failed.
     pub fn is_complete(&self) -> bool {
-        self.local.as_ref().is_none_or(|l| l.failed == 0)
+        self.local
+            .as_ref()
+            .is_none_or(|l| l.failed == 0 && l.dropped == 0 && l.pending == 0)
             && self
                 .sinks
                 .iter()
@@ -114,6 +124,9 @@ impl fmt::Display for Report {
                 "{}: written {}, failed {}",
                 l.output, l.written, l.failed
             )?;
+            if l.dropped > 0 || l.pending > 0 {
+                write!(f, ", dropped {}, pending {}", l.dropped, l.pending)?;
+            }
             sep = "; ";
         }
         for s in &self.sinks {
@@ -141,12 +154,15 @@ impl fmt::Display for Report {
 /// Keeps hivelog's outputs running; dropping it flushes and stops the sinks.
 ///
 /// Bind it to a named variable for the whole of `main` (`let _logs = hivelog::init();`):
-/// `let _ = hivelog::init();` drops it at once, which shuts the sinks down immediately.
+/// `let _ = hivelog::init();` drops it at once, which shuts the sinks down immediately (and
+/// stops the local writer thread: later lines are written by the threads that log them).
 ///
 /// On drop, it calls [`Guard::shutdown`] with `HIVELOG_SHUTDOWN_TIMEOUT` (default 5 s) and,
 /// when something could not be delivered, prints the report to stderr. `std::process::exit`
-/// skips destructors: call [`crate::flush`] before it, or events still queued for the sinks are
-/// lost (the local stdout output writes synchronously and loses nothing).
+/// skips destructors: the lines queued for the local output are still written (an `atexit`
+/// handler waits for its writer, at most `HIVELOG_SHUTDOWN_TIMEOUT`), but events still queued
+/// for the sinks are lost unless [`crate::flush`] is called before it. A SIGKILL loses what is
+/// queued anywhere.
 #[must_use = "dropping the guard shuts hivelog's sinks down: bind it with `let _logs = ...`"]
 pub struct Guard {
     pub(crate) outputs: Outputs,

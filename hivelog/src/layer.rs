@@ -1,5 +1,6 @@
 //! The `tracing` layer: filters per destination, captures each event once, and hands the
-//! [`Record`] to the local output (written now) and to each sink's pipeline (enqueued).
+//! [`Record`] to the local output (queued for its writer thread, or written now in `sync` mode)
+//! and to each sink's pipeline (enqueued).
 //!
 //! Each destination (the local output, each sink) has its own `EnvFilter` (`HIVELOG_LEVEL`,
 //! `HIVELOG_<SINK>_LEVEL`). The layer tells `tracing` the union of them (callsite interest and
@@ -97,7 +98,7 @@ impl HivelogLayer {
 }
 
 thread_local! {
-    /// The record reused by events that only go to the local output (never queued).
+    /// The record reused by events that only go to a `sync` local output (never queued).
     static SCRATCH: RefCell<Option<Record>> = const { RefCell::new(None) };
 }
 
@@ -105,6 +106,9 @@ fn write_local<S>(local: &Local, event: &Event<'_>, ctx: &Context<'_, S>, opts: 
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    if local.is_async() {
+        return local.send(capture::capture_event(event, ctx, opts));
+    }
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut slot) => {
             match slot.as_mut() {
@@ -127,7 +131,7 @@ where
 
 fn send(dest: &Dest, record: Record) {
     match dest {
-        Dest::Local(l) => l.write(&record),
+        Dest::Local(l) => l.send(record),
         Dest::Sink(p) => p.push(record),
     }
 }

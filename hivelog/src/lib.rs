@@ -19,6 +19,7 @@
 //! ship them; the log call only enqueues.
 #![warn(missing_docs)]
 
+mod atexit;
 mod builder;
 mod config;
 mod destinations;
@@ -26,14 +27,17 @@ mod file;
 mod guard;
 mod heartbeat;
 mod layer;
+mod line_queue;
 #[cfg(feature = "otel")]
 mod otel;
 mod output;
 mod panic;
 mod pretty;
+mod target;
 #[cfg(feature = "tower")]
 pub mod tower;
 pub mod trace;
+mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -50,7 +54,7 @@ pub use layer::HivelogLayer;
 /// The record model, format and `Sink` contract, for writing destinations of your own
 /// ([`Builder::sink`]).
 pub use hivelog_core as core;
-pub use output::{LocalReport, Output, Style};
+pub use output::{LocalReport, Output, OutputMode, Style};
 
 #[cfg(feature = "cloudwatch")]
 pub use hivelog_cloudwatch as cloudwatch;
@@ -98,7 +102,8 @@ pub fn stats() -> Report {
 }
 
 /// Sends everything queued, waiting at most `timeout`: call it before `std::process::exit`,
-/// which skips the guard's destructor.
+/// which skips the guard's destructor (the local output is waited for at exit anyway; the
+/// sinks are not).
 pub fn flush(timeout: Duration) -> Report {
     GLOBAL.get().map(|o| o.flush(timeout)).unwrap_or_default()
 }
@@ -135,6 +140,12 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
     }
     outputs.start_heartbeat(tracing::dispatcher::get_default(|d| d.clone()));
     let _ = GLOBAL.set(outputs.clone());
+    let timeout = outputs.shutdown_timeout;
+    atexit::register(move || {
+        if let Some(o) = GLOBAL.get() {
+            o.flush_local(timeout);
+        }
+    });
     if hook {
         panic::install(
             |timeout| {

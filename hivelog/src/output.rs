@@ -1,20 +1,32 @@
-//! The local output: JSON lines (or pretty text) written synchronously by the logging thread.
+//! The local output (stdout, stderr, `file:`): JSON lines or pretty text, a destination like
+//! the sinks.
 //!
-//! Each event is formatted into a thread-local buffer and written with one `write_all` of a
-//! whole line while the output is locked, so lines from different threads never interleave.
-//! stdout is line-buffered by std: each line reaches the container runtime's log driver
-//! (awslogs, fluentd) as soon as it is logged, and nothing is pending at exit.
+//! In `async` mode (`HIVELOG_OUTPUT_MODE`, the default) the log call only captures the event
+//! and queues it ([`crate::line_queue`], same byte budget, overflow policy and counters as a
+//! sink); the writer thread ([`crate::writer`]) writes many lines per syscall. A reader of
+//! stdout that stops reading then stalls nobody: the queue fills, and the overflow policy drops
+//! and counts. What is queued is written before the process ends normally: the guard's drop,
+//! `std::process::exit` (an `atexit` handler, [`crate::atexit`]) and a panic (the hook) all
+//! wait for the writer, at most `HIVELOG_SHUTDOWN_TIMEOUT`; only a SIGKILL or an abort loses
+//! what is queued (normally microseconds' worth).
+//!
+//! In `sync` mode the calling thread formats the line into a thread-local buffer and writes it
+//! with one `write(2)` under the output's lock, as before: nothing is ever queued, and a
+//! stalled reader stalls the log call. After a shutdown the writer thread has stopped and
+//! `async` behaves the same way, so events logged late (from another thread, or after the
+//! guard's drop) are still written.
 
 use std::cell::RefCell;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use hivelog_core::{Format, Record};
+use hivelog_core::{Format, PipelineConfig, Record};
 
 use crate::file::{RollingFile, Rotation};
-use crate::pretty;
+use crate::line_queue::LineQueue;
+use crate::target::{Lines, Target};
 
 /// Where local lines go (`HIVELOG_OUTPUT`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -47,22 +59,22 @@ pub enum Style {
     Pretty,
 }
 
-enum Target {
-    Stdout,
-    Stderr,
-    File(Mutex<RollingFile>),
-    Writer(Mutex<Box<dyn Write + Send>>),
+/// Who writes local lines (`HIVELOG_OUTPUT_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OutputMode {
+    /// A writer thread writes them, many per syscall; the log call only queues (default).
+    /// A SIGKILL loses what is queued.
+    #[default]
+    Async,
+    /// The logging thread writes each line before the log call returns; a stalled reader of
+    /// stdout stalls the log call.
+    Sync,
 }
 
-/// The local output with its counters.
+/// The local output: its lines and counters, and in `async` mode the queue to its writer.
 pub(crate) struct Local {
-    target: Target,
-    name: String,
-    style: Style,
-    color: bool,
-    format: Arc<Format>,
-    written: AtomicU64,
-    failed: AtomicU64,
+    lines: Arc<Lines>,
+    queue: Option<Arc<LineQueue>>,
 }
 
 thread_local! {
@@ -70,11 +82,13 @@ thread_local! {
 }
 
 impl Local {
-    /// Opens the output; `None` for `Output::None`.
+    /// Opens the output and, in `async` mode, starts its writer; `None` for `Output::None`.
     pub(crate) fn open(
         output: &Output,
         style: Style,
         format: Arc<Format>,
+        mode: OutputMode,
+        config: &PipelineConfig,
     ) -> io::Result<Option<Local>> {
         let (target, name, tty) = match output {
             Output::None => return Ok(None),
@@ -98,99 +112,132 @@ impl Local {
                 false,
             ),
         };
-        Ok(Some(Local::new(target, name, style, tty, format)))
+        let lines = Lines::new(target, name, style, tty, format);
+        Local::start(lines, mode, config).map(Some)
     }
 
     /// A caller-supplied writer (benchmarks, tests, custom destinations).
-    pub(crate) fn writer(w: Box<dyn Write + Send>, style: Style, format: Arc<Format>) -> Local {
-        Local::new(
-            Target::Writer(Mutex::new(w)),
-            "writer".to_owned(),
-            style,
-            false,
-            format,
-        )
+    pub(crate) fn writer(
+        w: Box<dyn Write + Send>,
+        style: Style,
+        format: Arc<Format>,
+        mode: OutputMode,
+        config: &PipelineConfig,
+    ) -> io::Result<Local> {
+        let target = Target::Writer(Mutex::new(w));
+        let lines = Lines::new(target, "writer".to_owned(), style, false, format);
+        Local::start(lines, mode, config)
     }
 
-    fn new(target: Target, name: String, style: Style, tty: bool, format: Arc<Format>) -> Local {
-        let color = tty && std::env::var_os("NO_COLOR").is_none();
-        Local {
-            target,
-            name,
-            style,
-            color,
-            format,
-            written: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+    fn start(lines: Lines, mode: OutputMode, config: &PipelineConfig) -> io::Result<Local> {
+        let lines = Arc::new(lines);
+        let queue = match mode {
+            OutputMode::Sync => None,
+            OutputMode::Async => {
+                let queue = Arc::new(LineQueue::new(config.buffer_bytes, config.overflow));
+                crate::writer::spawn(queue.clone(), lines.clone())?;
+                Some(queue)
+            }
+        };
+        Ok(Local { lines, queue })
+    }
+
+    /// Whether records go through the writer thread (they must then be owned).
+    pub(crate) fn is_async(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Writes a record other destinations also read: now, or a copy through the queue.
+    pub(crate) fn write(&self, record: &Record) {
+        match &self.queue {
+            Some(_) => self.send(record.clone()),
+            None => self.write_now(record),
         }
     }
 
-    /// Formats and writes one record.
-    pub(crate) fn write(&self, record: &Record) {
+    /// Writes a record nobody else reads: queued in `async` mode, without a copy.
+    pub(crate) fn send(&self, record: Record) {
+        match &self.queue {
+            Some(q) => {
+                if let Some(late) = q.push(record) {
+                    self.write_now(&late);
+                }
+            }
+            None => self.write_now(&record),
+        }
+    }
+
+    /// Formats and writes one record on the calling thread.
+    fn write_now(&self, record: &Record) {
         BUF.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => {
                 buf.clear();
-                self.write_with(record, &mut buf);
+                self.lines.format(record, &mut buf);
+                self.lines.write(&buf, 1);
                 // Don't let one huge event pin a huge buffer to the thread forever.
                 if buf.capacity() > 64 * 1024 {
                     *buf = Vec::with_capacity(512);
                 }
             }
-            Err(_) => self.write_with(record, &mut Vec::new()),
+            Err(_) => {
+                let mut buf = Vec::new();
+                self.lines.format(record, &mut buf);
+                self.lines.write(&buf, 1);
+            }
         })
     }
 
-    fn write_with(&self, record: &Record, buf: &mut Vec<u8>) {
-        match self.style {
-            Style::Json => self.format.write_json(record, buf),
-            Style::Pretty => pretty::write(&self.format, record, self.color, buf),
+    /// Waits until every line logged before the call is written (at most until `deadline`),
+    /// then flushes what the target buffers.
+    pub(crate) fn flush(&self, deadline: Instant) {
+        if let Some(q) = &self.queue {
+            q.flush(deadline);
         }
-        buf.push(b'\n');
-        let res = match &self.target {
-            Target::Stdout => io::stdout().lock().write_all(buf),
-            Target::Stderr => io::stderr().lock().write_all(buf),
-            Target::File(f) => f.lock().unwrap_or_else(|p| p.into_inner()).write_line(buf),
-            Target::Writer(w) => w.lock().unwrap_or_else(|p| p.into_inner()).write_all(buf),
-        };
-        match res {
-            Ok(()) => self.written.fetch_add(1, Ordering::Relaxed),
-            Err(e) => {
-                hivelog_core::diag::warn(
-                    &self.name,
-                    "write",
-                    format!("cannot write a log line: {e}"),
-                );
-                self.failed.fetch_add(1, Ordering::Relaxed)
-            }
-        };
+        self.lines.flush();
     }
 
-    /// Flushes buffered bytes (files and custom writers; stdout/stderr hold none).
-    pub(crate) fn flush(&self) {
-        let _ = match &self.target {
-            Target::Stdout => io::stdout().lock().flush(),
-            Target::Stderr => io::stderr().lock().flush(),
-            Target::File(f) => f.lock().unwrap_or_else(|p| p.into_inner()).flush(),
-            Target::Writer(w) => w.lock().unwrap_or_else(|p| p.into_inner()).flush(),
-        };
+    /// Lets the writer drain and stop (at most until `deadline`); later lines are written by
+    /// the threads that log them.
+    pub(crate) fn shutdown(&self, deadline: Instant) {
+        if let Some(q) = &self.queue {
+            q.shutdown(deadline);
+        }
+        self.lines.flush();
     }
 
     pub(crate) fn report(&self) -> LocalReport {
+        let (pending, dropped) = self.queue.as_ref().map_or((0, 0), |q| q.counts());
+        let (written, failed) = self.lines.counts();
         LocalReport {
-            output: self.name.clone(),
-            written: self.written.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
+            output: self.lines.name().to_owned(),
+            written,
+            failed,
+            dropped,
+            pending,
         }
     }
 }
 
-/// What the local output did.
+impl Drop for Local {
+    fn drop(&mut self) {
+        // The last handle is gone (guard and subscriber dropped): the writer drains and stops.
+        if let Some(q) = &self.queue {
+            q.close();
+        }
+    }
+}
+
+/// What the local output did: `logged = written + failed + dropped + pending`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LocalReport {
     /// `stdout`, `stderr`, `file:PATH` or `writer`.
     pub output: String,
     /// Lines written.
     pub written: u64,
-    /// Lines that could not be written (I/O errors).
+    /// Lines that could not be written (I/O errors: a closed pipe, a full disk).
     pub failed: u64,
+    /// Lines dropped because the queue's budget was full (`HIVELOG_OVERFLOW`).
+    pub dropped: u64,
+    /// Lines queued and not yet written (`async` mode).
+    pub pending: u64,
 }

@@ -12,6 +12,7 @@ fn each_bad_value_names_the_variable_the_value_and_the_expectation() {
         ("HIVELOG_FORMAT", "xml", "HIVELOG_FORMAT: 'xml' is not an output format; expected one of json, pretty"),
         ("HIVELOG_SCHEMA", "gelf", "HIVELOG_SCHEMA: 'gelf' is not a schema; expected one of default, ecs"),
         ("HIVELOG_OUTPUT", "syslog", "HIVELOG_OUTPUT: 'syslog' is not an output; expected stdout, stderr, none, or file:PATH"),
+        ("HIVELOG_OUTPUT_MODE", "later", "HIVELOG_OUTPUT_MODE: 'later' is not an output mode; expected one of async, sync"),
         ("HIVELOG_FILE_ROTATION", "weekly", "HIVELOG_FILE_ROTATION: 'weekly' is not a rotation; expected never, hourly, daily, or a size of at least 1KB (100MB)"),
         ("HIVELOG_FILE_KEEP", "-1", "HIVELOG_FILE_KEEP: '-1' is not a number in range; expected an integer from 1 to 100000"),
         ("HIVELOG_MAX_EVENT_BYTES", "10", "HIVELOG_MAX_EVENT_BYTES: '10' is not an event size; expected a size from 1KiB to 64MiB (1MiB)"),

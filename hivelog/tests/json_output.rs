@@ -426,6 +426,15 @@ fn the_heartbeat_reports_the_counters_periodically_until_shutdown() {
     assert_eq!(beats[0]["written"], 1);
     assert_eq!(beats[1]["written"], 2);
     assert!(beats[0]["dropped"].is_u64() && beats[0]["pending"].is_u64());
+    // The local output's own figures: nothing dropped, failed or still queued.
+    assert_eq!(
+        (
+            &beats[0]["local_dropped"],
+            &beats[0]["write_failed"],
+            &beats[0]["local_pending"]
+        ),
+        (&Value::from(0), &Value::from(0), &Value::from(0))
+    );
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let after = support::parse(&buf.text())
         .iter()

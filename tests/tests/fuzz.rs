@@ -566,12 +566,14 @@ fn lines_logged(f: impl FnOnce()) -> Vec<String> {
         }
     }
     let out = Arc::new(Mutex::new(Vec::new()));
-    let (dispatch, _guard) = hivelog::builder()
+    let (dispatch, guard) = hivelog::builder()
         .env(Env::from_pairs([("HIVELOG_SERVICE", "svc")]))
         .writer(Buf(out.clone()))
         .try_build()
         .unwrap();
     tracing::dispatcher::with_default(&dispatch, f);
+    // The writer thread writes the lines: wait for it.
+    guard.flush(std::time::Duration::from_secs(5));
     let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     for line in &lines {
