@@ -346,7 +346,7 @@ fn default_value(vars: &Vars, name: &str, r: Option<&Resolved>) -> String {
             }),
         ),
         "HIVELOG_BUFFER_BYTES" => bytes(p.map_or(64_000_000, |p| p.buffer_bytes)),
-        "HIVELOG_OVERFLOW" => p.map_or(s("drop_newest"), |p| p.overflow.to_string()),
+        "HIVELOG_OVERFLOW" => p.map_or(s("drop_lowest"), |p| p.overflow.to_string()),
         "HIVELOG_FLUSH_INTERVAL" => dur(p.map(|p| p.flush_interval), "1s"),
         "HIVELOG_SHUTDOWN_TIMEOUT" => dur(p.map(|p| p.shutdown_timeout), "5s"),
         "HIVELOG_RETRY_BASE" => dur(p.map(|p| p.retry.base), "100ms"),

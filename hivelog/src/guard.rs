@@ -127,6 +127,9 @@ impl fmt::Display for Report {
                 s.rejected,
                 s.failed
             )?;
+            if s.dropped() > 0 {
+                write_levels(f, &s.dropped_by_level)?;
+            }
             if let Some(e) = &s.last_error {
                 write!(f, " (last error: {e})")?;
             }
@@ -134,6 +137,27 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// ` (dropped ERROR 1, INFO 20)`: the levels that lost events, most important first.
+fn write_levels(
+    f: &mut fmt::Formatter<'_>,
+    c: &hivelog_core::pipeline::LevelCounts,
+) -> fmt::Result {
+    let mut sep = " (dropped ";
+    for (name, n) in [
+        ("ERROR", c.error),
+        ("WARN", c.warn),
+        ("INFO", c.info),
+        ("DEBUG", c.debug),
+        ("TRACE", c.trace),
+    ] {
+        if n > 0 {
+            write!(f, "{sep}{name} {n}")?;
+            sep = ", ";
+        }
+    }
+    f.write_str(")")
 }
 
 /// Keeps hivelog's outputs running; dropping it flushes and stops the sinks.

@@ -426,6 +426,9 @@ fn the_heartbeat_reports_the_counters_periodically_until_shutdown() {
     assert_eq!(beats[0]["written"], 1);
     assert_eq!(beats[1]["written"], 2);
     assert!(beats[0]["dropped"].is_u64() && beats[0]["pending"].is_u64());
+    for level in ["error", "warn", "info", "debug", "trace"] {
+        assert_eq!(beats[0][format!("dropped_{level}")], 0, "{}", beats[0]);
+    }
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let after = support::parse(&buf.text())
         .iter()

@@ -46,7 +46,7 @@ pub use config::{
     Overflow, PipelineConfig, RetryPolicy, DEFAULT_BUFFER_BYTES, DEFAULT_FLUSH_INTERVAL,
     DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_MAX_ELAPSED, DEFAULT_SHUTDOWN_TIMEOUT,
 };
-pub use stats::Stats;
+pub use stats::{LevelCounts, Stats};
 
 use crate::record::Record;
 use crate::sink::Sink;
