@@ -11,7 +11,8 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config;
 use crate::guard::{Guard, Outputs};
-use crate::layer::{Dest, HivelogLayer, Route};
+use crate::layer::{Dest, HivelogLayer};
+use crate::level::{self, FilterCell, Filters, LevelControl, RouteLevel};
 use crate::output::{Local, Output, Style};
 
 /// Configures hivelog in code; every setting can still be overridden by its `HIVELOG_*` variable.
@@ -249,12 +250,12 @@ impl Builder {
                 .map_err(|e| rename_var(e, "builder fields"))?;
         }
         let format = Arc::new(format.apply_env(&env)?.build());
-        let (level, main_var) = config::level(&env, self.level.as_deref());
-        let main_filter = config::parse_filter(main_var, &level)?;
+        let main = level::resolve(&env, self.level.as_deref(), dry_run)?;
         let style = config::style(&env)?.or(self.style).unwrap_or_default();
         let output = config::output(&env, self.output.take())?;
 
-        let mut routes = Vec::new();
+        let mut dests = Vec::new();
+        let mut levels = Vec::new();
         let mut outputs = Outputs {
             shutdown_timeout: self.pipeline.shutdown_timeout,
             ..Outputs::default()
@@ -269,38 +270,51 @@ impl Builder {
         if let Some(local) = local {
             let local = Arc::new(local);
             outputs.local = Some(local.clone());
-            routes.push(Route {
-                filter: main_filter,
-                dest: Dest::Local(local),
-            });
+            dests.push(Dest::Local(local));
+            levels.push(RouteLevel::Main);
         }
 
         let sinks = self.sinks(&env, &format)?;
         // Read even without sinks: a bad value is an error whether or not it is used yet.
         let pipeline = self.pipeline.clone().apply_env(&env)?;
         outputs.shutdown_timeout = pipeline.shutdown_timeout;
-        {
-            for (level_var, spawn) in sinks {
-                let filter = match level_var.and_then(|var| env.get(var).map(|v| (var, v))) {
-                    Some((var, v)) => config::parse_filter(var, v)?,
-                    None => config::parse_filter(main_var, &level)?,
-                };
-                if dry_run {
-                    continue;
+        for (level_var, spawn) in sinks {
+            let level = match level_var.and_then(|var| env.get(var).map(|v| (var, v))) {
+                Some((var, v)) => {
+                    config::parse_filter(var, v)?;
+                    RouteLevel::Own {
+                        var,
+                        directives: v.to_owned(),
+                    }
                 }
-                let p = spawn(pipeline.clone()).map_err(|e| {
-                    ConfigError::conflict(
-                        level_var.unwrap_or("sink"),
-                        format!("cannot start the sink's thread: {e}"),
-                    )
-                })?;
-                outputs.sinks.push(p.clone());
-                routes.push(Route {
-                    filter,
-                    dest: Dest::Sink(p),
-                });
+                None => RouteLevel::Main,
+            };
+            if dry_run {
+                continue;
+            }
+            let p = spawn(pipeline.clone()).map_err(|e| {
+                ConfigError::conflict(
+                    level_var.unwrap_or("sink"),
+                    format!("cannot start the sink's thread: {e}"),
+                )
+            })?;
+            outputs.sinks.push(p.clone());
+            dests.push(Dest::Sink(p));
+            levels.push(level);
+        }
+        let filters = Filters::build(&levels, &main.directives, &main.var)?;
+        let cell = Arc::new(FilterCell::new(filters));
+        let control = Arc::new(LevelControl::new(cell.clone(), levels, main.default));
+        if let (Some((path, seen)), false) = (main.file, dry_run) {
+            if let Err(e) = level::watch(control.clone(), path, seen) {
+                hivelog_core::diag::warn(
+                    "config",
+                    "HIVELOG_LEVEL_FILE",
+                    format!("cannot start the level file's thread: {e}; the level stays fixed"),
+                );
             }
         }
+        outputs.level = Some(control);
         outputs.heartbeat_every = env
             .parse(
                 "HIVELOG_HEARTBEAT",
@@ -309,7 +323,7 @@ impl Builder {
             )?
             .unwrap_or(self.heartbeat);
         config::warn_unused(&env);
-        let layer = HivelogLayer::new(routes, format.capture_options());
+        let layer = HivelogLayer::new(dests, cell, format.capture_options());
         Ok((layer, outputs, format))
     }
 
