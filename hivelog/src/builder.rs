@@ -14,6 +14,7 @@ use crate::guard::{Guard, Outputs};
 use crate::layer::{Dest, HivelogLayer};
 use crate::level::{self, FilterCell, Filters, LevelControl, RouteLevel};
 use crate::output::{Local, Output, Style};
+use crate::ratelimit::{self, Limiter, Router};
 
 /// Configures hivelog in code; every setting can still be overridden by its `HIVELOG_*` variable.
 ///
@@ -315,6 +316,20 @@ impl Builder {
             }
         }
         outputs.level = Some(control);
+        let rate_limit = env.parse("HIVELOG_RATE_LIMIT", "a rate limit", ratelimit::parse)?;
+        if let (Some(limit), false) = (rate_limit, dry_run) {
+            let router = Router {
+                dests: dests.clone(),
+                filters: cell.clone(),
+                max_text: format.max_event_bytes(),
+            };
+            outputs.limiter = Some(Limiter::start(limit, router).map_err(|e| {
+                ConfigError::conflict(
+                    "HIVELOG_RATE_LIMIT",
+                    format!("cannot start the rate limit's thread: {e}"),
+                )
+            })?);
+        }
         outputs.heartbeat_every = env
             .parse(
                 "HIVELOG_HEARTBEAT",
@@ -323,7 +338,12 @@ impl Builder {
             )?
             .unwrap_or(self.heartbeat);
         config::warn_unused(&env);
-        let layer = HivelogLayer::new(dests, cell, format.capture_options());
+        let layer = HivelogLayer::new(
+            dests,
+            cell,
+            format.capture_options(),
+            outputs.limiter.clone(),
+        );
         Ok((layer, outputs, format))
     }
 

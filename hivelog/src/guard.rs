@@ -12,6 +12,7 @@ const SET_LEVEL: &str = "hivelog::set_level";
 use crate::heartbeat::Heartbeat;
 use crate::level::LevelControl;
 use crate::output::{Local, LocalReport};
+use crate::ratelimit::Limiter;
 
 /// Everything hivelog writes to: the local output and each sink's pipeline.
 #[derive(Clone, Default)]
@@ -24,6 +25,8 @@ pub(crate) struct Outputs {
     pub(crate) heartbeat: Option<Arc<Heartbeat>>,
     /// The main level's control (absent only in the inert guard of a failed `init`).
     pub(crate) level: Option<Arc<LevelControl>>,
+    /// `HIVELOG_RATE_LIMIT`'s limiter, whose open counts are emitted at shutdown.
+    pub(crate) limiter: Option<Arc<Limiter>>,
 }
 
 impl Outputs {
@@ -102,6 +105,9 @@ impl Outputs {
         }
         if let Some(level) = &self.level {
             level.stop();
+        }
+        if let Some(limiter) = &self.limiter {
+            limiter.finish();
         }
         let deadline = Instant::now() + timeout;
         self.each(|p| p.shutdown(deadline))

@@ -21,12 +21,14 @@ use tracing_core::{Event, Metadata, Subscriber};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use crate::level::FilterCell;
+use crate::ratelimit::Limiter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::output::Local;
 
 /// Where a route sends what its filter lets through.
+#[derive(Clone)]
 pub(crate) enum Dest {
     Local(Arc<Local>),
     Sink(Pipeline),
@@ -38,6 +40,8 @@ pub struct HivelogLayer {
     routes: Vec<Dest>,
     filters: Arc<FilterCell>,
     capture: CaptureOptions,
+    /// `HIVELOG_RATE_LIMIT`, when set.
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl HivelogLayer {
@@ -45,11 +49,13 @@ impl HivelogLayer {
         routes: Vec<Dest>,
         filters: Arc<FilterCell>,
         capture: CaptureOptions,
+        limiter: Option<Arc<Limiter>>,
     ) -> Self {
         HivelogLayer {
             routes,
             filters,
             capture,
+            limiter,
         }
     }
 
@@ -205,6 +211,11 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if let Some(limiter) = &self.limiter {
+            if !limiter.admit(event.metadata()) {
+                return;
+            }
+        }
         // A log call must never panic because of logging (a user's `Display` that panics, say).
         if std::panic::catch_unwind(AssertUnwindSafe(|| self.deliver(event, ctx))).is_err() {
             hivelog_core::diag::warn(

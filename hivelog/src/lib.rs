@@ -29,6 +29,7 @@ mod level;
 mod output;
 mod panic;
 mod pretty;
+mod ratelimit;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;

@@ -129,6 +129,25 @@ fn child_main() {
             tracing::debug!("tracing debug after");
             tracing::info!(current = hivelog::level().unwrap(), "now");
         }
+        // Four threads storm one callsite while another logs a little.
+        "storm" => {
+            let _g = hivelog::init();
+            let storm: Vec<_> = (0..4)
+                .map(|t| {
+                    std::thread::spawn(move || {
+                        for i in 0..5000 {
+                            storm_callsite(t, i);
+                        }
+                    })
+                })
+                .collect();
+            for i in 0..20 {
+                tracing::info!(i, "quiet");
+            }
+            for t in storm {
+                t.join().unwrap();
+            }
+        }
         other => panic!("unknown case {other}"),
     }
 }
@@ -270,4 +289,67 @@ fn set_level_checks_the_directives_and_moves_log_records_too() {
         unreachable!()
     };
     assert_eq!(now["current"], "debug");
+}
+
+fn storm_callsite(thread: u32, i: u32) {
+    tracing::warn!(thread, i, "retrying");
+}
+
+#[test]
+fn a_storm_from_one_callsite_is_limited_and_counted_exactly_and_others_are_untouched() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_main", "--nocapture", "--test-threads=1"])
+        .env_clear()
+        .env("HL_TEST_CHILD", "storm")
+        .env("HIVELOG_RATE_LIMIT", "100/s")
+        .env("HIVELOG_FIELDS", "level,target,message,file,line")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.find('{').map(|i| &l[i..]))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let storm: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "retrying")
+        .collect();
+    let summaries: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("suppressed").is_some())
+        .collect();
+    let quiet = lines.iter().filter(|l| l["message"] == "quiet").count();
+    assert_eq!(quiet, 20, "{text}");
+    assert!(!summaries.is_empty(), "{text}");
+    assert!(
+        storm.len() >= 100,
+        "at least one window's worth: {}",
+        storm.len()
+    );
+    let suppressed: u64 = summaries
+        .iter()
+        .map(|s| s["suppressed"].as_u64().expect("an integer"))
+        .sum();
+    assert_eq!(
+        storm.len() as u64 + suppressed,
+        20_000,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let site = storm[0];
+    for s in &summaries {
+        assert!(s["suppressed"].as_u64().unwrap() > 0);
+        assert_eq!(
+            (&s["level"], &s["target"]),
+            (&site["level"], &site["target"])
+        );
+        assert_eq!((&s["file"], &s["line"]), (&site["file"], &site["line"]));
+        assert_eq!(
+            s["callsite"],
+            format!("{}:{}", site["file"].as_str().unwrap(), site["line"])
+        );
+        assert!(s["message"].as_str().unwrap().contains("suppressed"), "{s}");
+    }
+    assert_eq!(lines.len(), storm.len() + summaries.len() + quiet, "{text}");
 }
