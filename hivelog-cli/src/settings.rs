@@ -123,6 +123,8 @@ impl Vars {
 const GENERAL_VARS: &[&str] = &[
     "HIVELOG_LEVEL",
     "RUST_LOG",
+    "HIVELOG_LEVEL_FILE",
+    "HIVELOG_RATE_LIMIT",
     "HIVELOG_FORMAT",
     "HIVELOG_OUTPUT",
     "HIVELOG_FILE_ROTATION",
@@ -328,7 +330,7 @@ fn default_value(vars: &Vars, name: &str, r: Option<&Resolved>) -> String {
         "HIVELOG_OUTPUT" => s("stdout"),
         "HIVELOG_FILE_ROTATION" => s("never"),
         "HIVELOG_FILE_KEEP" => s("10"),
-        "HIVELOG_HEARTBEAT" => s("off"),
+        "HIVELOG_HEARTBEAT" | "HIVELOG_RATE_LIMIT" => s("off"),
         "HIVELOG_FIELDS" => match f {
             Some(f) => basic_fields(f),
             None => s("timestamp,level,target,message"),

@@ -944,3 +944,32 @@ fn drops_at_shutdown_are_counted_by_level() {
         "{s:?}"
     );
 }
+
+#[test]
+fn drop_lowest_keeps_half_the_budget_queued_so_an_error_can_evict_info_while_a_batch_hangs() {
+    let ctl = Control::new();
+    ctl.hang();
+    let config = PipelineConfig {
+        buffer_bytes: budget_for(10),
+        overflow: Overflow::DropLowest,
+        ..fast_config()
+    };
+    // A sink that would take everything queued in one batch.
+    let p = spawn(TestSink::new(&ctl).max_events(1000), config);
+    for i in 0..10 {
+        p.push(numbered(i));
+    }
+    ctl.wait_holding();
+    p.push(leveled(tracing::Level::ERROR, 10));
+    let s = p.stats();
+    assert_eq!(
+        (s.pending, s.dropped_by_level.info, s.dropped_by_level.error),
+        (10, 1, 0),
+        "{s:?}"
+    );
+    ctl.release();
+    let report = p.shutdown(secs(10.0));
+    assert!(ctl.messages().contains(&"m0010".to_owned()));
+    assert_eq!(report.delivered, 10);
+    assert_balanced(&report);
+}

@@ -21,6 +21,10 @@
 //! - `block:<d>` waits on a condition variable, at most `d`, for the worker to free room,
 //!   then drops it.
 //!
+//! Under `drop_lowest` the worker takes at most half the budget in flight (see [`Shared::take`]):
+//! what is in flight cannot give way, so a stalled destination holding the whole budget in one
+//! unanswered batch would leave nothing to evict, and the next ERROR would be dropped.
+//!
 //! Every drop is counted, by reason and by level. An event larger than the whole budget is
 //! always dropped.
 
@@ -366,16 +370,33 @@ impl Shared {
     ///
     /// When `batch` is empty and the whole queue fits, the two buffers are swapped: the lock is
     /// held for O(1) whatever the batch size, and the queue reuses the batch's allocation.
+    /// Under `drop_lowest`, what is in flight stays within half the budget, so the other half
+    /// stays queued and evictable.
     pub fn take(&self, max: usize, batch: &mut VecDeque<Record>, held_min: Option<u64>) {
         let mut guard = self.lock();
         let st = &mut *guard;
         st.woken = false;
-        if batch.is_empty() && st.queue.len() <= max {
+        let in_flight = st.counters.pending_bytes as usize - st.queued_bytes;
+        let cap = match self.config.overflow {
+            Overflow::DropLowest => self.config.buffer_bytes / 2,
+            _ => usize::MAX,
+        };
+        if batch.is_empty() && st.queue.len() <= max && in_flight + st.queued_bytes <= cap {
             std::mem::swap(&mut st.queue, batch);
             st.queued_bytes = 0;
             st.level_bytes = [0; 5];
         } else {
-            let n = max.min(st.queue.len());
+            // Up to `max` records, keeping what is in flight within `cap` (but always one
+            // record when nothing is, so a record larger than `cap` still goes).
+            let mut n = 0;
+            let mut taken = in_flight;
+            for r in st.queue.iter().take(max) {
+                taken = taken.saturating_add(r.size());
+                if taken > cap && (n > 0 || in_flight > 0) {
+                    break;
+                }
+                n += 1;
+            }
             let level_bytes = &mut st.level_bytes;
             let mut bytes = 0;
             batch.extend(st.queue.drain(..n).inspect(|r| {
