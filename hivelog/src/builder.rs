@@ -280,16 +280,7 @@ impl Builder {
         let pipeline = self.pipeline.clone().apply_env(&env)?;
         outputs.shutdown_timeout = pipeline.shutdown_timeout;
         for (level_var, spawn) in sinks {
-            let level = match level_var.and_then(|var| env.get(var).map(|v| (var, v))) {
-                Some((var, v)) => {
-                    config::parse_filter(var, v)?;
-                    RouteLevel::Own {
-                        var,
-                        directives: v.to_owned(),
-                    }
-                }
-                None => RouteLevel::Main,
-            };
+            let level = route_level(&env, level_var)?;
             if dry_run {
                 continue;
             }
@@ -303,33 +294,14 @@ impl Builder {
             dests.push(Dest::Sink(p));
             levels.push(level);
         }
-        let filters = Filters::build(&levels, &main.directives, &main.var)?;
-        let cell = Arc::new(FilterCell::new(filters));
-        let control = Arc::new(LevelControl::new(cell.clone(), levels, main.default));
-        if let (Some((path, seen)), false) = (main.file, dry_run) {
-            if let Err(e) = level::watch(control.clone(), path, seen) {
-                hivelog_core::diag::warn(
-                    "config",
-                    "HIVELOG_LEVEL_FILE",
-                    format!("cannot start the level file's thread: {e}; the level stays fixed"),
-                );
-            }
-        }
-        outputs.level = Some(control);
-        let rate_limit = env.parse("HIVELOG_RATE_LIMIT", "a rate limit", ratelimit::parse)?;
-        if let (Some(limit), false) = (rate_limit, dry_run) {
-            let router = Router {
-                dests: dests.clone(),
-                filters: cell.clone(),
-                max_text: format.max_event_bytes(),
-            };
-            outputs.limiter = Some(Limiter::start(limit, router).map_err(|e| {
-                ConfigError::conflict(
-                    "HIVELOG_RATE_LIMIT",
-                    format!("cannot start the rate limit's thread: {e}"),
-                )
-            })?);
-        }
+        let cell = volume(
+            &env,
+            main,
+            levels,
+            &dests,
+            format.max_event_bytes(),
+            (!dry_run).then_some(&mut outputs),
+        )?;
         outputs.heartbeat_every = env
             .parse(
                 "HIVELOG_HEARTBEAT",
@@ -400,6 +372,65 @@ impl Builder {
     pub(crate) fn wants_panic_hook(&self) -> bool {
         self.panic_hook
     }
+}
+
+/// A sink's level: its own `HIVELOG_<SINK>_LEVEL` when set (checked now), else the main level.
+fn route_level(env: &Env, var: Option<&'static str>) -> Result<RouteLevel, ConfigError> {
+    match var.and_then(|var| env.get(var).map(|v| (var, v))) {
+        Some((var, v)) => {
+            config::parse_filter(var, v)?;
+            Ok(RouteLevel::Own {
+                var,
+                directives: v.to_owned(),
+            })
+        }
+        None => Ok(RouteLevel::Main),
+    }
+}
+
+/// Builds the routes' filters with the main level's control (and its file watcher) and the
+/// rate limiter, stored in `outputs` (threads start only when `outputs` is given, not for a
+/// dry run); returns the filters for the layer.
+fn volume(
+    env: &Env,
+    main: level::MainLevel,
+    levels: Vec<RouteLevel>,
+    dests: &[Dest],
+    max_text: usize,
+    outputs: Option<&mut Outputs>,
+) -> Result<Arc<FilterCell>, ConfigError> {
+    let filters = Filters::build(&levels, &main.directives, &main.var)?;
+    let cell = Arc::new(FilterCell::new(filters));
+    let rate_limit = env.parse("HIVELOG_RATE_LIMIT", "a rate limit", ratelimit::parse)?;
+    let Some(outputs) = outputs else {
+        return Ok(cell);
+    };
+    let control = Arc::new(LevelControl::new(cell.clone(), levels, main.default));
+    if let Some((path, seen)) = main.file {
+        if let Err(e) = level::watch(control.clone(), path, seen) {
+            hivelog_core::diag::warn(
+                "config",
+                "HIVELOG_LEVEL_FILE",
+                format!("cannot start the level file's thread: {e}; the level stays fixed"),
+            );
+        }
+    }
+    outputs.level = Some(control);
+    if let Some(limit) = rate_limit {
+        let router = Router {
+            dests: dests.to_vec(),
+            filters: cell.clone(),
+            max_text,
+        };
+        let limiter = Limiter::start(limit, router).map_err(|e| {
+            ConfigError::conflict(
+                "HIVELOG_RATE_LIMIT",
+                format!("cannot start the rate limit's thread: {e}"),
+            )
+        })?;
+        outputs.limiter = Some(limiter);
+    }
+    Ok(cell)
 }
 
 type SpawnSink = Box<dyn FnOnce(PipelineConfig) -> std::io::Result<Pipeline>>;
