@@ -228,6 +228,7 @@ impl Builder {
     pub fn try_build(self) -> Result<(Dispatch, Guard), ConfigError> {
         let (layer, mut outputs, _) = self.build_layer(false)?;
         let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+        outputs.bind_level(&dispatch);
         outputs.start_heartbeat(dispatch.clone());
         Ok((
             dispatch,

@@ -48,6 +48,13 @@ impl Outputs {
         }
     }
 
+    /// Tells the level control which dispatch the layer is in (once it exists).
+    pub(crate) fn bind_level(&self, dispatch: &tracing::Dispatch) {
+        if let Some(level) = &self.level {
+            level.bind(dispatch);
+        }
+    }
+
     /// Validates and applies a new main level, with one stderr line saying so.
     pub(crate) fn set_level(&self, directives: &str) -> Result<(), ConfigError> {
         let Some(level) = &self.level else {

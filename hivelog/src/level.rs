@@ -22,10 +22,13 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use hivelog_core::{ConfigError, Env};
+use tracing::dispatcher::WeakDispatch;
+use tracing::Dispatch;
+use tracing_core::callsite::rebuild_interest_cache;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use crate::config;
@@ -168,6 +171,8 @@ pub(crate) struct LevelControl {
     changes: Mutex<()>,
     stopped: Mutex<bool>,
     wake: Condvar,
+    /// The dispatch the layer is in, once built (see [`LevelControl::bind`]).
+    dispatch: OnceLock<WeakDispatch>,
 }
 
 impl LevelControl {
@@ -180,7 +185,16 @@ impl LevelControl {
             changes: Mutex::new(()),
             stopped: Mutex::new(false),
             wake: Condvar::new(),
+            dispatch: OnceLock::new(),
         }
+    }
+
+    /// Remembers the dispatch the layer is in. Needed because when it is the only dispatch,
+    /// `rebuild_interest_cache` asks the *calling thread's* default dispatch for interest and
+    /// max level: from a thread outside `with_default` (the file watcher, an admin handler)
+    /// that would be the no-op dispatch, which disables every callsite.
+    pub(crate) fn bind(&self, dispatch: &Dispatch) {
+        let _ = self.dispatch.set(dispatch.downgrade());
     }
 
     /// The main level's directives now.
@@ -200,7 +214,10 @@ impl LevelControl {
         announce();
         let max = filters.max_level();
         self.cell.store(filters);
-        tracing_core::callsite::rebuild_interest_cache();
+        match self.dispatch.get().and_then(WeakDispatch::upgrade) {
+            Some(d) => tracing::dispatcher::with_default(&d, rebuild_interest_cache),
+            None => rebuild_interest_cache(),
+        }
         if self.global.load(Ordering::SeqCst) {
             log::set_max_level(log_level(max));
         }
@@ -306,27 +323,16 @@ pub(crate) struct MainLevel {
 }
 
 /// Reads `HIVELOG_LEVEL`/`RUST_LOG`/`code` and `HIVELOG_LEVEL_FILE`. A bad `HIVELOG_LEVEL` is an
-/// error; a bad file is one stderr line (unless `quiet`) and `HIVELOG_LEVEL` applies, since
-/// the file may be fixed while the service runs.
+/// error; a bad file is one stderr line and `HIVELOG_LEVEL` applies, since the file may be
+/// fixed while the service runs. A `dry_run` (`validate`) does not read the file.
 pub(crate) fn resolve(
     env: &Env,
     code: Option<&str>,
-    quiet: bool,
+    dry_run: bool,
 ) -> Result<MainLevel, ConfigError> {
     let (default, var) = config::level(env, code);
     config::parse_filter(var, &default)?;
-    let path = match env.get("HIVELOG_LEVEL_FILE") {
-        None => None,
-        Some(v) if v.trim().is_empty() => {
-            return Err(ConfigError::invalid(
-                "HIVELOG_LEVEL_FILE",
-                v,
-                "a file path",
-                "the path of a file holding level directives (it need not exist yet)",
-            ))
-        }
-        Some(v) => Some(PathBuf::from(v.trim())),
-    };
+    let path = env.get("HIVELOG_LEVEL_FILE").map(PathBuf::from);
     let mut main = MainLevel {
         directives: default.clone(),
         var: var.to_owned(),
@@ -334,13 +340,12 @@ pub(crate) fn resolve(
         file: None,
     };
     if let Some(path) = path {
-        let seen = read_file(&path);
+        let seen = if dry_run { None } else { read_file(&path) };
         if let Some(d) = &seen {
             let source = file_source(&path);
             match config::parse_filter(&source, d) {
                 Ok(_) => (main.directives, main.var) = (d.clone(), source),
-                Err(e) if !quiet => eprintln!("hivelog: {e}; using '{}'", main.default),
-                Err(_) => {}
+                Err(e) => eprintln!("hivelog: {e}; using '{}'", main.default),
             }
         }
         main.file = Some((path, seen));

@@ -147,7 +147,9 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
     } else if let Some(level) = &outputs.level {
         level.global.store(true, Ordering::SeqCst);
     }
-    outputs.start_heartbeat(tracing::dispatcher::get_default(|d| d.clone()));
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    outputs.bind_level(&dispatch);
+    outputs.start_heartbeat(dispatch);
     let _ = GLOBAL.set(outputs.clone());
     if hook {
         panic::install(

@@ -148,6 +148,36 @@ fn child_main() {
                 t.join().unwrap();
             }
         }
+        "max-level" => {
+            use tracing::level_filters::LevelFilter;
+            let _g = hivelog::init();
+            let both = || format!("{}/{}", LevelFilter::current(), log::max_level());
+            let at_start = both();
+            hivelog::set_level("debug").unwrap();
+            let raised = both();
+            hivelog::set_level("info").unwrap();
+            tracing::info!(
+                at_start,
+                raised,
+                tracing = %LevelFilter::current(),
+                log = %log::max_level(),
+                "back"
+            );
+        }
+        // Built, not installed: the level is set from a thread outside the dispatch's scope.
+        "scoped" => {
+            let (dispatch, guard) = hivelog::builder()
+                .output(hivelog::Output::Stderr)
+                .try_build()
+                .unwrap();
+            std::thread::scope(|s| {
+                s.spawn(|| guard.set_level("debug").unwrap());
+            });
+            tracing::dispatcher::with_default(&dispatch, || {
+                tracing::debug!("debug after");
+                tracing::info!(max = %tracing::level_filters::LevelFilter::current(), "info after");
+            });
+        }
         other => panic!("unknown case {other}"),
     }
 }
@@ -352,4 +382,111 @@ fn a_storm_from_one_callsite_is_limited_and_counted_exactly_and_others_are_untou
         assert!(s["message"].as_str().unwrap().contains("suppressed"), "{s}");
     }
     assert_eq!(lines.len(), storm.len() + summaries.len() + quiet, "{text}");
+}
+
+#[test]
+fn a_level_file_present_at_start_sets_the_first_level_and_a_bad_or_empty_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("level");
+    let start = |contents: Option<&str>| {
+        if let Some(c) = contents {
+            std::fs::write(&file, c).unwrap();
+        }
+        let env = hivelog::Env::from_pairs([
+            ("HIVELOG_LEVEL", "info"),
+            ("HIVELOG_LEVEL_FILE", file.to_str().unwrap()),
+        ]);
+        let (_, guard) = hivelog::builder()
+            .env(env)
+            .output(hivelog::Output::None)
+            .try_build()
+            .unwrap();
+        guard.level().unwrap()
+    };
+    assert_eq!(start(None), "info", "no file yet");
+    assert_eq!(
+        start(Some("# quiet\nwarn\nmy_crate::db=debug\n")),
+        "warn,my_crate::db=debug"
+    );
+    assert_eq!(
+        start(Some("warn,my_crate=loud")),
+        "info",
+        "invalid: HIVELOG_LEVEL"
+    );
+    assert_eq!(start(Some(" \n")), "info", "empty: HIVELOG_LEVEL");
+}
+
+#[test]
+fn a_bad_rate_limit_names_the_accepted_forms() {
+    for v in ["100", "100/h", "0/s", "x/s", "-1/m"] {
+        let env = hivelog::Env::from_pairs([("HIVELOG_RATE_LIMIT", v)]);
+        let err = hivelog::builder().env(env).validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("HIVELOG_RATE_LIMIT: '{v}' is not a rate limit; expected a number of events per second or minute, such as 100/s or 600/m")
+        );
+    }
+    for v in ["100/s", " 600 / m "] {
+        let env = hivelog::Env::from_pairs([("HIVELOG_RATE_LIMIT", v)]);
+        hivelog::builder().env(env).validate().unwrap();
+    }
+}
+
+#[test]
+fn after_a_change_and_back_the_max_levels_of_tracing_and_log_are_the_static_ones_again() {
+    let mut child = spawn_child(
+        "max-level",
+        &[("HIVELOG_OUTPUT", "stderr"), ("HIVELOG_LEVEL", "info")],
+    );
+    let mut out = Stream::of(&mut child);
+    let lines = out.until(
+        100,
+        |l| matches!(l, Line::Event(v) if v["message"] == "back"),
+    );
+    child.wait().unwrap();
+    let Some(Line::Event(back)) = lines.last() else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            &back["at_start"],
+            &back["raised"],
+            &back["tracing"],
+            &back["log"]
+        ),
+        (
+            &"info/INFO".into(),
+            &"debug/DEBUG".into(),
+            &"info".into(),
+            &"INFO".into()
+        ),
+        "{back}"
+    );
+}
+
+#[test]
+fn set_level_from_another_thread_works_for_a_subscriber_that_is_not_installed() {
+    let mut child = spawn_child(
+        "scoped",
+        &[
+            ("HIVELOG_LEVEL", "info"),
+            ("HIVELOG_FIELDS", "level,message"),
+        ],
+    );
+    let mut out = Stream::of(&mut child);
+    let lines = out.until(
+        100,
+        |l| matches!(l, Line::Event(v) if v["message"] == "info after"),
+    );
+    child.wait().unwrap();
+    let events: Vec<&Value> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Event(v) => Some(v),
+            Line::Notice(_) => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 2, "{lines:#?}");
+    assert_eq!(events[0]["message"], "debug after");
+    assert_eq!(events[1]["max"], "debug");
 }
