@@ -510,3 +510,65 @@ fn every_line_of_a_request_carries_its_trace_whatever_the_caller_sent() {
         assert!(one(&lines, outside).get("trace_id").is_none());
     }
 }
+
+/// One request with `Connection: close` over a fresh socket; returns the status and the body.
+fn admin_request(addr: &str, method: &str, body: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} /level HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+#[test]
+fn the_admin_listener_sets_the_level_at_run_time_and_refuses_a_bad_one() {
+    let mut service = Service::start(&[("ADMIN_BIND", "127.0.0.1:0"), ("HIVELOG_LEVEL", "info")]);
+    let admin = service.wait_for("admin listening", Duration::from_secs(10))["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(admin, service.addr);
+    assert_eq!(admin_request(&admin, "GET", ""), (200, "info\n".to_owned()));
+    assert_eq!(
+        admin_request(&admin, "PUT", "info,webapp=debug"),
+        (200, "info,webapp=debug\n".to_owned())
+    );
+    let (status, body) = admin_request(&admin, "PUT", "debug,webapp=loud");
+    assert_eq!(status, 400);
+    assert!(
+        body.starts_with("hivelog::set_level: 'debug,webapp=loud' is not a level filter"),
+        "{body}"
+    );
+    assert_eq!(
+        admin_request(&admin, "GET", ""),
+        (200, "info,webapp=debug\n".to_owned())
+    );
+    let (status, lines, stderr) = service.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    let changed = one(&lines, "level changed by the admin endpoint");
+    assert_eq!(changed["directives"], "info,webapp=debug");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("hivelog: level changed to"))
+            .collect::<Vec<_>>(),
+        ["hivelog: level changed to 'info,webapp=debug' (from hivelog::set_level)"]
+    );
+}
+
+#[test]
+fn without_admin_bind_there_is_no_admin_listener() {
+    let service = Service::start(&[]);
+    let (status, lines, _) = service.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(lines.iter().all(|l| l["message"] != "admin listening"));
+}

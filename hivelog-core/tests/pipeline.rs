@@ -821,3 +821,155 @@ fn drop_oldest_keeps_the_queue_when_evicting_it_would_not_make_room() {
     let report = p.shutdown(secs(5.0));
     assert_eq!(report.delivered, 9);
 }
+
+/// Like `numbered(i)` (same size), at `level`.
+fn leveled(level: tracing::Level, i: usize) -> Record {
+    let mut r = numbered(i);
+    r.level = level;
+    r
+}
+
+#[test]
+fn drop_lowest_keeps_every_error_and_warn_under_a_flood_of_info() {
+    use tracing::Level;
+    let ctl = Control::new();
+    ctl.hang();
+    let config = PipelineConfig {
+        buffer_bytes: budget_for(40),
+        overflow: Overflow::DropLowest,
+        ..fast_config()
+    };
+    let p = spawn(TestSink::new(&ctl).max_events(1), config);
+    p.push(numbered(0));
+    ctl.wait_holding();
+    let level = |i: usize| match i {
+        i if i % 20 == 0 => Level::ERROR,
+        i if i % 30 == 0 => Level::WARN,
+        _ => Level::INFO,
+    };
+    for i in 1..600 {
+        p.push(leveled(level(i), i));
+    }
+    let s = p.stats();
+    assert_eq!((s.enqueued, s.pending), (600, 40), "{s:?}");
+    assert_eq!(s.dropped_by_level.info, 560, "{s:?}");
+    assert_eq!(s.dropped_by_level.total(), s.dropped(), "{s:?}");
+    ctl.release();
+    let report = p.shutdown(secs(10.0));
+    assert_balanced(&report);
+    let got = ctl.messages();
+    let important: Vec<String> = (1..600)
+        .filter(|&i| level(i) != Level::INFO)
+        .map(|i| format!("m{i:04}"))
+        .collect();
+    // Every ERROR and WARN is delivered, in order.
+    let delivered_important: Vec<String> = got
+        .iter()
+        .filter(|m| important.contains(m))
+        .cloned()
+        .collect();
+    assert_eq!(delivered_important, important);
+    // The INFO kept are the first ones of the burst (newest dropped first within a level).
+    let info: Vec<String> = got
+        .iter()
+        .filter(|m| !important.contains(m))
+        .cloned()
+        .collect();
+    let first_info: Vec<String> = (0..600)
+        .filter(|&i| level(i) == Level::INFO || i == 0)
+        .take(info.len())
+        .map(|i| format!("m{i:04}"))
+        .collect();
+    assert_eq!(info, first_info);
+    assert_eq!(report.delivered, 40);
+}
+
+#[test]
+fn drop_lowest_evicts_the_lowest_level_first_and_drops_an_error_only_when_nothing_is_below() {
+    use tracing::Level;
+    let ctl = Control::new();
+    ctl.hang();
+    let config = PipelineConfig {
+        buffer_bytes: budget_for(5),
+        overflow: Overflow::DropLowest,
+        ..fast_config()
+    };
+    let p = spawn(TestSink::new(&ctl).max_events(1), config);
+    p.push(leveled(Level::ERROR, 0));
+    ctl.wait_holding();
+    // Queued: E1 E2 W3 I4 (full with the one in flight).
+    for (i, l) in [
+        (1, Level::ERROR),
+        (2, Level::ERROR),
+        (3, Level::WARN),
+        (4, Level::INFO),
+    ] {
+        p.push(leveled(l, i));
+    }
+    p.push(leveled(Level::WARN, 5)); // evicts I4
+    p.push(leveled(Level::WARN, 6)); // nothing below WARN queued: dropped itself
+    p.push(leveled(Level::ERROR, 7)); // evicts the newest WARN (W5)
+    p.push(leveled(Level::ERROR, 8)); // evicts W3
+    p.push(leveled(Level::ERROR, 9)); // only ERROR queued: dropped itself
+    let s = p.stats();
+    assert_eq!(
+        (
+            s.dropped_by_level.info,
+            s.dropped_by_level.warn,
+            s.dropped_by_level.error
+        ),
+        (1, 3, 1),
+        "{s:?}"
+    );
+    ctl.release();
+    let report = p.shutdown(secs(10.0));
+    assert_eq!(
+        ctl.messages(),
+        ["m0000", "m0001", "m0002", "m0007", "m0008"]
+    );
+    assert_eq!((report.delivered, report.dropped_overflow), (5, 5));
+    assert_balanced(&report);
+}
+
+#[test]
+fn drops_at_shutdown_are_counted_by_level() {
+    let ctl = Control::new();
+    let p = spawn(TestSink::new(&ctl), fast_config());
+    p.shutdown(secs(5.0));
+    p.push(leveled(tracing::Level::WARN, 0));
+    let s = p.stats();
+    assert_eq!(
+        (s.dropped_shutdown, s.dropped_by_level.warn),
+        (1, 1),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn drop_lowest_keeps_half_the_budget_queued_so_an_error_can_evict_info_while_a_batch_hangs() {
+    let ctl = Control::new();
+    ctl.hang();
+    let config = PipelineConfig {
+        buffer_bytes: budget_for(10),
+        overflow: Overflow::DropLowest,
+        ..fast_config()
+    };
+    // A sink that would take everything queued in one batch.
+    let p = spawn(TestSink::new(&ctl).max_events(1000), config);
+    for i in 0..10 {
+        p.push(numbered(i));
+    }
+    ctl.wait_holding();
+    p.push(leveled(tracing::Level::ERROR, 10));
+    let s = p.stats();
+    assert_eq!(
+        (s.pending, s.dropped_by_level.info, s.dropped_by_level.error),
+        (10, 1, 0),
+        "{s:?}"
+    );
+    ctl.release();
+    let report = p.shutdown(secs(10.0));
+    assert!(ctl.messages().contains(&"m0010".to_owned()));
+    assert_eq!(report.delivered, 10);
+    assert_balanced(&report);
+}

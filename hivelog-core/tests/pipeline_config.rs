@@ -11,7 +11,7 @@ fn defaults_match_the_documented_table() {
         .apply_env(&Env::default())
         .unwrap();
     assert_eq!(c.buffer_bytes, 64_000_000);
-    assert_eq!(c.overflow, Overflow::DropNewest);
+    assert_eq!(c.overflow, Overflow::DropLowest);
     assert_eq!(c.flush_interval, Duration::from_secs(1));
     assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
     assert_eq!(c.retry, RetryPolicy::default());
@@ -47,6 +47,7 @@ fn every_variable_overrides_its_setting() {
 #[test]
 fn overflow_policies_parse() {
     for (v, want) in [
+        ("drop_lowest", Overflow::DropLowest),
         ("drop_newest", Overflow::DropNewest),
         ("DROP_OLDEST", Overflow::DropOldest),
         ("block:1s", Overflow::Block(Duration::from_secs(1))),
@@ -66,7 +67,7 @@ fn a_bad_overflow_policy_names_the_accepted_forms() {
         let err = PipelineConfig::default().apply_env(&env).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("HIVELOG_OVERFLOW: '{v}' is not an overflow policy; expected one of drop_newest, drop_oldest, block:<duration>")
+            format!("HIVELOG_OVERFLOW: '{v}' is not an overflow policy; expected one of drop_lowest, drop_newest, drop_oldest, block:<duration>")
         );
     }
 }

@@ -12,7 +12,8 @@
 //! counting sink and no local output; run it with `--separate-threads=yes` and read the main
 //! thread's file, to count the caller's work only (`tracing_subscriber_plain` is its baseline,
 //! `fmt().json()`). `hivelog_async_file` is the default local output (writer thread) into a
-//! file in the temp directory, the same way.
+//! file in the temp directory, the same way. `hivelog_level_file` and `hivelog_rate_limit` are `hivelog` with
+//! `HIVELOG_LEVEL_FILE` (after a change and back) and with `HIVELOG_RATE_LIMIT` never reached.
 
 use std::io;
 
@@ -43,6 +44,7 @@ fn main() {
         args[2].as_str(),
         args[3].parse::<u64>().unwrap(),
     );
+    let file = std::env::temp_dir().join(format!("per_event_level.{}", std::process::id()));
     let (dispatch, _guard) = match sub {
         // Capture + enqueue into a pipeline whose sink only counts (no local output).
         "hivelog_pipeline" => {
@@ -56,15 +58,29 @@ fn main() {
                 .unwrap();
             (d, Some(g))
         }
-        "hivelog" => {
+        // Volume control (issue 15): `hivelog` plus a level file changed to `debug` and back,
+        // or plus a rate limit never reached.
+        "hivelog" | "hivelog_level_file" | "hivelog_rate_limit" => {
+            let vars: Vec<(String, String)> = match sub {
+                "hivelog_level_file" => {
+                    std::fs::write(&file, "info\n").unwrap();
+                    vec![("HIVELOG_LEVEL_FILE".into(), file.display().to_string())]
+                }
+                "hivelog_rate_limit" => vec![("HIVELOG_RATE_LIMIT".into(), "1000000000/s".into())],
+                _ => Vec::new(),
+            };
             let (d, g) = hivelog::builder()
-                .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
+                .env(hivelog::Env::from_pairs(vars))
                 .extra("service", "bench")
                 .extra("environment", "prod")
                 .output_mode(hivelog::OutputMode::Sync)
                 .writer(io::sink())
                 .try_build()
                 .unwrap();
+            if sub == "hivelog_level_file" {
+                g.set_level("debug").unwrap();
+                g.set_level("info").unwrap();
+            }
             (d, Some(g))
         }
         // The default local output (writer thread) into a file: run with
@@ -119,4 +135,5 @@ fn main() {
             }
         }
     });
+    let _ = std::fs::remove_file(&file);
 }

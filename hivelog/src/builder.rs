@@ -13,8 +13,10 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config;
 use crate::guard::{Guard, Outputs};
-use crate::layer::{Dest, HivelogLayer, Route};
+use crate::layer::{Dest, HivelogLayer};
+use crate::level::{self, FilterCell, Filters, LevelControl, RouteLevel};
 use crate::output::{Local, Output, OutputMode, Style};
+use crate::ratelimit::{self, Limiter, Router};
 
 /// What [`Builder::take_under`] takes out: the layers under hivelog's.
 #[cfg(feature = "otel")]
@@ -276,6 +278,7 @@ impl Builder {
         let under = self.take_under();
         let (layer, mut outputs, _) = self.build_layer(false)?;
         let dispatch = dispatch(layer, under);
+        outputs.bind_level(&dispatch);
         outputs.start_heartbeat(dispatch.clone());
         Ok((
             dispatch,
@@ -309,8 +312,7 @@ impl Builder {
                 .map_err(|e| rename_var(e, "builder fields"))?;
         }
         let format = Arc::new(format.apply_env(&env)?.build());
-        let (level, main_var) = config::level(&env, self.level.as_deref());
-        let main_filter = config::parse_filter(main_var, &level)?;
+        let main = level::resolve(&env, self.level.as_deref(), dry_run)?;
         let style = config::style(&env)?.or(self.style).unwrap_or_default();
         let output = config::output(&env, self.output.take())?;
         let mode = config::output_mode(&env)?
@@ -320,7 +322,8 @@ impl Builder {
         // and a bad value is an error whether or not it is used yet.
         let pipeline = self.pipeline.clone().apply_env(&env)?;
 
-        let mut routes = Vec::new();
+        let mut dests = Vec::new();
+        let mut levels = Vec::new();
         let mut outputs = Outputs {
             shutdown_timeout: self.pipeline.shutdown_timeout,
             ..Outputs::default()
@@ -337,36 +340,35 @@ impl Builder {
         if let Some(local) = local {
             let local = Arc::new(local);
             outputs.local = Some(local.clone());
-            routes.push(Route {
-                filter: main_filter,
-                dest: Dest::Local(local),
-            });
+            dests.push(Dest::Local(local));
+            levels.push(RouteLevel::Main);
         }
 
         let sinks = self.sinks(&env, &format)?;
         outputs.shutdown_timeout = pipeline.shutdown_timeout;
-        {
-            for (level_var, spawn) in sinks {
-                let filter = match level_var.and_then(|var| env.get(var).map(|v| (var, v))) {
-                    Some((var, v)) => config::parse_filter(var, v)?,
-                    None => config::parse_filter(main_var, &level)?,
-                };
-                if dry_run {
-                    continue;
-                }
-                let p = spawn(pipeline.clone()).map_err(|e| {
-                    ConfigError::conflict(
-                        level_var.unwrap_or("sink"),
-                        format!("cannot start the sink's thread: {e}"),
-                    )
-                })?;
-                outputs.sinks.push(p.clone());
-                routes.push(Route {
-                    filter,
-                    dest: Dest::Sink(p),
-                });
+        for (level_var, spawn) in sinks {
+            let level = route_level(&env, level_var)?;
+            if dry_run {
+                continue;
             }
+            let p = spawn(pipeline.clone()).map_err(|e| {
+                ConfigError::conflict(
+                    level_var.unwrap_or("sink"),
+                    format!("cannot start the sink's thread: {e}"),
+                )
+            })?;
+            outputs.sinks.push(p.clone());
+            dests.push(Dest::Sink(p));
+            levels.push(level);
         }
+        let cell = volume(
+            &env,
+            main,
+            levels,
+            &dests,
+            format.max_event_bytes(),
+            (!dry_run).then_some(&mut outputs),
+        )?;
         outputs.heartbeat_every = env
             .parse(
                 "HIVELOG_HEARTBEAT",
@@ -375,7 +377,12 @@ impl Builder {
             )?
             .unwrap_or(self.heartbeat);
         config::warn_unused(&env);
-        let layer = HivelogLayer::new(routes, format.capture_options());
+        let layer = HivelogLayer::new(
+            dests,
+            cell,
+            format.capture_options(),
+            outputs.limiter.clone(),
+        );
         Ok((layer, outputs, format))
     }
 
@@ -406,6 +413,65 @@ impl Builder {
     pub(crate) fn wants_panic_hook(&self) -> bool {
         self.panic_hook
     }
+}
+
+/// A sink's level: its own `HIVELOG_<SINK>_LEVEL` when set (checked now), else the main level.
+fn route_level(env: &Env, var: Option<&'static str>) -> Result<RouteLevel, ConfigError> {
+    match var.and_then(|var| env.get(var).map(|v| (var, v))) {
+        Some((var, v)) => {
+            config::parse_filter(var, v)?;
+            Ok(RouteLevel::Own {
+                var,
+                directives: v.to_owned(),
+            })
+        }
+        None => Ok(RouteLevel::Main),
+    }
+}
+
+/// Builds the routes' filters with the main level's control (and its file watcher) and the
+/// rate limiter, stored in `outputs` (threads start only when `outputs` is given, not for a
+/// dry run); returns the filters for the layer.
+fn volume(
+    env: &Env,
+    main: level::MainLevel,
+    levels: Vec<RouteLevel>,
+    dests: &[Dest],
+    max_text: usize,
+    outputs: Option<&mut Outputs>,
+) -> Result<Arc<FilterCell>, ConfigError> {
+    let filters = Filters::build(&levels, &main.directives, &main.var)?;
+    let cell = Arc::new(FilterCell::new(filters));
+    let rate_limit = env.parse("HIVELOG_RATE_LIMIT", "a rate limit", ratelimit::parse)?;
+    let Some(outputs) = outputs else {
+        return Ok(cell);
+    };
+    let control = Arc::new(LevelControl::new(cell.clone(), levels, main.default));
+    if let Some((path, seen)) = main.file {
+        if let Err(e) = level::watch(control.clone(), path, seen) {
+            hivelog_core::diag::warn(
+                "config",
+                "HIVELOG_LEVEL_FILE",
+                format!("cannot start the level file's thread: {e}; the level stays fixed"),
+            );
+        }
+    }
+    outputs.level = Some(control);
+    if let Some(limit) = rate_limit {
+        let router = Router {
+            dests: dests.to_vec(),
+            filters: cell.clone(),
+            max_text,
+        };
+        let limiter = Limiter::start(limit, router).map_err(|e| {
+            ConfigError::conflict(
+                "HIVELOG_RATE_LIMIT",
+                format!("cannot start the rate limit's thread: {e}"),
+            )
+        })?;
+        outputs.limiter = Some(limiter);
+    }
+    Ok(cell)
 }
 
 type SpawnSink = Box<dyn FnOnce(PipelineConfig) -> std::io::Result<Pipeline>>;

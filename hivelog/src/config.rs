@@ -18,6 +18,16 @@ pub const VARS: &[Var] = &[
         "filter directives: info, or warn,my_service::db=debug",
     ),
     Var::new("RUST_LOG", "unset", "used when HIVELOG_LEVEL is unset"),
+    Var::new(
+        "HIVELOG_LEVEL_FILE",
+        "none",
+        "file of directives in HIVELOG_LEVEL syntax, re-read when it changes",
+    ),
+    Var::new(
+        "HIVELOG_RATE_LIMIT",
+        "off",
+        "events per callsite per window (100/s, 1000/m); the rest suppressed and counted",
+    ),
     Var::new("HIVELOG_FORMAT", "json", "json or pretty"),
     Var::new(
         "HIVELOG_OUTPUT",

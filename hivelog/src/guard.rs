@@ -4,10 +4,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hivelog_core::{Pipeline, Stats};
+use hivelog_core::{ConfigError, Pipeline, Stats};
+
+/// How errors and notices name the level API.
+const SET_LEVEL: &str = "hivelog::set_level";
 
 use crate::heartbeat::Heartbeat;
+use crate::level::LevelControl;
 use crate::output::{Local, LocalReport};
+use crate::ratelimit::Limiter;
 
 /// Everything hivelog writes to: the local output and each sink's pipeline.
 #[derive(Clone, Default)]
@@ -18,6 +23,10 @@ pub(crate) struct Outputs {
     /// `HIVELOG_HEARTBEAT`, started by [`Outputs::start_heartbeat`] once the dispatch exists.
     pub(crate) heartbeat_every: Option<Duration>,
     pub(crate) heartbeat: Option<Arc<Heartbeat>>,
+    /// The main level's control (absent only in the inert guard of a failed `init`).
+    pub(crate) level: Option<Arc<LevelControl>>,
+    /// `HIVELOG_RATE_LIMIT`'s limiter, whose open counts are emitted at shutdown.
+    pub(crate) limiter: Option<Arc<Limiter>>,
 }
 
 impl Outputs {
@@ -37,6 +46,29 @@ impl Outputs {
                 );
             }
         }
+    }
+
+    /// Tells the level control which dispatch the layer is in (once it exists).
+    pub(crate) fn bind_level(&self, dispatch: &tracing::Dispatch) {
+        if let Some(level) = &self.level {
+            level.bind(dispatch);
+        }
+    }
+
+    /// Validates and applies a new main level, with one stderr line saying so.
+    pub(crate) fn set_level(&self, directives: &str) -> Result<(), ConfigError> {
+        let Some(level) = &self.level else {
+            return Err(ConfigError::conflict(
+                SET_LEVEL,
+                "hivelog is not initialized; call hivelog::init() first",
+            ));
+        };
+        level.set(directives, SET_LEVEL, || {
+            eprintln!(
+                "hivelog: level changed to '{}' (from {SET_LEVEL})",
+                directives.trim()
+            );
+        })
     }
 
     pub(crate) fn report(&self) -> Report {
@@ -85,6 +117,12 @@ impl Outputs {
     pub(crate) fn shutdown(&self, timeout: Duration) -> Report {
         if let Some(hb) = &self.heartbeat {
             hb.stop();
+        }
+        if let Some(level) = &self.level {
+            level.stop();
+        }
+        if let Some(limiter) = &self.limiter {
+            limiter.finish();
         }
         let deadline = Instant::now() + timeout;
         self.each(|l| l.shutdown(deadline), |p| p.shutdown(deadline))
@@ -140,6 +178,9 @@ impl fmt::Display for Report {
                 s.rejected,
                 s.failed
             )?;
+            if s.dropped() > 0 {
+                write_levels(f, &s.dropped_by_level)?;
+            }
             match (&s.last_error, s.last_failure) {
                 (Some(e), Some(kind)) => write!(f, " (last error, {kind}: {e})")?,
                 (Some(e), None) => write!(f, " (last error: {e})")?,
@@ -149,6 +190,27 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// ` (dropped ERROR 1, INFO 20)`: the levels that lost events, most important first.
+fn write_levels(
+    f: &mut fmt::Formatter<'_>,
+    c: &hivelog_core::pipeline::LevelCounts,
+) -> fmt::Result {
+    let mut sep = " (dropped ";
+    for (name, n) in [
+        ("ERROR", c.error),
+        ("WARN", c.warn),
+        ("INFO", c.info),
+        ("DEBUG", c.debug),
+        ("TRACE", c.trace),
+    ] {
+        if n > 0 {
+            write!(f, "{sep}{name} {n}")?;
+            sep = ", ";
+        }
+    }
+    f.write_str(")")
 }
 
 /// Keeps hivelog's outputs running; dropping it flushes and stops the sinks.
@@ -192,6 +254,37 @@ impl Guard {
     /// The counters now.
     pub fn report(&self) -> Report {
         self.outputs.report()
+    }
+
+    /// Sets the main level (what `HIVELOG_LEVEL` set) of the outputs this guard owns; see
+    /// [`crate::set_level`], which does this for the installed subscriber.
+    ///
+    /// ```
+    /// let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// # struct W(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    /// # impl std::io::Write for W {
+    /// #     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> { self.0.lock().unwrap().write(b) }
+    /// #     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+    /// # }
+    /// let (dispatch, guard) = hivelog::builder().writer(W(buf.clone())).try_build().unwrap();
+    /// tracing::dispatcher::with_default(&dispatch, || {
+    ///     tracing::debug!("hidden");
+    ///     guard.set_level("debug").unwrap();
+    ///     tracing::debug!("shown");
+    /// });
+    /// assert!(guard.set_level("debug,=nonsense[").is_err());
+    /// assert_eq!(guard.level().as_deref(), Some("debug"));
+    /// guard.flush(std::time::Duration::from_secs(5)); // the writer thread writes the lines
+    /// let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+    /// assert!(text.contains("shown") && !text.contains("hidden"));
+    /// ```
+    pub fn set_level(&self, directives: &str) -> Result<(), ConfigError> {
+        self.outputs.set_level(directives)
+    }
+
+    /// The main level's directives now (`None` for the inert guard of a failed `init`).
+    pub fn level(&self) -> Option<String> {
+        self.outputs.level.as_ref().map(|l| l.current())
     }
 }
 

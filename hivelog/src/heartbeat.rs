@@ -1,6 +1,8 @@
 //! `HIVELOG_HEARTBEAT=30m`: a periodic INFO event `hivelog.heartbeat` carrying the counters,
 //! so a monitor expecting one per service every N minutes can tell a silent (broken) service
-//! from a quiet one. It goes through the normal filters and sinks like any event.
+//! from a quiet one. It goes through the normal filters and sinks like any event. Drops are
+//! also given per level (`dropped_error` … `dropped_trace`): losing INFO under a burst is
+//! expected, losing ERROR is worth an alert.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -52,6 +54,11 @@ impl Heartbeat {
                             local_pending = r.local.as_ref().map_or(0, |l| l.pending),
                             delivered = sum(|s| s.delivered),
                             dropped = sum(|s| s.dropped()),
+                            dropped_error = sum(|s| s.dropped_by_level.error),
+                            dropped_warn = sum(|s| s.dropped_by_level.warn),
+                            dropped_info = sum(|s| s.dropped_by_level.info),
+                            dropped_debug = sum(|s| s.dropped_by_level.debug),
+                            dropped_trace = sum(|s| s.dropped_by_level.trace),
                             rejected = sum(|s| s.rejected),
                             failed = sum(|s| s.failed),
                             pending = sum(|s| s.pending),

@@ -6,6 +6,9 @@
 //! `HIVELOG_<SINK>_LEVEL`). The layer tells `tracing` the union of them (callsite interest and
 //! max level), so an event no destination wants is rejected by the macro itself, before any
 //! field is evaluated; an event some destination wants is captured once and routed.
+//!
+//! The filters live in a [`FilterCell`] so the main level can change at run time without a
+//! lock on the log call (see `level.rs`).
 
 use std::any::TypeId;
 use std::cell::RefCell;
@@ -18,41 +21,49 @@ use tracing_core::span::{Attributes, Id, Record as SpanValues};
 use tracing_core::subscriber::Interest;
 use tracing_core::{Event, Metadata, Subscriber};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+use crate::level::FilterCell;
+use crate::ratelimit::Limiter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::output::Local;
 
 /// Where a route sends what its filter lets through.
+#[derive(Clone)]
 pub(crate) enum Dest {
     Local(Arc<Local>),
     Sink(Pipeline),
 }
 
-/// One destination and its filter.
-pub(crate) struct Route {
-    pub(crate) filter: EnvFilter,
-    pub(crate) dest: Dest,
-}
-
 /// hivelog's layer; built by [`crate::Builder`].
 pub struct HivelogLayer {
-    routes: Vec<Route>,
+    /// Destinations, in the order of the cell's filters.
+    routes: Vec<Dest>,
+    filters: Arc<FilterCell>,
     capture: CaptureOptions,
+    /// `HIVELOG_RATE_LIMIT`, when set.
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl HivelogLayer {
-    pub(crate) fn new(routes: Vec<Route>, capture: CaptureOptions) -> Self {
-        HivelogLayer { routes, capture }
+    pub(crate) fn new(
+        routes: Vec<Dest>,
+        filters: Arc<FilterCell>,
+        capture: CaptureOptions,
+        limiter: Option<Arc<Limiter>>,
+    ) -> Self {
+        HivelogLayer {
+            routes,
+            filters,
+            capture,
+            limiter,
+        }
     }
 
-    /// The most verbose level any destination wants.
+    /// The most verbose level any destination wants now.
     pub(crate) fn max_level(&self) -> LevelFilter {
-        self.routes
-            .iter()
-            .map(|r| r.filter.max_level_hint().unwrap_or(LevelFilter::TRACE))
-            .max()
-            .unwrap_or(LevelFilter::OFF)
+        self.filters.with(|f| f.max_level())
     }
 
     fn deliver<S>(&self, event: &Event<'_>, ctx: Context<'_, S>)
@@ -61,39 +72,34 @@ impl HivelogLayer {
     {
         match self.routes.as_slice() {
             // One destination: `enabled` already said yes for it.
-            [Route {
-                dest: Dest::Local(local),
-                ..
-            }] => return write_local(local, event, &ctx, &self.capture),
-            [only] => {
-                return send(
-                    &only.dest,
-                    capture::capture_event(event, &ctx, &self.capture),
-                )
-            }
+            [Dest::Local(local)] => return write_local(local, event, &ctx, &self.capture),
+            [only] => return send(only, capture::capture_event(event, &ctx, &self.capture)),
             _ => {}
         }
         let meta = event.metadata();
-        let mut wanted: u64 = 0;
-        for (i, route) in self.routes.iter().enumerate().take(64) {
-            if route.filter.enabled(meta, ctx.clone()) {
-                wanted |= 1 << i;
+        let wanted = self.filters.with(|f| {
+            let mut wanted: u64 = 0;
+            for (i, filter) in f.by_route.iter().enumerate().take(64) {
+                if filter.enabled(meta, ctx.clone()) {
+                    wanted |= 1 << i;
+                }
             }
-        }
+            wanted
+        });
         if wanted == 0 {
             return;
         }
         let record = capture::capture_event(event, &ctx, &self.capture);
         let last = 63 - wanted.leading_zeros() as usize;
-        for (i, route) in self.routes.iter().enumerate().take(last) {
+        for (i, dest) in self.routes.iter().enumerate().take(last) {
             if wanted & (1 << i) != 0 {
-                match &route.dest {
+                match dest {
                     Dest::Local(l) => l.write(&record),
                     Dest::Sink(p) => p.push(record.clone()),
                 }
             }
         }
-        send(&self.routes[last].dest, record);
+        send(&self.routes[last], record);
     }
 }
 
@@ -141,25 +147,26 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
-        let mut any_sometimes = false;
-        for route in &self.routes {
-            let i = <EnvFilter as Layer<S>>::register_callsite(&route.filter, meta);
-            if i.is_always() {
-                return Interest::always();
+        self.filters.with(|f| {
+            let mut any_sometimes = false;
+            for filter in &f.by_route {
+                let i = <EnvFilter as Layer<S>>::register_callsite(filter, meta);
+                if i.is_always() {
+                    return Interest::always();
+                }
+                any_sometimes |= i.is_sometimes();
             }
-            any_sometimes |= i.is_sometimes();
-        }
-        if any_sometimes {
-            Interest::sometimes()
-        } else {
-            Interest::never()
-        }
+            if any_sometimes {
+                Interest::sometimes()
+            } else {
+                Interest::never()
+            }
+        })
     }
 
     fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
-        self.routes
-            .iter()
-            .any(|r| r.filter.enabled(meta, ctx.clone()))
+        self.filters
+            .with(|f| f.by_route.iter().any(|r| r.enabled(meta, ctx.clone())))
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -167,37 +174,47 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        for r in &self.routes {
-            r.filter.on_new_span(attrs, id, ctx.clone());
-        }
+        self.filters.with(|f| {
+            for r in &f.by_route {
+                r.on_new_span(attrs, id, ctx.clone());
+            }
+        });
         capture::on_new_span(attrs, id, &ctx, self.capture.max_event_bytes);
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
-        for r in &self.routes {
-            r.filter.on_record(id, values, ctx.clone());
-        }
+        self.filters.with(|f| {
+            for r in &f.by_route {
+                r.on_record(id, values, ctx.clone());
+            }
+        });
         capture::on_record(id, values, &ctx);
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        for r in &self.routes {
-            r.filter.on_enter(id, ctx.clone());
-        }
+        self.filters.with(|f| {
+            for r in &f.by_route {
+                r.on_enter(id, ctx.clone());
+            }
+        });
         #[cfg(feature = "otel")]
         crate::otel::on_enter(id, &ctx);
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        for r in &self.routes {
-            r.filter.on_exit(id, ctx.clone());
-        }
+        self.filters.with(|f| {
+            for r in &f.by_route {
+                r.on_exit(id, ctx.clone());
+            }
+        });
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        for r in &self.routes {
-            r.filter.on_close(id.clone(), ctx.clone());
-        }
+        self.filters.with(|f| {
+            for r in &f.by_route {
+                r.on_close(id.clone(), ctx.clone());
+            }
+        });
     }
 
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
@@ -213,6 +230,11 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if let Some(limiter) = &self.limiter {
+            if !limiter.admit(event.metadata()) {
+                return;
+            }
+        }
         // A log call must never panic because of logging (a user's `Display` that panics, say).
         if std::panic::catch_unwind(AssertUnwindSafe(|| self.deliver(event, ctx))).is_err() {
             hivelog_core::diag::warn(

@@ -27,12 +27,14 @@ mod file;
 mod guard;
 mod heartbeat;
 mod layer;
+mod level;
 mod line_queue;
 #[cfg(feature = "otel")]
 mod otel;
 mod output;
 mod panic;
 mod pretty;
+mod ratelimit;
 mod target;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -108,6 +110,31 @@ pub fn flush(timeout: Duration) -> Report {
     GLOBAL.get().map(|o| o.flush(timeout)).unwrap_or_default()
 }
 
+/// Sets the main level of the installed subscriber at run time, as if `HIVELOG_LEVEL` had
+/// been `directives` (destinations with their own `HIVELOG_<SINK>_LEVEL` keep theirs).
+///
+/// The directives are checked like `HIVELOG_LEVEL`; on error nothing changes. A change is one
+/// stderr line, and costs the log call nothing: callsites are re-asked once, no lock is added.
+/// Meant for a service's own admin endpoint; `HIVELOG_LEVEL_FILE` does the same from a file.
+///
+/// ```no_run
+/// let _logs = hivelog::init();
+/// hivelog::set_level("info,my_service::db=debug").unwrap();
+/// let err = hivelog::set_level("info,=what[").unwrap_err();
+/// assert!(err.to_string().starts_with("hivelog::set_level: 'info,=what[' is not a level filter"));
+/// ```
+pub fn set_level(directives: &str) -> Result<(), ConfigError> {
+    GLOBAL.get().map_or_else(
+        || Outputs::default().set_level(directives),
+        |o| o.set_level(directives),
+    )
+}
+
+/// The installed subscriber's main level directives now (`None` before `init`).
+pub fn level() -> Option<String> {
+    GLOBAL.get()?.level.as_ref().map(|l| l.current())
+}
+
 fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
     if CLAIMED.swap(true, Ordering::SeqCst) || tracing::dispatcher::has_been_set() {
         return Err(ConfigError::AlreadyInitialized);
@@ -123,22 +150,18 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
         outputs.shutdown(Duration::ZERO);
         return Err(ConfigError::AlreadyInitialized);
     }
-    let log_max = match max {
-        m if m == tracing_subscriber::filter::LevelFilter::OFF => log::LevelFilter::Off,
-        m if m == tracing_subscriber::filter::LevelFilter::ERROR => log::LevelFilter::Error,
-        m if m == tracing_subscriber::filter::LevelFilter::WARN => log::LevelFilter::Warn,
-        m if m == tracing_subscriber::filter::LevelFilter::INFO => log::LevelFilter::Info,
-        m if m == tracing_subscriber::filter::LevelFilter::DEBUG => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Trace,
-    };
     if tracing_log::LogTracer::builder()
-        .with_max_level(log_max)
+        .with_max_level(level::log_level(max))
         .init()
         .is_err()
     {
         hivelog_core::diag::warn("config", "log", "another `log` logger is installed; `log` records from dependencies will not reach hivelog");
+    } else if let Some(level) = &outputs.level {
+        level.global.store(true, Ordering::SeqCst);
     }
-    outputs.start_heartbeat(tracing::dispatcher::get_default(|d| d.clone()));
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    outputs.bind_level(&dispatch);
+    outputs.start_heartbeat(dispatch);
     let _ = GLOBAL.set(outputs.clone());
     let timeout = outputs.shutdown_timeout;
     atexit::register(move || {

@@ -10,7 +10,10 @@
 //! - `drop_newest` drops the new event (the log call never waits);
 //! - `drop_oldest` drops queued lines from the front until it fits (the buffer the writer is
 //!   writing is not taken back: if it alone leaves no room, the new event is dropped);
-//! - `block:<d>` waits at most `d` for the writer to free room, then drops it.
+//! - `block:<d>` waits at most `d` for the writer to free room, then drops it;
+//! - `drop_lowest` (the default) drops queued lines of the lowest level below the new event's,
+//!   newest first, until it fits; an event is dropped only when nothing below its level is
+//!   queued (the buffer being written is not taken back).
 //!
 //! The budget counts [`Record::size`] of every record queued or being written, and every drop
 //! is counted. An event larger than the whole budget is always dropped.
@@ -44,6 +47,8 @@ pub(crate) struct LineQueue {
 struct State {
     queue: VecDeque<Record>,
     queued_bytes: usize,
+    /// Bytes queued per level (see [`rank`]), to tell at once whether `drop_lowest` can evict.
+    level_bytes: [usize; 5],
     /// Records queued or being written, and their bytes.
     pending: u64,
     pending_bytes: usize,
@@ -59,7 +64,50 @@ struct State {
     done_waiters: u32,
 }
 
+/// A level's place, most verbose first.
+fn rank(level: tracing::Level) -> usize {
+    match level {
+        tracing::Level::TRACE => 0,
+        tracing::Level::DEBUG => 1,
+        tracing::Level::INFO => 2,
+        tracing::Level::WARN => 3,
+        _ => 4,
+    }
+}
+
 impl State {
+    /// Takes queued record `i` out, uncounted as pending (the caller counts the drop).
+    fn evict(&mut self, i: usize) {
+        if let Some(old) = self.queue.remove(i) {
+            let size = old.size();
+            self.queued_bytes -= size;
+            self.pending_bytes -= size;
+            self.level_bytes[rank(old.level)] -= size;
+            self.pending -= 1;
+            self.dropped += 1;
+        }
+    }
+
+    /// `drop_lowest`: evicts the newest queued records of the lowest levels below `level`
+    /// until `size` fits; `false` when even all of them would not make room.
+    fn evict_lower(&mut self, level: tracing::Level, size: usize, budget: usize) -> bool {
+        let below = rank(level);
+        let evictable: usize = self.level_bytes[..below].iter().sum();
+        if self.pending_bytes - evictable + size > budget {
+            return false;
+        }
+        for r in 0..below {
+            let mut i = self.queue.len();
+            while self.pending_bytes + size > budget && self.level_bytes[r] > 0 && i > 0 {
+                i -= 1;
+                if rank(self.queue[i].level) == r {
+                    self.evict(i);
+                }
+            }
+        }
+        true
+    }
+
     fn oldest_pending(&self) -> u64 {
         self.held_min
             .or_else(|| self.queue.front().map(|r| r.seq))
@@ -90,7 +138,7 @@ impl LineQueue {
         let size = record.size();
         let mut st = self.lock();
         if st.pending_bytes + size > self.budget && !st.finished {
-            match self.make_room(st, size) {
+            match self.make_room(st, record.level, size) {
                 Some(guard) => st = guard,
                 None => return None,
             }
@@ -103,6 +151,7 @@ impl LineQueue {
         st.pending += 1;
         st.pending_bytes += size;
         st.queued_bytes += size;
+        st.level_bytes[rank(record.level)] += size;
         st.queue.push_back(record);
         let wake = std::mem::take(&mut st.idle);
         drop(st);
@@ -116,6 +165,7 @@ impl LineQueue {
     fn make_room<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
+        level: tracing::Level,
         size: usize,
     ) -> Option<MutexGuard<'a, State>> {
         if size > self.budget {
@@ -127,21 +177,24 @@ impl LineQueue {
                 st.dropped += 1;
                 None
             }
+            Overflow::DropLowest => {
+                if !st.evict_lower(level, size, self.budget) {
+                    st.dropped += 1;
+                    return None;
+                }
+                if st.done_waiters > 0 {
+                    self.done.notify_all();
+                }
+                Some(st)
+            }
             Overflow::DropOldest => {
                 let held = st.pending_bytes - st.queued_bytes;
                 if held + size > self.budget {
                     st.dropped += 1;
                     return None;
                 }
-                while st.pending_bytes + size > self.budget {
-                    let Some(old) = st.queue.pop_front() else {
-                        break;
-                    };
-                    let old = old.size();
-                    st.queued_bytes -= old;
-                    st.pending_bytes -= old;
-                    st.pending -= 1;
-                    st.dropped += 1;
+                while st.pending_bytes + size > self.budget && !st.queue.is_empty() {
+                    st.evict(0);
                 }
                 if st.done_waiters > 0 {
                     self.done.notify_all();
@@ -198,6 +251,7 @@ impl LineQueue {
         st.idle = false;
         std::mem::swap(&mut st.queue, batch);
         st.queued_bytes = 0;
+        st.level_bytes = [0; 5];
         st.held_min = batch.front().map(|r| r.seq);
         true
     }

@@ -435,6 +435,9 @@ fn the_heartbeat_reports_the_counters_periodically_until_shutdown() {
         ),
         (&Value::from(0), &Value::from(0), &Value::from(0))
     );
+    for level in ["error", "warn", "info", "debug", "trace"] {
+        assert_eq!(beats[0][format!("dropped_{level}")], 0, "{}", beats[0]);
+    }
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let after = support::parse(&buf.text())
         .iter()

@@ -44,6 +44,13 @@
 //! need `0.0.0.0`); `PORT` overrides the port (`0` picks a free one; the `listening` event says
 //! which). Everything about logs is `HIVELOG_*`.
 //!
+//! # Admin listener (off by default)
+//! `ADMIN_BIND=127.0.0.1:3001` serves `GET /level` (the current level) and `PUT /level` (the
+//! body is the new level, in `HIVELOG_LEVEL` syntax: `curl -X PUT -d debug localhost:3001/level`)
+//! through [`hivelog::set_level`], on its own address so it can stay unreachable from outside.
+//! A bad level is a 400 with the reason, and the level stays. `HIVELOG_LEVEL_FILE` does the
+//! same without a listener.
+//!
 //! # Stopping: why the order matters
 //! ECS stops a task by sending SIGTERM to the container, waiting `stopTimeout` (30 s by
 //! default), then sending SIGKILL; `docker stop` and Kubernetes do the same. Events still queued
@@ -88,6 +95,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let admin = match std::env::var("ADMIN_BIND")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        None => None,
+        Some(v) => match admin_addr(&v) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::error!(error = %e, "bad admin address");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -95,7 +115,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(addr));
+    let result = runtime.block_on(serve(addr, admin));
     // Requests still running past the drain timeout are abandoned here, not waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
@@ -111,11 +131,17 @@ fn main() -> ExitCode {
     // `_logs` drops here: the final flush, after the runtime is gone.
 }
 
-/// Serves until SIGTERM or Ctrl-C, then drains for at most [`DRAIN_TIMEOUT`].
-async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+/// Serves until SIGTERM or Ctrl-C, then drains for at most [`DRAIN_TIMEOUT`]; the admin
+/// listener, if any, stops with the runtime.
+async fn serve(addr: SocketAddr, admin: Option<SocketAddr>) -> std::io::Result<()> {
     let signals = StopSignals::install()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    if let Some(admin) = admin {
+        let admin = tokio::net::TcpListener::bind(admin).await?;
+        tracing::info!(addr = %admin.local_addr()?, "admin listening");
+        tokio::spawn(axum::serve(admin, admin_app()).into_future());
+    }
     tracing::info!(addr = %local, "listening");
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app()).with_graceful_shutdown(async move {
@@ -153,6 +179,39 @@ fn matched_route(parts: &axum::http::request::Parts) -> Option<String> {
         .extensions
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
+}
+
+/// The admin routes: `GET /level`, `PUT /level`.
+fn admin_app() -> Router {
+    Router::new().route("/level", get(current_level).put(set_level))
+}
+
+/// `GET /level`: the main level's directives now.
+async fn current_level() -> String {
+    format!("{}\n", hivelog::level().unwrap_or_default())
+}
+
+/// `PUT /level`: the body becomes the main level, checked like `HIVELOG_LEVEL`.
+async fn set_level(body: String) -> (StatusCode, String) {
+    let level = body.trim();
+    match hivelog::set_level(level) {
+        Ok(()) => {
+            tracing::info!(directives = level, "level changed by the admin endpoint");
+            (StatusCode::OK, format!("{level}\n"))
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+/// `ADMIN_BIND`: `host:port` (`0` as the port picks a free one; `admin listening` says which).
+fn admin_addr(v: &str) -> Result<SocketAddr, String> {
+    v.trim()
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            format!("ADMIN_BIND: '{v}' is not an address; expected host:port (127.0.0.1:3001)")
+        })
 }
 
 /// SIGTERM (how ECS, Docker and Kubernetes stop a container) and Ctrl-C, listened for from

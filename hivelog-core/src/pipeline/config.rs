@@ -17,8 +17,8 @@ pub const PIPELINE_VARS: &[Var] = &[
     ),
     Var::new(
         "HIVELOG_OVERFLOW",
-        "drop_newest",
-        "when the budget is full: drop_newest, drop_oldest, block:250ms",
+        "drop_lowest",
+        "when the budget is full: drop_lowest, drop_newest, drop_oldest, block:250ms",
     ),
     Var::new(
         "HIVELOG_FLUSH_INTERVAL",
@@ -52,7 +52,7 @@ pub const DEFAULT_RETRY_CAP: Duration = Duration::from_secs(30);
 /// Default time an event may keep being retried (`HIVELOG_RETRY_MAX_ELAPSED`): 5 min.
 pub const DEFAULT_RETRY_MAX_ELAPSED: Duration = Duration::from_secs(300);
 
-const OVERFLOW_FORMS: &str = "one of drop_newest, drop_oldest, block:<duration>";
+const OVERFLOW_FORMS: &str = "one of drop_lowest, drop_newest, drop_oldest, block:<duration>";
 
 /// What the caller does when a pipeline's budget is full (`HIVELOG_OVERFLOW`).
 ///
@@ -61,11 +61,16 @@ const OVERFLOW_FORMS: &str = "one of drop_newest, drop_oldest, block:<duration>"
 /// use std::time::Duration;
 /// assert_eq!("block:250ms".parse(), Ok(Overflow::Block(Duration::from_millis(250))));
 /// assert_eq!("drop_oldest".parse(), Ok(Overflow::DropOldest));
+/// assert_eq!(Overflow::default(), Overflow::DropLowest);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Overflow {
-    /// Drop the new event (default): the log call never waits.
+    /// Drop the least important event (default): the newest queued event of the lowest level
+    /// below the new one's, else the new event itself. An ERROR or WARN is dropped only when
+    /// nothing below its level is queued; the log call never waits.
     #[default]
+    DropLowest,
+    /// Drop the new event whatever its level: the log call never waits.
     DropNewest,
     /// Drop the oldest queued events to make room.
     DropOldest,
@@ -74,9 +79,10 @@ pub enum Overflow {
 }
 
 impl std::fmt::Display for Overflow {
-    /// The `HIVELOG_OVERFLOW` form: `drop_newest`, `drop_oldest`, `block:250ms`.
+    /// The `HIVELOG_OVERFLOW` form: `drop_lowest`, `drop_newest`, `drop_oldest`, `block:250ms`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Overflow::DropLowest => f.write_str("drop_lowest"),
             Overflow::DropNewest => f.write_str("drop_newest"),
             Overflow::DropOldest => f.write_str("drop_oldest"),
             Overflow::Block(d) => write!(f, "block:{}ms", d.as_millis()),
@@ -90,7 +96,9 @@ impl std::str::FromStr for Overflow {
 
     fn from_str(v: &str) -> Result<Self, Self::Err> {
         let v = v.trim();
-        if v.eq_ignore_ascii_case("drop_newest") {
+        if v.eq_ignore_ascii_case("drop_lowest") {
+            Ok(Overflow::DropLowest)
+        } else if v.eq_ignore_ascii_case("drop_newest") {
             Ok(Overflow::DropNewest)
         } else if v.eq_ignore_ascii_case("drop_oldest") {
             Ok(Overflow::DropOldest)
@@ -147,7 +155,7 @@ pub struct PipelineConfig {
     /// Memory budget in bytes ([`Record::size`](crate::Record::size) of everything queued or
     /// in flight; default [`DEFAULT_BUFFER_BYTES`]).
     pub buffer_bytes: usize,
-    /// Overflow policy (default [`Overflow::DropNewest`]).
+    /// Overflow policy (default [`Overflow::DropLowest`]).
     pub overflow: Overflow,
     /// Longest age of a partial batch (default [`DEFAULT_FLUSH_INTERVAL`]).
     pub flush_interval: Duration,
@@ -181,7 +189,7 @@ impl PipelineConfig {
     /// let err = PipelineConfig::default().apply_env(&env).unwrap_err();
     /// assert_eq!(
     ///     err.to_string(),
-    ///     "HIVELOG_OVERFLOW: 'x' is not an overflow policy; expected one of drop_newest, drop_oldest, block:<duration>"
+    ///     "HIVELOG_OVERFLOW: 'x' is not an overflow policy; expected one of drop_lowest, drop_newest, drop_oldest, block:<duration>"
     /// );
     /// ```
     pub fn apply_env(mut self, env: &Env) -> Result<Self, ConfigError> {

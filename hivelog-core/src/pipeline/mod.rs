@@ -47,7 +47,7 @@ pub use config::{
     DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_MAX_ELAPSED, DEFAULT_SHUTDOWN_TIMEOUT,
     PIPELINE_VARS,
 };
-pub use stats::Stats;
+pub use stats::{LevelCounts, Stats};
 
 use crate::record::Record;
 use crate::sink::Sink;

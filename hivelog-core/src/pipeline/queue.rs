@@ -8,19 +8,32 @@
 //!
 //! The budget counts [`Record::size`] of every event queued *or in flight*, so memory stays
 //! bounded even while a slow destination holds a batch. When a new event does not fit:
+//! - `drop_lowest` (the default) drops the least important events: the newest queued event of
+//!   the lowest level below the new one's, again until the new one fits; when the queue holds
+//!   too little below its level, the new event itself. So an ERROR or WARN is lost only when
+//!   nothing less important is left to give way, and within one level it behaves like
+//!   `drop_newest` (the first events of a burst are kept, the gap is at its end). Why newest
+//!   first inside a level: the kept lines stay one unbroken run per level, and the search from
+//!   the back of the queue stops at once under a flood of the lowest level;
 //! - `drop_newest` drops it (the log call never waits);
 //! - `drop_oldest` drops queued events from the front until it fits (events already handed
 //!   to the sink are not taken back; if they alone leave no room, the new event is dropped);
 //! - `block:<d>` waits on a condition variable, at most `d`, for the worker to free room,
 //!   then drops it.
 //!
-//! Every drop is counted, by reason. An event larger than the whole budget is always dropped.
+//! Under `drop_lowest` the worker takes at most half the budget in flight (see [`Shared::take`]):
+//! what is in flight cannot give way, so a stalled destination holding the whole budget in one
+//! unanswered batch would leave nothing to evict, and the next ERROR would be dropped.
+//!
+//! Every drop is counted, by reason and by level. An event larger than the whole budget is
+//! always dropped.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::Notify;
+use tracing_core::Level;
 
 use super::config::{Overflow, PipelineConfig};
 use super::stats::Stats;
@@ -49,6 +62,8 @@ pub(crate) struct Shared {
 struct State {
     queue: VecDeque<Record>,
     queued_bytes: usize,
+    /// `queued_bytes` by level ([`rank`]), so `drop_lowest` knows what it may evict.
+    level_bytes: [usize; 5],
     /// The live counters; `stats()` clones them under the lock, so a snapshot always balances.
     counters: Stats,
     next_seq: u64,
@@ -65,7 +80,45 @@ struct State {
     done_waiters: u32,
 }
 
+/// A level's place from least (`TRACE`, 0) to most important (`ERROR`, 4).
+fn rank(level: Level) -> usize {
+    match level {
+        Level::TRACE => 0,
+        Level::DEBUG => 1,
+        Level::INFO => 2,
+        Level::WARN => 3,
+        _ => 4,
+    }
+}
+
+/// How a full budget ended for a new event.
+enum Admit {
+    Yes,
+    Overflow,
+    Shutdown,
+}
+
 impl State {
+    /// Counts a dropped event.
+    fn dropped(&mut self, level: Level, shutdown: bool) {
+        if shutdown {
+            self.counters.dropped_shutdown += 1;
+        } else {
+            self.counters.dropped_overflow += 1;
+        }
+        self.counters.dropped_by_level.add(level, 1);
+    }
+
+    /// Takes a queued record out of the budget and counts it as an overflow drop.
+    fn evicted(&mut self, old: &Record) {
+        let size = old.size();
+        self.queued_bytes -= size;
+        self.level_bytes[rank(old.level)] -= size;
+        self.counters.pending -= 1;
+        self.counters.pending_bytes -= size as u64;
+        self.dropped(old.level, false);
+    }
+
     fn oldest_pending(&self) -> u64 {
         self.inflight_min
             .or_else(|| self.queue.front().map(|r| r.seq))
@@ -111,6 +164,7 @@ impl Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
+                level_bytes: [0; 5],
                 counters: Stats {
                     sink: name,
                     ..Stats::default()
@@ -167,69 +221,28 @@ impl Shared {
         let mut st = self.lock();
         st.counters.enqueued += 1;
         if st.closing {
-            st.counters.dropped_shutdown += 1;
+            st.dropped(record.level, true);
             return;
         }
         if st.counters.pending_bytes as usize + size > budget {
-            if size > budget {
-                st.counters.dropped_overflow += 1;
-                return;
-            }
-            match self.config.overflow {
-                Overflow::DropNewest => {
-                    st.counters.dropped_overflow += 1;
-                    return;
-                }
-                Overflow::DropOldest => {
-                    // Records in flight cannot be evicted: if evicting every queued one would
-                    // not make room, keep them and drop only the new one.
-                    let in_flight = st.counters.pending_bytes as usize - st.queued_bytes;
-                    if in_flight + size > budget {
-                        st.counters.dropped_overflow += 1;
-                        return;
-                    }
-                    while st.counters.pending_bytes as usize + size > budget {
-                        let Some(old) = st.queue.pop_front() else {
-                            break;
-                        };
-                        let old_size = old.size();
-                        st.queued_bytes -= old_size;
-                        st.counters.pending -= 1;
-                        st.counters.pending_bytes -= old_size as u64;
-                        st.counters.dropped_overflow += 1;
-                    }
-                    if st.done_waiters > 0 {
-                        self.done.notify_all();
+            let admit = if size > budget {
+                Admit::Overflow
+            } else {
+                match self.config.overflow {
+                    Overflow::DropLowest => self.evict_lower(&mut st, record.level, size),
+                    Overflow::DropNewest => Admit::Overflow,
+                    Overflow::DropOldest => self.evict_oldest(&mut st, size),
+                    Overflow::Block(max_wait) => {
+                        let (guard, admit) = self.wait_for_room(st, size, max_wait);
+                        st = guard;
+                        admit
                     }
                 }
-                Overflow::Block(max_wait) => {
-                    let until = Instant::now() + max_wait;
-                    loop {
-                        if !st.woken {
-                            st.woken = true;
-                            self.work.notify_one();
-                        }
-                        let now = Instant::now();
-                        if now >= until {
-                            st.counters.dropped_overflow += 1;
-                            return;
-                        }
-                        st.room_waiters += 1;
-                        st = self
-                            .room
-                            .wait_timeout(st, until - now)
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0;
-                        st.room_waiters -= 1;
-                        if st.closing {
-                            st.counters.dropped_shutdown += 1;
-                            return;
-                        }
-                        if st.counters.pending_bytes as usize + size <= budget {
-                            break;
-                        }
-                    }
-                }
+            };
+            match admit {
+                Admit::Yes => {}
+                Admit::Overflow => return st.dropped(record.level, false),
+                Admit::Shutdown => return st.dropped(record.level, true),
             }
         }
         record.seq = st.next_seq;
@@ -237,6 +250,7 @@ impl Shared {
         st.counters.pending += 1;
         st.counters.pending_bytes += size as u64;
         st.queued_bytes += size;
+        st.level_bytes[rank(record.level)] += size;
         st.queue.push_back(record);
         if !st.woken
             && (st.queue.len() >= self.wake_events
@@ -246,6 +260,89 @@ impl Shared {
             st.woken = true;
             drop(st);
             self.work.notify_one();
+        }
+    }
+
+    /// `drop_lowest`: evicts the newest queued records of the lowest levels below `level`
+    /// until `size` fits, unless even evicting all of them would not make room.
+    fn evict_lower(&self, st: &mut State, level: Level, size: usize) -> Admit {
+        let budget = self.config.buffer_bytes;
+        let below = rank(level);
+        let evictable: usize = st.level_bytes[..below].iter().sum();
+        if st.counters.pending_bytes as usize - evictable + size > budget {
+            return Admit::Overflow;
+        }
+        while st.counters.pending_bytes as usize + size > budget {
+            let Some(lowest) = st.level_bytes[..below].iter().position(|&b| b > 0) else {
+                break;
+            };
+            let Some(old) = st
+                .queue
+                .iter()
+                .rposition(|r| rank(r.level) == lowest)
+                .and_then(|at| st.queue.remove(at))
+            else {
+                break;
+            };
+            st.evicted(&old);
+        }
+        if st.done_waiters > 0 {
+            self.done.notify_all();
+        }
+        Admit::Yes
+    }
+
+    /// `drop_oldest`: evicts queued records from the front until `size` fits.
+    fn evict_oldest(&self, st: &mut State, size: usize) -> Admit {
+        let budget = self.config.buffer_bytes;
+        // Records in flight cannot be evicted: if evicting every queued one would not make
+        // room, keep them and drop only the new one.
+        let in_flight = st.counters.pending_bytes as usize - st.queued_bytes;
+        if in_flight + size > budget {
+            return Admit::Overflow;
+        }
+        while st.counters.pending_bytes as usize + size > budget {
+            let Some(old) = st.queue.pop_front() else {
+                break;
+            };
+            st.evicted(&old);
+        }
+        if st.done_waiters > 0 {
+            self.done.notify_all();
+        }
+        Admit::Yes
+    }
+
+    /// `block:<d>`: waits for the worker to free room for `size`, at most `max_wait`.
+    fn wait_for_room<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        size: usize,
+        max_wait: std::time::Duration,
+    ) -> (MutexGuard<'a, State>, Admit) {
+        let until = Instant::now() + max_wait;
+        loop {
+            if !st.woken {
+                st.woken = true;
+                self.work.notify_one();
+            }
+            let now = Instant::now();
+            if now >= until {
+                return (st, Admit::Overflow);
+            }
+            st.room_waiters += 1;
+            st = self
+                .room
+                .wait_timeout(st, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            st.room_waiters -= 1;
+            if st.closing {
+                return (st, Admit::Shutdown);
+            }
+            if st.counters.pending_bytes as usize + size <= self.config.buffer_bytes {
+                return (st, Admit::Yes);
+            }
         }
     }
 
@@ -274,16 +371,39 @@ impl Shared {
     ///
     /// When `batch` is empty and the whole queue fits, the two buffers are swapped: the lock is
     /// held for O(1) whatever the batch size, and the queue reuses the batch's allocation.
+    /// Under `drop_lowest`, what is in flight stays within half the budget, so the other half
+    /// stays queued and evictable.
     pub fn take(&self, max: usize, batch: &mut VecDeque<Record>, held_min: Option<u64>) {
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let st = &mut *guard;
         st.woken = false;
-        if batch.is_empty() && st.queue.len() <= max {
+        let in_flight = st.counters.pending_bytes as usize - st.queued_bytes;
+        let cap = match self.config.overflow {
+            Overflow::DropLowest => self.config.buffer_bytes / 2,
+            _ => usize::MAX,
+        };
+        if batch.is_empty() && st.queue.len() <= max && in_flight + st.queued_bytes <= cap {
             std::mem::swap(&mut st.queue, batch);
             st.queued_bytes = 0;
+            st.level_bytes = [0; 5];
         } else {
-            let n = max.min(st.queue.len());
+            // Up to `max` records, keeping what is in flight within `cap` (but always one
+            // record when nothing is, so a record larger than `cap` still goes).
+            let mut n = 0;
+            let mut taken = in_flight;
+            for r in st.queue.iter().take(max) {
+                taken = taken.saturating_add(r.size());
+                if taken > cap && (n > 0 || in_flight > 0) {
+                    break;
+                }
+                n += 1;
+            }
+            let level_bytes = &mut st.level_bytes;
             let mut bytes = 0;
-            batch.extend(st.queue.drain(..n).inspect(|r| bytes += r.size()));
+            batch.extend(st.queue.drain(..n).inspect(|r| {
+                bytes += r.size();
+                level_bytes[rank(r.level)] -= r.size();
+            }));
             st.queued_bytes -= bytes;
         }
         st.inflight_min = held_min.or_else(|| batch.front().map(|r| r.seq));

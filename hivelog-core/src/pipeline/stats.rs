@@ -26,6 +26,8 @@ pub struct Stats {
     pub dropped_overflow: u64,
     /// Events logged after shutdown began.
     pub dropped_shutdown: u64,
+    /// Every drop (overflow and shutdown) by the event's level; sums to [`Stats::dropped`].
+    pub dropped_by_level: LevelCounts,
     /// Events whose retries ran out or that hit a permanent request failure.
     pub failed: u64,
     /// Bytes the sink reported sending.
@@ -52,5 +54,58 @@ impl Stats {
     pub fn is_balanced(&self) -> bool {
         self.enqueued
             == self.delivered + self.rejected + self.dropped() + self.failed + self.pending
+    }
+}
+
+/// A count per level, such as the events a pipeline dropped.
+///
+/// ```
+/// use hivelog_core::pipeline::LevelCounts;
+/// let mut c = LevelCounts::default();
+/// c.add(tracing::Level::INFO, 3);
+/// c.add(tracing::Level::ERROR, 1);
+/// assert_eq!((c.get(tracing::Level::INFO), c.error, c.total()), (3, 1, 4));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LevelCounts {
+    /// `ERROR` events.
+    pub error: u64,
+    /// `WARN` events.
+    pub warn: u64,
+    /// `INFO` events.
+    pub info: u64,
+    /// `DEBUG` events.
+    pub debug: u64,
+    /// `TRACE` events.
+    pub trace: u64,
+}
+
+impl LevelCounts {
+    /// The count for `level`.
+    pub fn get(&self, level: tracing_core::Level) -> u64 {
+        match level {
+            tracing_core::Level::ERROR => self.error,
+            tracing_core::Level::WARN => self.warn,
+            tracing_core::Level::INFO => self.info,
+            tracing_core::Level::DEBUG => self.debug,
+            _ => self.trace,
+        }
+    }
+
+    /// Adds `n` to the count for `level`.
+    pub fn add(&mut self, level: tracing_core::Level, n: u64) {
+        let slot = match level {
+            tracing_core::Level::ERROR => &mut self.error,
+            tracing_core::Level::WARN => &mut self.warn,
+            tracing_core::Level::INFO => &mut self.info,
+            tracing_core::Level::DEBUG => &mut self.debug,
+            _ => &mut self.trace,
+        };
+        *slot += n;
+    }
+
+    /// The sum over all levels.
+    pub fn total(&self) -> u64 {
+        self.error + self.warn + self.info + self.debug + self.trace
     }
 }
