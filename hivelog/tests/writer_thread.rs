@@ -113,8 +113,7 @@ fn watchdog(child: &Child, seen: Arc<AtomicBool>) {
 }
 
 /// Runs the `stalled` child with stdout unread until the child says on stderr that it has
-/// logged everything; returns the stdout lines, the dropped count it printed, and the rest
-/// of its stderr.
+/// logged everything; returns the stdout lines, the dropped count it printed, and its stderr.
 fn stalled_child(vars: &[(&str, &str)]) -> (Vec<Value>, u64, String) {
     let mut proc = child("stalled", vars)
         .stdout(Stdio::piped())
@@ -124,13 +123,14 @@ fn stalled_child(vars: &[(&str, &str)]) -> (Vec<Value>, u64, String) {
     let seen = Arc::new(AtomicBool::new(false));
     watchdog(&proc, seen.clone());
     let mut stderr = BufReader::new(proc.stderr.take().unwrap());
-    let mut line = String::new();
+    let (mut line, mut all) = (String::new(), String::new());
     let dropped = loop {
         line.clear();
         assert!(
             stderr.read_line(&mut line).unwrap() > 0,
             "the child never said it had logged everything while its stdout was unread"
         );
+        all.push_str(&line);
         if let Some(n) = line.trim().strip_prefix("LOGGED dropped=") {
             seen.store(true, Ordering::SeqCst);
             break n.parse::<u64>().unwrap();
@@ -139,10 +139,9 @@ fn stalled_child(vars: &[(&str, &str)]) -> (Vec<Value>, u64, String) {
     // Only now does anyone read the child's stdout.
     let mut out = Vec::new();
     proc.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    assert!(proc.wait().unwrap().success(), "{rest}");
-    (json(&out), dropped, rest)
+    stderr.read_to_string(&mut all).unwrap();
+    assert!(proc.wait().unwrap().success(), "{all}");
+    (json(&out), dropped, all)
 }
 
 #[test]
@@ -164,6 +163,10 @@ fn a_full_budget_drops_and_counts_and_the_kept_lines_stay_in_order() {
     assert_eq!(kept.len() as u64 + dropped, LINES);
     assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order");
     assert_eq!(kept[0], 0, "drop_newest keeps the first lines");
+    assert!(
+        stderr.contains("lines dropped so far (HIVELOG_OVERFLOW=drop_newest"),
+        "a warning says lines are being dropped: {stderr}"
+    );
     assert!(
         stderr.contains(&format!("dropped {dropped}, pending 0")),
         "the shutdown report says how many lines were dropped: {stderr}"
