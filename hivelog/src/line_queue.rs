@@ -223,6 +223,11 @@ impl LineQueue {
         }
     }
 
+    /// Whether a shutdown began (its caller already waited for the writer, up to its deadline).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.lock().closing
+    }
+
     /// [`close`](Self::close), then waits for the writer to drain and stop, until `deadline`.
     pub(crate) fn shutdown(&self, deadline: Instant) {
         self.close();
