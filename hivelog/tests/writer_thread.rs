@@ -309,3 +309,33 @@ fn lines_logged_after_shutdown_are_still_written_by_the_caller() {
     tracing::dispatcher::with_default(&dispatch, || tracing::info!(i = 3, "late"));
     assert_eq!(indexes(&support::parse(&buf.text())), [0, 1, 2, 3]);
 }
+
+/// `/dev/full` answers every write with `ENOSPC`, as a full disk does.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_counted_as_failed_lines_and_logging_goes_on() {
+    for mode in [hivelog::OutputMode::Async, hivelog::OutputMode::Sync] {
+        let (dispatch, guard) = hivelog::builder()
+            .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
+            .output_mode(mode)
+            .output(hivelog::Output::File {
+                path: "/dev/full".into(),
+                rotation: hivelog::Rotation::Never,
+                keep: 1,
+            })
+            .try_build()
+            .unwrap();
+        tracing::dispatcher::with_default(&dispatch, || log_lines(100));
+        let first = guard.flush(Duration::from_secs(10)).local.unwrap();
+        assert_eq!((first.written, first.failed), (0, 100), "{mode:?}");
+        tracing::dispatcher::with_default(&dispatch, || log_lines(5));
+        let report = guard.shutdown(Duration::from_secs(10));
+        let local = report.local.clone().unwrap();
+        assert_eq!(
+            (local.written, local.failed, local.dropped, local.pending),
+            (0, 105, 0, 0),
+            "{mode:?}: every later write is tried and counted"
+        );
+        assert!(!report.is_complete());
+    }
+}
