@@ -17,6 +17,10 @@
 //! - `throughput`: wall time of the log calls and the drain, as lines per second. The caller
 //!   and the writer run in parallel, so this is a lower bound of the writer's throughput.
 //!
+//! - `caller_paced`: wall time of each log call alone when events come every 10 µs (100k/s,
+//!   a busy service), so hivelog's writer has drained and sleeps before most events: the price
+//!   of waking it (one futex wake) is in this figure, which the tight loops above hide.
+//!
 //! At the end, one pass of 1,000,000 events measures the writer thread alone: its CPU time
 //! (`/proc/self/task/<tid>/schedstat`) per line, printed as lines per second of one core.
 //!
@@ -133,6 +137,28 @@ impl Side {
         elapsed
     }
 
+    /// Runs `iters` events 10 µs apart; returns the wall time of the log calls alone.
+    fn paced(&self, iters: u64) -> Duration {
+        const GAP: Duration = Duration::from_micros(10);
+        let total = tracing::dispatcher::with_default(&self.dispatch, || {
+            let mut total = Duration::ZERO;
+            let mut next = Instant::now();
+            for _ in 0..iters {
+                next += GAP;
+                while Instant::now() < next {
+                    std::hint::spin_loop();
+                }
+                let t = Instant::now();
+                event();
+                total += t.elapsed();
+            }
+            total
+        });
+        self.drain();
+        self.file.set_len(0).unwrap();
+        total
+    }
+
     fn drain(&self) {
         if let Some(g) = &self.guard {
             g.flush(Duration::from_secs(60));
@@ -181,6 +207,15 @@ fn bench(c: &mut Criterion) {
         }
         g.finish();
     }
+    let mut g = c.benchmark_group("caller_paced");
+    g.warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_millis(300))
+        .sample_size(10);
+    for (side_name, side) in [("hivelog", &hl), ("tracing_subscriber_json", &ts)] {
+        g.bench_function(side_name, |b| b.iter_custom(|iters| side.paced(iters)));
+    }
+    g.finish();
+
     writer_alone(&hl);
     let report = hl.guard.as_ref().unwrap().report().local.unwrap();
     println!("hivelog async local output over the whole run: {report:?}");

@@ -199,3 +199,52 @@ pub(crate) fn parse_rotation(v: &str) -> Result<Rotation, String> {
             .ok_or_else(|| "never, hourly, daily, or a size of at least 1KB (100MB)".to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_buffer_of_many_lines_is_cut_between_lines_at_the_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut f = RollingFile::open(&path, Rotation::Size(25), 100).unwrap();
+        let long = format!("{}\n", "x".repeat(40));
+        let buf = format!("line-0001\nline-0002\nline-0003\n{long}line-0004\n");
+        let mut done = 0;
+        f.write_lines(buf.as_bytes(), &mut done).unwrap();
+        assert_eq!(done, buf.len());
+        let all = files(dir.path());
+        // Rotated files sort before the active one's name only by suffix; compare as a set.
+        let mut got: Vec<&str> = all.iter().map(String::as_str).collect();
+        got.sort();
+        let mut want = vec![
+            "line-0001\nline-0002\n",
+            "line-0003\n",
+            long.as_str(),
+            "line-0004\n",
+        ];
+        want.sort();
+        assert_eq!(
+            got, want,
+            "whole lines, at most 25 bytes unless one line alone is longer"
+        );
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "line-0004\n",
+            "newest in the active file"
+        );
+    }
+}

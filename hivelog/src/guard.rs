@@ -110,7 +110,7 @@ impl Outputs {
     /// Waits for the local writer only (the `atexit` handler).
     pub(crate) fn flush_local(&self, timeout: Duration) {
         if let Some(l) = &self.local {
-            l.flush(Instant::now() + timeout);
+            l.flush_at_exit(Instant::now() + timeout);
         }
     }
 

@@ -21,7 +21,9 @@
 //! Wake-ups: the writer sleeps only when the queue is empty, and a push wakes it only then, so
 //! there is one wake-up per idle period, not one per event. While the writer writes, pushes
 //! only append; its next take swaps the whole queue out in O(1), which is what puts many lines
-//! in one write when lines come faster than one `write(2)` each.
+//! in one write when lines come faster than one `write(2)` each. The price of "no flush
+//! interval": a push that finds the writer asleep (a quiet service) pays one futex wake, a
+//! syscall of about a microsecond, instead of the write it saves.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -275,6 +277,11 @@ impl LineQueue {
         }
     }
 
+    /// Whether a shutdown began (its caller already waited for the writer, up to its deadline).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.lock().closing
+    }
+
     /// [`close`](Self::close), then waits for the writer to drain and stop, until `deadline`.
     pub(crate) fn shutdown(&self, deadline: Instant) {
         self.close();
@@ -301,6 +308,23 @@ impl LineQueue {
             st.done_waiters -= 1;
         }
         st
+    }
+
+    /// For the writer: says on stderr (at most once per cause and interval, as the sinks do)
+    /// that lines were dropped since `reported`.
+    pub(crate) fn warn_dropped(&self, output: &str, reported: &mut u64) {
+        let (_, dropped) = self.counts();
+        if dropped > *reported {
+            *reported = dropped;
+            hivelog_core::diag::warn(
+                output,
+                "overflow",
+                format_args!(
+                    "buffer full ({} bytes): {dropped} lines dropped so far (HIVELOG_OVERFLOW={}, HIVELOG_BUFFER_BYTES)",
+                    self.budget, self.overflow
+                ),
+            );
+        }
     }
 
     /// Records pending (queued or being written) and records dropped.

@@ -196,6 +196,14 @@ impl Local {
         self.lines.flush();
     }
 
+    /// [`flush`](Self::flush) unless a shutdown already waited for the writer (the `atexit`
+    /// handler after the guard's drop: a stalled reader must not delay the exit twice).
+    pub(crate) fn flush_at_exit(&self, deadline: Instant) {
+        if self.queue.as_ref().is_some_and(|q| !q.is_closing()) {
+            self.flush(deadline);
+        }
+    }
+
     /// Lets the writer drain and stop (at most until `deadline`); later lines are written by
     /// the threads that log them.
     pub(crate) fn shutdown(&self, deadline: Instant) {

@@ -41,8 +41,9 @@ pub(crate) fn spawn(queue: Arc<LineQueue>, lines: Arc<Lines>) -> std::io::Result
 fn run(queue: &LineQueue, lines: &Lines) {
     let mut batch = VecDeque::new();
     let mut buf = Vec::with_capacity(CHUNK);
-    let (mut count, mut bytes) = (0, 0);
+    let (mut count, mut bytes, mut reported) = (0, 0, 0);
     while queue.next(&mut batch, count, bytes) {
+        queue.warn_dropped(lines.name(), &mut reported);
         count = batch.len() as u64;
         bytes = batch.iter().map(Record::size).sum();
         let mut accounted = 0;
@@ -68,6 +69,7 @@ fn run(queue: &LineQueue, lines: &Lines) {
             buf = Vec::with_capacity(CHUNK);
         }
     }
+    queue.warn_dropped(lines.name(), &mut reported);
 }
 
 /// Formats and writes `batch`, dropping each record once formatted; `accounted` counts the

@@ -113,8 +113,7 @@ fn watchdog(child: &Child, seen: Arc<AtomicBool>) {
 }
 
 /// Runs the `stalled` child with stdout unread until the child says on stderr that it has
-/// logged everything; returns the stdout lines, the dropped count it printed, and the rest
-/// of its stderr.
+/// logged everything; returns the stdout lines, the dropped count it printed, and its stderr.
 fn stalled_child(vars: &[(&str, &str)]) -> (Vec<Value>, u64, String) {
     let mut proc = child("stalled", vars)
         .stdout(Stdio::piped())
@@ -124,13 +123,14 @@ fn stalled_child(vars: &[(&str, &str)]) -> (Vec<Value>, u64, String) {
     let seen = Arc::new(AtomicBool::new(false));
     watchdog(&proc, seen.clone());
     let mut stderr = BufReader::new(proc.stderr.take().unwrap());
-    let mut line = String::new();
+    let (mut line, mut all) = (String::new(), String::new());
     let dropped = loop {
         line.clear();
         assert!(
             stderr.read_line(&mut line).unwrap() > 0,
             "the child never said it had logged everything while its stdout was unread"
         );
+        all.push_str(&line);
         if let Some(n) = line.trim().strip_prefix("LOGGED dropped=") {
             seen.store(true, Ordering::SeqCst);
             break n.parse::<u64>().unwrap();
@@ -139,10 +139,9 @@ fn stalled_child(vars: &[(&str, &str)]) -> (Vec<Value>, u64, String) {
     // Only now does anyone read the child's stdout.
     let mut out = Vec::new();
     proc.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    assert!(proc.wait().unwrap().success(), "{rest}");
-    (json(&out), dropped, rest)
+    stderr.read_to_string(&mut all).unwrap();
+    assert!(proc.wait().unwrap().success(), "{all}");
+    (json(&out), dropped, all)
 }
 
 #[test]
@@ -164,6 +163,10 @@ fn a_full_budget_drops_and_counts_and_the_kept_lines_stay_in_order() {
     assert_eq!(kept.len() as u64 + dropped, LINES);
     assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order");
     assert_eq!(kept[0], 0, "drop_newest keeps the first lines");
+    assert!(
+        stderr.contains("lines dropped so far (HIVELOG_OVERFLOW=drop_newest"),
+        "a warning says lines are being dropped: {stderr}"
+    );
     assert!(
         stderr.contains(&format!("dropped {dropped}, pending 0")),
         "the shutdown report says how many lines were dropped: {stderr}"
@@ -305,4 +308,34 @@ fn lines_logged_after_shutdown_are_still_written_by_the_caller() {
     assert_eq!(report.local.unwrap().written, 3);
     tracing::dispatcher::with_default(&dispatch, || tracing::info!(i = 3, "late"));
     assert_eq!(indexes(&support::parse(&buf.text())), [0, 1, 2, 3]);
+}
+
+/// `/dev/full` answers every write with `ENOSPC`, as a full disk does.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_counted_as_failed_lines_and_logging_goes_on() {
+    for mode in [hivelog::OutputMode::Async, hivelog::OutputMode::Sync] {
+        let (dispatch, guard) = hivelog::builder()
+            .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
+            .output_mode(mode)
+            .output(hivelog::Output::File {
+                path: "/dev/full".into(),
+                rotation: hivelog::Rotation::Never,
+                keep: 1,
+            })
+            .try_build()
+            .unwrap();
+        tracing::dispatcher::with_default(&dispatch, || log_lines(100));
+        let first = guard.flush(Duration::from_secs(10)).local.unwrap();
+        assert_eq!((first.written, first.failed), (0, 100), "{mode:?}");
+        tracing::dispatcher::with_default(&dispatch, || log_lines(5));
+        let report = guard.shutdown(Duration::from_secs(10));
+        let local = report.local.clone().unwrap();
+        assert_eq!(
+            (local.written, local.failed, local.dropped, local.pending),
+            (0, 105, 0, 0),
+            "{mode:?}: every later write is tried and counted"
+        );
+        assert!(!report.is_complete());
+    }
 }
