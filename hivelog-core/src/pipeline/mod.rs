@@ -43,8 +43,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use config::{
-    Overflow, PipelineConfig, RetryPolicy, DEFAULT_BUFFER_BYTES, DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_MAX_ELAPSED, DEFAULT_SHUTDOWN_TIMEOUT,
+    Overflow, PipelineConfig, RetryPolicy, SpillConfig, SpillMode, DEFAULT_BUFFER_BYTES,
+    DEFAULT_FLUSH_INTERVAL, DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_MAX_ELAPSED,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FSYNC,
 };
 pub use stats::Stats;
 

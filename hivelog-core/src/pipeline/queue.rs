@@ -22,15 +22,21 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::config::{Overflow, PipelineConfig};
+use super::config::{Overflow, PipelineConfig, SpillMode};
 use super::stats::Stats;
-use crate::record::Record;
+use crate::diag;
+use crate::record::{Record, RecordId};
 use crate::sink::BatchLimits;
+use crate::spill::{self, Replay, Sealed, Store};
 
 /// State shared by the pipeline's handles and its worker.
 pub(crate) struct Shared {
     pub name: &'static str,
     pub config: PipelineConfig,
+    /// This pipeline's [`RecordId::origin`]: random, so ids differ between processes.
+    origin: u64,
+    /// The spill mode, when a spill folder is configured.
+    pub spill_mode: Option<SpillMode>,
     /// Queue length that wakes the worker (the sink's `max_events`).
     wake_events: usize,
     /// Queued bytes that wake the worker (the sink's `max_bytes`, or half the budget).
@@ -48,6 +54,10 @@ pub(crate) struct Shared {
 
 struct State {
     queue: VecDeque<Record>,
+    /// The destination's spill folder, when configured and usable.
+    store: Option<Store>,
+    /// Events spilled since the worker last looked at the folder.
+    on_disk_unwoken: usize,
     queued_bytes: usize,
     /// The live counters; `stats()` clones them under the lock, so a snapshot always balances.
     counters: Stats,
@@ -84,6 +94,7 @@ pub(crate) struct View {
     pub pending_bytes: u64,
     pub flush_wanted: bool,
     pub dropped_overflow: u64,
+    pub spill_bytes: u64,
 }
 
 /// What one batch's outcomes change in the counters.
@@ -103,18 +114,29 @@ pub(crate) struct Resolution {
 impl Shared {
     pub fn new(name: &'static str, config: PipelineConfig, limits: BatchLimits) -> Self {
         let half_budget = (config.buffer_bytes / 2).max(1);
+        let store = config.spill.as_ref().and_then(|c| {
+            let folder = spill::folder(&c.dir, &c.service, name);
+            Store::open(folder, c.max_bytes, config.buffer_bytes)
+                .map_err(|e| diag::warn(name, "spill", e))
+                .ok()
+        });
         Shared {
             name,
+            origin: rand::random::<u64>().max(1),
+            spill_mode: config.spill.as_ref().map(|c| c.mode),
             wake_events: limits.max_events.max(1),
             wake_bytes: limits.max_bytes.clamp(1, half_budget),
             config,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                on_disk_unwoken: 0,
                 queued_bytes: 0,
                 counters: Stats {
                     sink: name,
+                    spill_bytes: store.as_ref().map_or(0, |s| s.bytes),
                     ..Stats::default()
                 },
+                store,
                 next_seq: 0,
                 inflight_min: None,
                 flush_upto: 0,
@@ -160,80 +182,136 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Enqueues a record, or drops and counts it; see the module docs.
+    /// Enqueues a record, writes it to the spill folder, or drops and counts it; see the
+    /// module docs.
     pub fn push(&self, mut record: Record) {
         let size = record.size();
-        let budget = self.config.buffer_bytes;
         let mut st = self.lock();
         st.counters.enqueued += 1;
         if st.closing {
             st.counters.dropped_shutdown += 1;
             return;
         }
-        if st.counters.pending_bytes as usize + size > budget {
-            if size > budget {
-                st.counters.dropped_overflow += 1;
+        let fits = st.counters.pending_bytes as usize + size <= self.config.buffer_bytes;
+        // The hook where an event would be dropped for overflow: the disk takes it first (and
+        // every event while older ones wait on disk, so that order is kept).
+        if !fits || self.disk_first(&st) {
+            if self.spill(&mut st, &mut record) {
                 return;
             }
-            match self.config.overflow {
-                Overflow::DropNewest => {
-                    st.counters.dropped_overflow += 1;
-                    return;
-                }
-                Overflow::DropOldest => {
-                    // Records in flight cannot be evicted: if evicting every queued one would
-                    // not make room, keep them and drop only the new one.
-                    let in_flight = st.counters.pending_bytes as usize - st.queued_bytes;
-                    if in_flight + size > budget {
-                        st.counters.dropped_overflow += 1;
-                        return;
-                    }
-                    while st.counters.pending_bytes as usize + size > budget {
-                        let Some(old) = st.queue.pop_front() else {
-                            break;
-                        };
-                        let old_size = old.size();
-                        st.queued_bytes -= old_size;
-                        st.counters.pending -= 1;
-                        st.counters.pending_bytes -= old_size as u64;
-                        st.counters.dropped_overflow += 1;
-                    }
-                    if st.done_waiters > 0 {
-                        self.done.notify_all();
-                    }
-                }
-                Overflow::Block(max_wait) => {
-                    let until = Instant::now() + max_wait;
-                    loop {
-                        if !st.woken {
-                            st.woken = true;
-                            self.work.notify_one();
-                        }
-                        let now = Instant::now();
-                        if now >= until {
-                            st.counters.dropped_overflow += 1;
-                            return;
-                        }
-                        st.room_waiters += 1;
-                        st = self
-                            .room
-                            .wait_timeout(st, until - now)
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0;
-                        st.room_waiters -= 1;
-                        if st.closing {
-                            st.counters.dropped_shutdown += 1;
-                            return;
-                        }
-                        if st.counters.pending_bytes as usize + size <= budget {
-                            break;
-                        }
-                    }
+            if !fits {
+                match self.overflow(st, size) {
+                    Some(guard) => st = guard,
+                    None => return,
                 }
             }
         }
+        self.enqueue(st, record, size);
+    }
+
+    /// Whether events go to disk even when memory has room: `always` mode, or older events
+    /// still wait in the spill folder.
+    fn disk_first(&self, st: &State) -> bool {
+        st.store.as_ref().is_some_and(|s| {
+            !s.broken && (self.spill_mode == Some(SpillMode::Always) || s.has_unread())
+        })
+    }
+
+    /// Applies the overflow policy to an event of `size` bytes that does not fit; returns the
+    /// lock if it now fits, `None` if it was dropped (and counted).
+    fn overflow<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        size: usize,
+    ) -> Option<MutexGuard<'a, State>> {
+        let budget = self.config.buffer_bytes;
+        if size > budget {
+            st.counters.dropped_overflow += 1;
+            return None;
+        }
+        match self.config.overflow {
+            Overflow::DropNewest => {
+                st.counters.dropped_overflow += 1;
+                None
+            }
+            Overflow::DropOldest => {
+                // Records in flight cannot be evicted: if evicting every queued one would
+                // not make room, keep them and drop only the new one.
+                let in_flight = st.counters.pending_bytes as usize - st.queued_bytes;
+                if in_flight + size > budget {
+                    st.counters.dropped_overflow += 1;
+                    return None;
+                }
+                while st.counters.pending_bytes as usize + size > budget {
+                    let Some(old) = st.queue.pop_front() else {
+                        break;
+                    };
+                    let old_size = old.size();
+                    st.queued_bytes -= old_size;
+                    st.counters.pending -= 1;
+                    st.counters.pending_bytes -= old_size as u64;
+                    st.counters.dropped_overflow += 1;
+                }
+                if st.done_waiters > 0 {
+                    self.done.notify_all();
+                }
+                Some(st)
+            }
+            Overflow::Block(max_wait) => self.block(st, size, max_wait),
+        }
+    }
+
+    /// `Overflow::Block`: waits up to `max_wait` for room.
+    fn block<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        size: usize,
+        max_wait: std::time::Duration,
+    ) -> Option<MutexGuard<'a, State>> {
+        let until = Instant::now() + max_wait;
+        loop {
+            if !st.woken {
+                st.woken = true;
+                self.work.notify_one();
+            }
+            let now = Instant::now();
+            if now >= until {
+                st.counters.dropped_overflow += 1;
+                return None;
+            }
+            st.room_waiters += 1;
+            st = self
+                .room
+                .wait_timeout(st, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            st.room_waiters -= 1;
+            if st.closing {
+                st.counters.dropped_shutdown += 1;
+                return None;
+            }
+            if st.counters.pending_bytes as usize + size <= self.config.buffer_bytes {
+                return Some(st);
+            }
+        }
+    }
+
+    /// Gives a record its identity the first time a pipeline accepts it.
+    fn identify(&self, st: &mut State, record: &mut Record) {
         record.seq = st.next_seq;
         st.next_seq += 1;
+        if record.id.origin == 0 {
+            record.id = RecordId {
+                origin: self.origin,
+                seq: record.seq,
+            };
+        }
+    }
+
+    /// Appends an accepted record to the memory queue; wakes the worker when a batch's worth
+    /// (or half the budget) is queued.
+    fn enqueue(&self, mut st: MutexGuard<'_, State>, mut record: Record, size: usize) {
+        self.identify(&mut st, &mut record);
         st.counters.pending += 1;
         st.counters.pending_bytes += size as u64;
         st.queued_bytes += size;
@@ -241,12 +319,187 @@ impl Shared {
         if !st.woken
             && (st.queue.len() >= self.wake_events
                 || st.queued_bytes >= self.wake_bytes
-                || st.counters.pending_bytes as usize >= budget / 2)
+                || st.counters.pending_bytes as usize >= self.config.buffer_bytes / 2)
         {
             st.woken = true;
             drop(st);
             self.work.notify_one();
         }
+    }
+
+    /// Writes a record to the spill folder; `false` if there is none, it is full, or it broke
+    /// (then says so once on stderr and the pipeline keeps to memory).
+    fn spill(&self, st: &mut State, record: &mut Record) -> bool {
+        if st.store.as_ref().is_none_or(|s| s.broken) {
+            return false;
+        }
+        self.identify(st, record);
+        let store = st.store.as_mut().expect("checked above");
+        match store.append(record) {
+            Ok(true) => {
+                st.counters.spill_bytes = store.bytes;
+                st.counters.spilled += 1;
+                st.counters.pending += 1;
+                st.on_disk_unwoken += 1;
+                if !st.woken && st.on_disk_unwoken >= self.wake_events {
+                    st.woken = true;
+                    self.work.notify_one();
+                }
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                diag::warn(
+                    self.name,
+                    "spill",
+                    format_args!(
+                        "cannot write to the spill folder {}: {e}; keeping events in memory only",
+                        store.folder.display()
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// For the worker: the oldest spilled segment to replay, when memory is at most half used.
+    pub fn next_replay(&self) -> Option<Sealed> {
+        let mut st = self.lock();
+        st.on_disk_unwoken = 0;
+        if st.counters.pending_bytes as usize > self.config.buffer_bytes / 2 {
+            return None;
+        }
+        let store = st.store.as_mut()?;
+        if !store.has_unread() {
+            return None;
+        }
+        match store.next_sealed() {
+            Ok(s) => s,
+            Err(e) => {
+                diag::warn(
+                    self.name,
+                    "spill",
+                    format_args!(
+                        "cannot write to the spill folder {}: {e}; keeping events in memory only",
+                        store.folder.display()
+                    ),
+                );
+                store.next_sealed().ok().flatten()
+            }
+        }
+    }
+
+    /// For the worker: queues the records read back from `segment`, behind what is queued;
+    /// returns the `seq` range they got.
+    pub fn enqueue_replayed(&self, segment: &Sealed, replay: Replay) -> std::ops::Range<u64> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let start = st.next_seq;
+        let n = replay.records.len() as u64;
+        for mut record in replay.records {
+            let size = record.size();
+            record.seq = st.next_seq;
+            st.next_seq += 1;
+            st.counters.pending_bytes += size as u64;
+            st.queued_bytes += size;
+            st.queue.push_back(record);
+        }
+        let c = &mut st.counters;
+        c.replayed += n;
+        c.corrupt_skipped += replay.corrupt;
+        match segment.written {
+            // Written by this process: already counted; the unreadable ones are lost.
+            Some(written) => {
+                let lost = written.saturating_sub(n);
+                c.pending -= lost;
+                c.failed += lost;
+            }
+            None => {
+                c.enqueued += n;
+                c.pending += n;
+            }
+        }
+        if st.done_waiters > 0 {
+            self.done.notify_all();
+        }
+        start..st.next_seq
+    }
+
+    /// For the worker: a replayed segment was deleted (or could not be read: `bytes` is then
+    /// still what it held).
+    pub fn forget_segment(&self, bytes: u64) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        if let Some(store) = &mut st.store {
+            store.bytes = store.bytes.saturating_sub(bytes);
+            st.counters.spill_bytes = store.bytes;
+        }
+    }
+
+    /// For the worker: hands spilled frames to the operating system; returns the files to
+    /// `sync_data` outside the lock.
+    pub fn flush_spill(&self) -> Vec<std::fs::File> {
+        let mut st = self.lock();
+        let Some(store) = &mut st.store else {
+            return Vec::new();
+        };
+        match store.flush() {
+            Ok(files) => files,
+            Err(e) => {
+                diag::warn(
+                    self.name,
+                    "spill",
+                    format_args!(
+                        "cannot write to the spill folder {}: {e}; keeping events in memory only",
+                        store.folder.display()
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// For the worker at the shutdown deadline: writes `held` and the queued records to the
+    /// spill folder, except those whose `seq` is in `backed` (already on disk); returns how
+    /// many were written. They stay `pending`.
+    pub fn save_pending(&self, held: Vec<Record>, backed: &[std::ops::Range<u64>]) -> u64 {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(store) = st.store.as_mut().filter(|s| !s.broken) else {
+            return 0;
+        };
+        let queued: Vec<Record> = st.queue.drain(..).collect();
+        st.queued_bytes = 0;
+        let mut saved = 0;
+        for r in held.into_iter().chain(queued) {
+            if backed.iter().any(|b| b.contains(&r.seq)) {
+                continue;
+            }
+            match store.append(&r) {
+                Ok(true) => saved += 1,
+                Ok(false) => break,
+                Err(e) => {
+                    diag::warn(
+                        self.name,
+                        "spill",
+                        format_args!(
+                            "cannot write to the spill folder {}: {e}",
+                            store.folder.display()
+                        ),
+                    );
+                    break;
+                }
+            }
+        }
+        st.counters.spilled += saved;
+        st.counters.spill_bytes = store.bytes;
+        saved
+    }
+
+    /// For the worker: the lowest `seq` not yet resolved (everything below is delivered,
+    /// rejected or failed).
+    pub fn oldest_pending(&self) -> u64 {
+        self.lock().oldest_pending()
     }
 
     /// A snapshot of the counters.
@@ -266,6 +519,7 @@ impl Shared {
             pending_bytes: st.counters.pending_bytes,
             flush_wanted: st.queue.front().is_some_and(|r| r.seq < st.flush_upto),
             dropped_overflow: st.counters.dropped_overflow,
+            spill_bytes: st.counters.spill_bytes,
         }
     }
 
