@@ -29,6 +29,10 @@ use crate::record::{Record, RecordId};
 use crate::sink::BatchLimits;
 use crate::spill::{self, Replay, Sealed, Store};
 
+/// How long `shutdown` waits past its deadline for the worker to write what is pending to
+/// the spill folder (the worker stops sending at the deadline, then writes and closes).
+pub(crate) const SPILL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// State shared by the pipeline's handles and its worker.
 pub(crate) struct Shared {
     pub name: &'static str,
@@ -468,28 +472,33 @@ impl Shared {
         let Some(store) = st.store.as_mut().filter(|s| !s.broken) else {
             return 0;
         };
-        let queued: Vec<Record> = st.queue.drain(..).collect();
+        let queued = st.queue.drain(..);
+        let unsaved: Vec<Record> = held
+            .into_iter()
+            .chain(queued)
+            .filter(|r| !backed.iter().any(|b| b.contains(&r.seq)))
+            .collect();
         st.queued_bytes = 0;
+        if unsaved.is_empty() {
+            return 0;
+        }
+        let folder = store.folder.clone();
         let mut saved = 0;
-        for r in held.into_iter().chain(queued) {
-            if backed.iter().any(|b| b.contains(&r.seq)) {
-                continue;
-            }
-            match store.append(&r) {
-                Ok(true) => saved += 1,
-                Ok(false) => break,
-                Err(e) => {
-                    diag::warn(
-                        self.name,
-                        "spill",
-                        format_args!(
-                            "cannot write to the spill folder {}: {e}",
-                            store.folder.display()
-                        ),
-                    );
+        let result = store.prepend().and_then(|()| {
+            for r in &unsaved {
+                if !store.append(r)? {
                     break;
                 }
+                saved += 1;
             }
+            Ok(())
+        });
+        if let Err(e) = result {
+            diag::warn(
+                self.name,
+                "spill",
+                format_args!("cannot write to the spill folder {}: {e}", folder.display()),
+            );
         }
         st.counters.spilled += saved;
         st.counters.spill_bytes = store.bytes;
@@ -580,6 +589,10 @@ impl Shared {
         let mut st = self.lock();
         st.finished = true;
         st.closing = true;
+        // Releases the folder's lock now, not when the last handle goes.
+        if let Some(store) = st.store.take() {
+            store.close();
+        }
         self.done.notify_all();
         self.room.notify_all();
     }
@@ -624,7 +637,11 @@ impl Shared {
         if super::worker::on_pipeline_thread() {
             return st.counters.clone();
         }
-        let st = self.wait_until(st, deadline, |st| st.finished);
+        let mut st = self.wait_until(st, deadline, |st| st.finished);
+        if self.spill_mode.is_some() && !st.finished {
+            // The worker writes what is pending to the spill folder once the deadline passed.
+            st = self.wait_until(st, Instant::now() + SPILL_GRACE, |st| st.finished);
+        }
         st.counters.clone()
     }
 

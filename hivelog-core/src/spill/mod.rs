@@ -44,6 +44,9 @@ use segment::SegmentWriter;
 pub const SEGMENT_BYTES: u64 = 4 << 20;
 /// The smallest segment size, whatever the memory budget.
 const MIN_SEGMENT_BYTES: u64 = 64 << 10;
+/// Gap between the numbers of consecutive segments, leaving room to write a segment that must
+/// be replayed before the others ([`Store::prepend`]).
+const NUMBER_STEP: u64 = 1 << 20;
 /// The name of the lock file inside a destination's folder.
 pub const LOCK_FILE: &str = "lock";
 /// The extension of segment files.
@@ -164,7 +167,9 @@ impl Store {
             _ => io_err(e),
         })?;
         let segments = list(&folder).map_err(io_err)?;
-        let next_number = segments.last().map_or(0, |(n, _)| n + 1);
+        let next_number = segments
+            .last()
+            .map_or(NUMBER_STEP, |(n, _)| (n / NUMBER_STEP + 1) * NUMBER_STEP);
         Ok(Store {
             bytes: segments.iter().map(|(_, b)| b).sum(),
             sealed: segments.into_iter().collect(),
@@ -214,14 +219,16 @@ impl Store {
         if self.writer.is_none() {
             let n = self.next_number;
             let w = SegmentWriter::create(&self.segment_path(n))?;
-            self.next_number += 1;
+            self.next_number += NUMBER_STEP;
             self.bytes += w.len();
             self.writer = Some((n, w));
         }
         let (n, w) = self.writer.as_mut().expect("created above");
         self.bytes += w.append(&self.scratch)?;
         *self.written.entry(*n).or_default() += 1;
-        if w.len() >= self.segment_bytes {
+        // A prepended segment is never cut: its continuation would be replayed last.
+        let prepended = *n + NUMBER_STEP < self.next_number;
+        if w.len() >= self.segment_bytes && !prepended {
             self.seal()?;
         }
         Ok(())
@@ -233,7 +240,9 @@ impl Store {
             return Ok(());
         };
         let r = w.flush().and_then(|()| w.file());
-        self.sealed.push_back((n, w.len()));
+        // In number order: a prepended segment goes before the others.
+        let at = self.sealed.partition_point(|(m, _)| *m < n);
+        self.sealed.insert(at, (n, w.len()));
         match r {
             Ok(f) => {
                 self.unsynced.push(f);
@@ -244,6 +253,24 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Makes the next frames go to a new segment replayed before every segment not yet handed
+    /// out: for the records still in memory at shutdown, which are older than those. Keeps
+    /// appending where it was if no number is free before them.
+    pub fn prepend(&mut self) -> io::Result<()> {
+        self.seal()?;
+        let first = self.sealed.front().map_or(self.next_number, |(n, _)| *n);
+        let Some(n) = first
+            .checked_sub(1)
+            .filter(|n| !self.segment_path(*n).exists())
+        else {
+            return Ok(());
+        };
+        let w = SegmentWriter::create(&self.segment_path(n))?;
+        self.bytes += w.len();
+        self.writer = Some((n, w));
+        Ok(())
     }
 
     /// The oldest segment to replay, sealing the one being written if nothing older waits.
@@ -272,6 +299,18 @@ impl Store {
             }
         }
         Ok(files)
+    }
+
+    /// Flushes the segment being written, or deletes it if it holds no frame, and releases the
+    /// folder's lock.
+    pub fn close(mut self) {
+        if let Some((n, mut w)) = self.writer.take() {
+            if w.is_empty() {
+                let _ = std::fs::remove_file(self.segment_path(n));
+            } else {
+                let _ = w.flush();
+            }
+        }
     }
 
     fn segment_path(&self, number: u64) -> PathBuf {
