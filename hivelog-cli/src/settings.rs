@@ -138,6 +138,10 @@ const PIPELINE_VARS: &[&str] = &[
     "HIVELOG_RETRY_BASE",
     "HIVELOG_RETRY_CAP",
     "HIVELOG_RETRY_MAX_ELAPSED",
+    "HIVELOG_SPILL_DIR",
+    "HIVELOG_SPILL_BYTES",
+    "HIVELOG_SPILL_MODE",
+    "HIVELOG_SPILL_FSYNC",
 ];
 
 /// The AWS chain's variables that decide where CloudWatch calls go and as whom.
@@ -352,6 +356,10 @@ fn default_value(vars: &Vars, name: &str, r: Option<&Resolved>) -> String {
         "HIVELOG_RETRY_BASE" => dur(p.map(|p| p.retry.base), "100ms"),
         "HIVELOG_RETRY_CAP" => dur(p.map(|p| p.retry.cap), "30s"),
         "HIVELOG_RETRY_MAX_ELAPSED" => dur(p.map(|p| p.retry.max_elapsed), "5m"),
+        "HIVELOG_SPILL_DIR" => s("off"),
+        "HIVELOG_SPILL_BYTES" => bytes(hivelog_core::pipeline::DEFAULT_SPILL_BYTES as usize),
+        "HIVELOG_SPILL_MODE" => s("overflow"),
+        "HIVELOG_SPILL_FSYNC" => dur(Some(hivelog_core::pipeline::DEFAULT_SPILL_FSYNC), ""),
         "HIVELOG_FLUENT_LEVEL" | "HIVELOG_ES_LEVEL" | "HIVELOG_CLOUDWATCH_LEVEL" => {
             s("(HIVELOG_LEVEL)")
         }

@@ -277,7 +277,11 @@ impl Builder {
 
         let sinks = self.sinks(&env, &format)?;
         // Read even without sinks: a bad value is an error whether or not it is used yet.
-        let pipeline = self.pipeline.clone().apply_env(&env)?;
+        let pipeline = self
+            .pipeline
+            .clone()
+            .apply_env(&env)?
+            .for_service(format.service());
         outputs.shutdown_timeout = pipeline.shutdown_timeout;
         {
             for (level_var, spawn) in sinks {

@@ -127,6 +127,13 @@ impl fmt::Display for Report {
                 s.rejected,
                 s.failed
             )?;
+            if s.spilled + s.replayed + s.corrupt_skipped + s.spill_bytes > 0 {
+                write!(
+                    f,
+                    ", spilled {}, replayed {}, corrupt skipped {}, spill bytes {}",
+                    s.spilled, s.replayed, s.corrupt_skipped, s.spill_bytes
+                )?;
+            }
             match (&s.last_error, s.last_failure) {
                 (Some(e), Some(kind)) => write!(f, " (last error, {kind}: {e})")?,
                 (Some(e), None) => write!(f, " (last error: {e})")?,
