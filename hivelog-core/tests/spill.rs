@@ -168,6 +168,22 @@ fn always_mode_puts_every_event_on_disk_before_sending_it() {
 }
 
 #[test]
+fn flush_waits_for_the_events_that_went_through_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = Control::new();
+    let mut config = spilling(dir.path(), SpillMode::Always);
+    // Without the flush, nothing would be sent for a minute.
+    config.flush_interval = Duration::from_secs(60);
+    let p = Pipeline::spawn(TestSink::new(&ctl), config).unwrap();
+    for i in 0..50 {
+        p.push(numbered(i));
+    }
+    let s = p.flush(soon(5000));
+    assert_eq!((s.delivered, s.pending), (50, 0), "{s:?}");
+    p.shutdown(soon(1000));
+}
+
+#[test]
 fn a_second_process_on_the_same_folder_keeps_to_memory() {
     let dir = tempfile::tempdir().unwrap();
     let ctl = Control::new();

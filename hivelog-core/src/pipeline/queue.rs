@@ -15,6 +15,13 @@
 //!   then drops it.
 //!
 //! Every drop is counted, by reason. An event larger than the whole budget is always dropped.
+//!
+//! With a spill folder ([`crate::spill`]), an event that does not fit is first written to disk
+//! (the overflow policy applies only when the disk budget is full or the folder broke), and so
+//! is every later event while older ones still wait on disk, so that delivery stays in order.
+//! In `always` mode every event goes to disk. The worker reads segments back into this queue
+//! while memory is at most half used; a replayed segment may exceed the budget by its own size
+//! (a quarter of the budget at most, 4 MiB at most).
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -70,6 +77,8 @@ struct State {
     inflight_min: Option<u64>,
     /// `flush` wants every record with a lower `seq` resolved.
     flush_upto: u64,
+    /// Records replayed from disk that a `flush` waits for have a `seq` below this.
+    replay_flush_end: u64,
     closing: bool,
     deadline: Option<Instant>,
     finished: bool,
@@ -144,6 +153,7 @@ impl Shared {
                 next_seq: 0,
                 inflight_min: None,
                 flush_upto: 0,
+                replay_flush_end: 0,
                 closing: false,
                 deadline: None,
                 finished: false,
@@ -413,10 +423,15 @@ impl Shared {
         c.corrupt_skipped += replay.corrupt;
         match segment.written {
             // Written by this process: already counted; the unreadable ones are lost.
-            Some(written) => {
-                let lost = written.saturating_sub(n);
+            Some(own) => {
+                let lost = own.count.saturating_sub(n);
                 c.pending -= lost;
                 c.failed += lost;
+                // A `flush` waiting for these now waits for their new `seq`s.
+                if own.first_id < st.flush_upto {
+                    st.replay_flush_end = st.next_seq;
+                    st.flush_upto = st.next_seq;
+                }
             }
             None => {
                 c.enqueued += n;
@@ -608,7 +623,13 @@ impl Shared {
         st.flush_upto = st.flush_upto.max(target);
         self.work.notify_one();
         let st = self.wait_until(st, deadline, |st| {
-            st.finished || st.oldest_pending() >= target
+            st.finished
+                || (st.oldest_pending() >= target.max(st.replay_flush_end)
+                    && st
+                        .store
+                        .as_ref()
+                        .and_then(Store::oldest_unread_own)
+                        .is_none_or(|id| id >= target))
         });
         st.counters.clone()
     }

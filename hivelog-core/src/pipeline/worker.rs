@@ -19,6 +19,12 @@
 //! `flush`/`shutdown`. Records the sink marks `Retry` or `Deferred` stay with the worker and
 //! lead the next batch, ahead of newer records; `Retry` waits for the backoff first.
 //!
+//! With a spill folder, the worker also reads spilled segments back into the queue (oldest
+//! first, while memory is at most half used), deletes a segment once every record read from it
+//! is resolved, hands written frames to the disk every `HIVELOG_SPILL_FSYNC` from a task of its
+//! own (so a send in progress does not delay it), and at the shutdown deadline writes what is
+//! still pending in memory to a segment replayed before the others.
+//!
 //! A panic inside [`Sink::send`] is caught: the batch is retried with the error
 //! `sink panicked: <message>` (so a one-off panic loses nothing, and a panic on every attempt
 //! ends as `failed` after `max_elapsed`, like any persistent error). A panic in `start` or

@@ -120,8 +120,18 @@ pub fn list(folder: &Path) -> io::Result<Vec<(u64, u64)>> {
 pub(crate) struct Sealed {
     pub path: PathBuf,
     pub bytes: u64,
-    /// Records this process wrote into it (`None`: written by an earlier process).
-    pub written: Option<u64>,
+    /// Records this process wrote into it and the lowest `seq` of their ids (`None`: written
+    /// by an earlier process).
+    pub written: Option<Own>,
+}
+
+/// What this process wrote into one segment.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Own {
+    /// Records written.
+    pub count: u64,
+    /// The lowest [`RecordId::seq`](crate::record::RecordId::seq) among them.
+    pub first_id: u64,
 }
 
 /// One destination's open spill folder; lives under the queue's lock.
@@ -137,7 +147,7 @@ pub(crate) struct Store {
     writer: Option<(u64, SegmentWriter)>,
     next_number: u64,
     /// Records written by this process per segment not yet handed out.
-    written: HashMap<u64, u64>,
+    written: HashMap<u64, Own>,
     /// Bytes of every segment in the folder (sealed, being replayed, being written).
     pub bytes: u64,
     /// A write failed: no more writes (what is on disk is still replayed).
@@ -208,14 +218,14 @@ impl Store {
         if self.bytes + frame + header > self.max_bytes {
             return Ok(false);
         }
-        let r = self.append_scratch();
+        let r = self.append_scratch(record.id.seq);
         if r.is_err() {
             self.broken = true;
         }
         r.map(|()| true)
     }
 
-    fn append_scratch(&mut self) -> io::Result<()> {
+    fn append_scratch(&mut self, id: u64) -> io::Result<()> {
         if self.writer.is_none() {
             let n = self.next_number;
             let w = SegmentWriter::create(&self.segment_path(n))?;
@@ -225,7 +235,12 @@ impl Store {
         }
         let (n, w) = self.writer.as_mut().expect("created above");
         self.bytes += w.append(&self.scratch)?;
-        *self.written.entry(*n).or_default() += 1;
+        let own = self.written.entry(*n).or_insert(Own {
+            count: 0,
+            first_id: id,
+        });
+        own.count += 1;
+        own.first_id = own.first_id.min(id);
         // A prepended segment is never cut: its continuation would be replayed last.
         let prepended = *n + NUMBER_STEP < self.next_number;
         if w.len() >= self.segment_bytes && !prepended {
@@ -283,6 +298,11 @@ impl Store {
             bytes,
             written: self.written.remove(&number),
         }))
+    }
+
+    /// The lowest id `seq` among the records this process wrote that are not handed out yet.
+    pub fn oldest_unread_own(&self) -> Option<u64> {
+        self.written.values().map(|o| o.first_id).min()
     }
 
     /// Hands buffered frames to the operating system; returns the files to `sync_data`
