@@ -40,6 +40,9 @@ pub fn run(opts: &CheckOptions) -> u8 {
     if !opts.json {
         // The configuration first: it is useful while the destinations are being tried.
         let _ = stdout.write_all(report::config_text(&report, &scrubber).as_bytes());
+        if let Some(r) = &resolved {
+            let _ = stdout.write_all(scrubber.clean(&crate::spill::text(r)).as_bytes());
+        }
         let _ = stdout.flush();
     }
     if let Some(r) = resolved {
