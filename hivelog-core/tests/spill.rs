@@ -184,6 +184,22 @@ fn flush_waits_for_the_events_that_went_through_the_disk() {
 }
 
 #[test]
+fn with_a_spill_folder_an_outage_longer_than_max_elapsed_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = Control::new();
+    ctl.script().fail_next = 20;
+    let mut config = spilling(dir.path(), SpillMode::Overflow);
+    config.retry.max_elapsed = Duration::from_millis(1);
+    let p = Pipeline::spawn(TestSink::new(&ctl), config).unwrap();
+    for i in 0..100 {
+        p.push(numbered(i));
+    }
+    let s = p.shutdown(soon(10_000));
+    assert_eq!((s.delivered, s.failed), (100, 0), "{s:?}");
+    assert!(s.retried > 0);
+}
+
+#[test]
 fn a_second_process_on_the_same_folder_keeps_to_memory() {
     let dir = tempfile::tempdir().unwrap();
     let ctl = Control::new();

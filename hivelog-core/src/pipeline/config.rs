@@ -187,7 +187,8 @@ pub struct RetryPolicy {
     /// Largest backoff ceiling (`HIVELOG_RETRY_CAP`, default 30s).
     pub cap: Duration,
     /// How long an event may keep being retried before it counts as failed
-    /// (`HIVELOG_RETRY_MAX_ELAPSED`, default 5m).
+    /// (`HIVELOG_RETRY_MAX_ELAPSED`, default 5m); not applied while a spill folder is in use,
+    /// where the disk budget bounds the backlog instead.
     pub max_elapsed: Duration,
 }
 

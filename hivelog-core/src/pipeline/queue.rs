@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     origin: u64,
     /// The spill mode, when a spill folder is configured.
     pub spill_mode: Option<SpillMode>,
+    /// The spill folder opened (it may still break later): retries are then not limited by
+    /// `max_elapsed`.
+    pub spill_active: bool,
     /// Queue length that wakes the worker (the sink's `max_events`).
     wake_events: usize,
     /// Queued bytes that wake the worker (the sink's `max_bytes`, or half the budget).
@@ -137,6 +140,7 @@ impl Shared {
             name,
             origin: rand::random::<u64>().max(1),
             spill_mode: config.spill.as_ref().map(|c| c.mode),
+            spill_active: store.is_some(),
             wake_events: limits.max_events.max(1),
             wake_bytes: limits.max_bytes.clamp(1, half_budget),
             config,

@@ -19,7 +19,9 @@
 //! `flush`/`shutdown`. Records the sink marks `Retry` or `Deferred` stay with the worker and
 //! lead the next batch, ahead of newer records; `Retry` waits for the backoff first.
 //!
-//! With a spill folder, the worker also reads spilled segments back into the queue (oldest
+//! With a spill folder, retryable failures are retried for as long as it takes (new events
+//! wait on disk meanwhile, and the disk budget bounds them), not only for `max_elapsed`; the
+//! worker also reads spilled segments back into the queue (oldest
 //! first, while memory is at most half used), deletes a segment once every record read from it
 //! is resolved, hands written frames to the disk every `HIVELOG_SPILL_FSYNC` from a task of its
 //! own (so a send in progress does not delay it), and at the shutdown deadline writes what is
@@ -400,7 +402,11 @@ impl<S: Sink> Worker<S> {
                 }
                 Outcome::Retry => {
                     let first = since.unwrap_or(now);
-                    if self.backoff.within_budget(first, v.retry_at.unwrap_or(now)) {
+                    // With a disk buffer the disk is the bound, not the time: an outage
+                    // longer than `max_elapsed` must not turn the backlog into failures.
+                    let keep_trying = self.shared.spill_active
+                        || self.backoff.within_budget(first, v.retry_at.unwrap_or(now));
+                    if keep_trying {
                         r.retried += 1;
                         let since = Some(first);
                         keep.push(Held { record, since });
