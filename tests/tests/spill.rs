@@ -70,6 +70,24 @@ fn child_main() {
     };
     let run = std::env::var("HL_RUN").unwrap();
     let n: u64 = std::env::var("HL_N").unwrap().parse().unwrap();
+    if case == "disk-full" {
+        // SAFETY: plain libc calls on this process, before any other thread writes files.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 10_000,
+                rlim_max: 10_000,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+        }
+        let logs = hivelog::init();
+        for seq in 0..n {
+            tracing::info!(run = run.as_str(), seq, "event {seq}");
+        }
+        let report = logs.shutdown(Duration::from_millis(300));
+        eprintln!("REPORT: {report}");
+        return;
+    }
     let logs = hivelog::init();
     match case.as_str() {
         // Logs `n` events, then shuts down within `HL_SHUTDOWN_MS` and prints the report.
@@ -95,6 +113,8 @@ fn child_main() {
             }
             std::thread::sleep(Duration::from_secs(600));
         }
+        // Logs `n` events with files limited to 10 kB (a full disk: writes fail with EFBIG).
+        "disk-full" => unreachable!("handled before init"),
         other => panic!("unknown case {other}"),
     }
 }
@@ -229,6 +249,33 @@ fn fluentd_down_longer_than_memory_then_back_receives_every_event() {
     assert!(got.keys().copied().eq(0..3000), "every event arrived");
     assert!(got.values().all(|c| *c == 1), "and once");
     assert!(segments(dir.path()).is_empty());
+}
+
+#[test]
+fn a_full_disk_is_one_line_naming_the_folder_then_memory_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        "disk-full",
+        &[
+            ("HIVELOG_ES_URL", dead_url()),
+            ("HIVELOG_SPILL_DIR", dir.path().display().to_string()),
+            ("HL_RUN", "full".into()),
+            ("HL_N", "5000".into()),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let folder = dir.path().join("svc.elasticsearch").display().to_string();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("cannot write to the spill folder"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(&folder), "{}", lines[0]);
+    assert!(figure(&out, "spilled") > 0);
+    assert!(
+        figure(&out, "dropped") > 0,
+        "then memory only, overflow drops"
+    );
 }
 
 #[test]
