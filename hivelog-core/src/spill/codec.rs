@@ -345,8 +345,31 @@ impl<'a> Reader<'a> {
 
 static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
 
+/// Names this thread interned last: a replay decodes the same few names over and over, and a
+/// short scan beats the global lock and hash.
+const RECENT: usize = 32;
+
+thread_local! {
+    static RECENT_NAMES: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The `'static` copy of a decoded field or span name.
 fn intern(name: &str) -> &'static str {
+    RECENT_NAMES.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        if let Some(n) = recent.iter().find(|n| **n == name) {
+            return *n;
+        }
+        let n = intern_global(name);
+        if recent.len() == RECENT {
+            recent.remove(0);
+        }
+        recent.push(n);
+        n
+    })
+}
+
+fn intern_global(name: &str) -> &'static str {
     let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
     let names = names.get_or_insert_with(HashSet::new);
     if let Some(n) = names.get(name) {
