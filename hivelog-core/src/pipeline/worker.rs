@@ -515,10 +515,10 @@ impl<S: Sink> Worker<S> {
                     "{} events ({} bytes) were not sent before the shutdown deadline{}",
                     v.pending,
                     v.pending_bytes,
-                    if self.shared.spill_mode.is_some() {
+                    if self.shared.spill_active {
                         format!(
-                            "; {saved} were written to the spill folder now, the others were \
-                             already there unless counted as dropped ({} bytes there)",
+                            "; the spill folder holds {} bytes for the next start ({saved} \
+                             events written to it now)",
                             v.spill_bytes
                         )
                     } else {
