@@ -37,6 +37,9 @@ pub fn run(opts: &CheckOptions) -> u8 {
     if !opts.json {
         // The configuration first: it is useful while the destinations are being tried.
         let _ = stdout.write_all(report::config_text(&report, &scrubber).as_bytes());
+        if let Some(r) = &resolved {
+            let _ = stdout.write_all(scrubber.clean(&crate::spill::text(r)).as_bytes());
+        }
         let _ = stdout.flush();
     }
     if let Some(r) = resolved {
@@ -88,6 +91,9 @@ fn resolve(service: Option<&str>) -> Result<Resolved, ConfigError> {
         destinations.push((d, d.configure(&env, None)?));
     }
     Ok(Resolved {
+        pipeline: hivelog_core::PipelineConfig::default()
+            .apply_env(&env)?
+            .for_service(format.service()),
         format,
         destinations,
     })

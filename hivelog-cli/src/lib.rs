@@ -35,6 +35,7 @@ mod probe;
 mod report;
 mod scrub;
 mod settings;
+mod spill;
 
 use std::process::ExitCode;
 

@@ -18,6 +18,8 @@ use crate::scrub::{is_secret_var, mask_url_credentials};
 pub struct Resolved {
     /// The field mapping (service name, host name, …).
     pub format: Arc<Format>,
+    /// Queue, batching, retry and spill settings shared by the destinations.
+    pub pipeline: hivelog_core::PipelineConfig,
     /// Each registered destination, and its configuration when it is on.
     pub destinations: Vec<Resolving>,
 }

@@ -495,3 +495,31 @@ fn help_and_usage_errors() {
     assert!(stderr(&o).contains("--timeout: 'soon'"));
     assert_eq!(code(&run(&["chekc"])), 2);
 }
+
+#[test]
+fn it_lists_what_waits_in_the_spill_folder_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = hivelog_core::spill::folder(dir.path(), "svc", "elasticsearch");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("00000000000001048576.seg"), [0u8; 1500]).unwrap();
+    std::fs::write(folder.join("00000000000002097152.seg"), [0u8; 500]).unwrap();
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let spill_dir = dir.path().display().to_string();
+    let out = check(
+        &[
+            ("HIVELOG_ES_URL", url.as_str()),
+            ("HIVELOG_SERVICE", "svc"),
+            ("HIVELOG_SPILL_DIR", spill_dir.as_str()),
+        ],
+        &["--timeout", "1s"],
+    );
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("svc.elasticsearch"))
+        .unwrap_or_else(|| panic!("no spill folder line in:\n{text}"));
+    assert!(
+        line.contains("2 segments, 2.0 kB waiting for the next start"),
+        "{line}"
+    );
+}

@@ -13,11 +13,12 @@ pub mod format;
 pub mod pipeline;
 pub mod record;
 pub mod sink;
+pub mod spill;
 pub mod trace;
 
 pub use destination::Var;
 pub use env::{ConfigError, Env, Secret};
 pub use format::{Format, FormatBuilder};
 pub use pipeline::{Pipeline, PipelineConfig, Stats};
-pub use record::Record;
+pub use record::{Record, RecordId};
 pub use sink::{BatchLimits, FailureKind, Outcome, Outcomes, Sink};

@@ -24,6 +24,31 @@ pub struct TextRange {
     end: u32,
 }
 
+impl TextRange {
+    /// The range's start and end offsets (for the spill codec).
+    pub(crate) fn bounds(self) -> (u32, u32) {
+        (self.start, self.end)
+    }
+
+    /// A range of `text`, if it lies on its char boundaries (the spill codec's check, so that a
+    /// decoded record can never slice its arena out of bounds).
+    pub(crate) fn checked(text: &str, start: u32, end: u32) -> Option<TextRange> {
+        let (s, e) = (start as usize, end as usize);
+        (s <= e && e <= text.len() && text.is_char_boundary(s) && text.is_char_boundary(e))
+            .then_some(TextRange { start, end })
+    }
+}
+
+/// A record's identity, fixed the first time a pipeline accepts it and kept when it is spilled
+/// to disk and replayed by a later process: what sinks derive idempotent ids from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RecordId {
+    /// A random number drawn once per pipeline start (0: not yet assigned).
+    pub origin: u64,
+    /// The record's sequence number in that pipeline.
+    pub seq: u64,
+}
+
 /// A string that is either static (metadata) or stored in the record's arena.
 #[derive(Clone, Copy, Debug)]
 pub enum Str {
@@ -121,6 +146,21 @@ impl Fields {
     /// Bytes of string data held.
     pub fn text_len(&self) -> usize {
         self.text.len()
+    }
+
+    /// The whole text arena (for the spill codec).
+    pub(crate) fn arena(&self) -> &str {
+        &self.text
+    }
+
+    /// Storage rebuilt from its parts (for the spill codec; ranges were checked against `text`).
+    pub(crate) fn from_parts(text: String, fields: Vec<Field>, truncated: bool) -> Self {
+        Fields {
+            max_text: text.len(),
+            text,
+            fields,
+            truncated,
+        }
     }
 
     /// Empties the storage, keeping its allocations (for reuse on the caller thread).
@@ -376,8 +416,11 @@ pub struct Record {
     pub thread_id: u64,
     /// The innermost enclosing span.
     pub span: Option<Arc<SpanNode>>,
-    /// Per-pipeline sequence number, set on enqueue; stable across retries, used for idempotent ids.
+    /// Per-pipeline sequence number, set on enqueue; stable across retries (the queue's order).
     pub seq: u64,
+    /// The record's identity, set on its first enqueue and kept across retries, spills and
+    /// restarts; sinks derive idempotent ids (Elasticsearch `_id`) from it.
+    pub id: RecordId,
     /// The event's own fields (all but `message`).
     pub fields: Fields,
 }
@@ -397,6 +440,7 @@ impl Record {
             thread_id: 0,
             span: None,
             seq: 0,
+            id: RecordId::default(),
             fields: Fields::with_limit(max_text, capacity),
         }
     }
@@ -414,6 +458,7 @@ impl Record {
         self.thread_id = 0;
         self.span = None;
         self.seq = 0;
+        self.id = RecordId::default();
         self.fields.clear();
         self.fields.max_text = max_text;
     }

@@ -7,7 +7,8 @@
 //!
 //! Why it is shaped this way:
 //! - **Idempotent retries.** Every document carries a client-made `_id` (a per-sink random
-//!   salt and the record's pipeline sequence number), and the default action is `create`: a
+//!   origin and sequence number of the record's `RecordId`, kept in the spill folder across
+//!   restarts), and the default action is `create`: a
 //!   document resent after a timeout whose first attempt had landed answers 409, which counts
 //!   as delivered. Nothing is stored twice and nothing is counted as lost.
 //! - **Item-level outcomes.** A bulk answer is read item by item: only the items that were

@@ -7,11 +7,13 @@
 //! split after a 413, or a rejected document that goes to the dead-letter file, is sliced out
 //! of the same buffer instead of being encoded again.
 //!
-//! The `_id` is `SALT` (16 hex digits, random per sink instance) followed by the record's
-//! pipeline sequence number in hex. The pipeline keeps `seq` across retries, so a resent
-//! `create` whose first attempt had landed answers 409 and is counted as delivered rather than
-//! stored twice. The salt is per sink, not per process, so two sinks in one process (two
-//! pipelines, each numbering from 0) can never produce the same `_id`.
+//! The `_id` is the record's [`RecordId`](hivelog_core::RecordId): its origin (16 hex digits,
+//! random per pipeline start) followed by its sequence number in hex. The pipeline keeps the id
+//! across retries, and the spill folder keeps it across restarts, so a resent `create` whose
+//! first attempt had landed answers 409 and is counted as delivered rather than stored twice.
+//! The origin is per pipeline, not per process, so two sinks in one process (two pipelines,
+//! each numbering from 0) can never produce the same `_id`. A record that never went through a
+//! pipeline (origin 0) gets this encoder's own random salt instead.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -80,7 +82,7 @@ pub(crate) struct BulkEncoder {
     service: String,
     granularity: Option<u64>,
     salt: [u8; 16],
-    /// `{"create":{"_index":"NAME","_id":"SALT` for the time slot in `slot`.
+    /// `{"create":{"_index":"NAME","_id":"` for the time slot in `slot`.
     prefix: Vec<u8>,
     slot: u64,
 }
@@ -125,7 +127,6 @@ impl BulkEncoder {
         self.prefix.extend_from_slice(b"\":{\"_index\":\"");
         write_json_str_body(&mut self.prefix, &name);
         self.prefix.extend_from_slice(b"\",\"_id\":\"");
-        self.prefix.extend_from_slice(&self.salt);
     }
 
     /// The index name a record goes to.
@@ -151,7 +152,16 @@ impl BulkEncoder {
                 self.set_slot(record.unix_time().0);
             }
             out.body.extend_from_slice(&self.prefix);
-            write_hex(&mut out.body, record.seq);
+            match record.id.origin {
+                0 => {
+                    out.body.extend_from_slice(&self.salt);
+                    write_hex(&mut out.body, record.seq);
+                }
+                origin => {
+                    write_hex16(&mut out.body, origin);
+                    write_hex(&mut out.body, record.id.seq);
+                }
+            }
             out.body.extend_from_slice(b"\"}}\n");
             let doc = out.body.len();
             self.format.write_json(record, &mut out.body);
@@ -180,6 +190,12 @@ fn write_hex(out: &mut Vec<u8>, n: u64) {
         }
     }
     out.extend_from_slice(&buf[i..]);
+}
+
+/// `n` as exactly 16 hex digits.
+fn write_hex16(out: &mut Vec<u8>, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend((0..16).rev().map(|i| HEX[((n >> (i * 4)) & 0xf) as usize]));
 }
 
 /// Gzips a body (level 1: logs compress about 10× even at the fastest level).
@@ -251,6 +267,29 @@ mod tests {
             &out2.body[out2.action_line(0)],
             &out.body[out.action_line(0)]
         );
+    }
+
+    #[test]
+    fn ids_come_from_the_records_identity_so_a_replay_after_a_restart_reuses_them() {
+        let batch = {
+            let mut r = record(3, 0, "a");
+            r.id = hivelog_core::RecordId {
+                origin: 0xab,
+                seq: 0x1f,
+            };
+            [r]
+        };
+        let ids: Vec<String> = (0..2)
+            .map(|_| {
+                let mut out = Encoded::default();
+                encoder("logs").encode(&batch, usize::MAX, usize::MAX, &mut out);
+                let line = &out.body[out.action_line(0)];
+                let action: serde_json::Value = serde_json::from_slice(line).unwrap();
+                action["create"]["_id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(ids[0], "00000000000000ab1f");
+        assert_eq!(ids[0], ids[1], "another sink instance, the same id");
     }
 
     #[test]

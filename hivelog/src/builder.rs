@@ -320,7 +320,11 @@ impl Builder {
             .unwrap_or_default();
         // Read even without sinks: the local output has the same budget and overflow policy,
         // and a bad value is an error whether or not it is used yet.
-        let pipeline = self.pipeline.clone().apply_env(&env)?;
+        let pipeline = self
+            .pipeline
+            .clone()
+            .apply_env(&env)?
+            .for_service(format.service());
 
         let mut dests = Vec::new();
         let mut levels = Vec::new();

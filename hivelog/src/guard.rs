@@ -181,6 +181,13 @@ impl fmt::Display for Report {
             if s.dropped() > 0 {
                 write_levels(f, &s.dropped_by_level)?;
             }
+            if s.spilled + s.replayed + s.corrupt_skipped + s.spill_bytes > 0 {
+                write!(
+                    f,
+                    ", spilled {}, replayed {}, corrupt skipped {}, spill bytes {}",
+                    s.spilled, s.replayed, s.corrupt_skipped, s.spill_bytes
+                )?;
+            }
             match (&s.last_error, s.last_failure) {
                 (Some(e), Some(kind)) => write!(f, " (last error, {kind}: {e})")?,
                 (Some(e), None) => write!(f, " (last error: {e})")?,

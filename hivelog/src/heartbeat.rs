@@ -63,6 +63,10 @@ impl Heartbeat {
                             failed = sum(|s| s.failed),
                             pending = sum(|s| s.pending),
                             pending_bytes = sum(|s| s.pending_bytes),
+                            spilled = sum(|s| s.spilled),
+                            replayed = sum(|s| s.replayed),
+                            corrupt_skipped = sum(|s| s.corrupt_skipped),
+                            spill_bytes = sum(|s| s.spill_bytes),
                             "hivelog.heartbeat"
                         )
                     });

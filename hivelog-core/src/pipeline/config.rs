@@ -37,6 +37,18 @@ pub const PIPELINE_VARS: &[Var] = &[
         "5m",
         "how long an event keeps being retried before it counts as failed",
     ),
+    Var::new(
+        "HIVELOG_SPILL_DIR",
+        "off",
+        "folder for a disk buffer per destination",
+    ),
+    Var::new("HIVELOG_SPILL_BYTES", "1GB", "disk budget per destination"),
+    Var::new("HIVELOG_SPILL_MODE", "overflow", "overflow or always"),
+    Var::new(
+        "HIVELOG_SPILL_FSYNC",
+        "1s",
+        "longest time a written event waits for fsync",
+    ),
 ];
 
 /// Default per-sink memory budget (`HIVELOG_BUFFER_BYTES`): 64 MB.
@@ -51,6 +63,11 @@ pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(100);
 pub const DEFAULT_RETRY_CAP: Duration = Duration::from_secs(30);
 /// Default time an event may keep being retried (`HIVELOG_RETRY_MAX_ELAPSED`): 5 min.
 pub const DEFAULT_RETRY_MAX_ELAPSED: Duration = Duration::from_secs(300);
+
+/// Default disk budget per destination (`HIVELOG_SPILL_BYTES`): 1 GB.
+pub const DEFAULT_SPILL_BYTES: u64 = 1_000_000_000;
+/// Default longest time a spilled event waits before `fsync` (`HIVELOG_SPILL_FSYNC`): 1 s.
+pub const DEFAULT_SPILL_FSYNC: Duration = Duration::from_secs(1);
 
 const OVERFLOW_FORMS: &str = "one of drop_lowest, drop_newest, drop_oldest, block:<duration>";
 
@@ -113,6 +130,103 @@ impl std::str::FromStr for Overflow {
     }
 }
 
+/// When events go to the spill folder (`HIVELOG_SPILL_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SpillMode {
+    /// Only what the memory budget cannot hold, and what is pending at the shutdown deadline
+    /// (default): a healthy destination never touches the disk.
+    #[default]
+    Overflow,
+    /// Every event is written before it is sent: a `SIGKILL` loses at most the last
+    /// [`SpillConfig::fsync`] interval (and nothing at all unless the machine loses power).
+    Always,
+}
+
+impl std::fmt::Display for SpillMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpillMode::Overflow => "overflow",
+            SpillMode::Always => "always",
+        })
+    }
+}
+
+/// The disk buffer of each destination (see [`crate::spill`]).
+///
+/// ```
+/// use hivelog_core::{Env, PipelineConfig};
+/// use hivelog_core::pipeline::SpillMode;
+///
+/// let env = Env::from_pairs([("HIVELOG_SPILL_DIR", "/var/spool/app"), ("HIVELOG_SPILL_MODE", "always")]);
+/// let spill = PipelineConfig::default().apply_env(&env).unwrap().spill.unwrap();
+/// assert_eq!((spill.max_bytes, spill.mode), (1_000_000_000, SpillMode::Always));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpillConfig {
+    /// The folder holding one sub-folder per service and destination (`HIVELOG_SPILL_DIR`).
+    pub dir: std::path::PathBuf,
+    /// Disk budget per destination (`HIVELOG_SPILL_BYTES`, default [`DEFAULT_SPILL_BYTES`]).
+    pub max_bytes: u64,
+    /// When events are written (`HIVELOG_SPILL_MODE`, default [`SpillMode::Overflow`]).
+    pub mode: SpillMode,
+    /// Longest time written events wait for `fsync` (`HIVELOG_SPILL_FSYNC`, default
+    /// [`DEFAULT_SPILL_FSYNC`]).
+    pub fsync: Duration,
+    /// The service name, part of the destination's folder name (set from the format's service).
+    pub service: String,
+}
+
+impl SpillConfig {
+    /// A spill configuration with the defaults, under `dir`.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        SpillConfig {
+            dir: dir.into(),
+            max_bytes: DEFAULT_SPILL_BYTES,
+            mode: SpillMode::default(),
+            fsync: DEFAULT_SPILL_FSYNC,
+            service: String::new(),
+        }
+    }
+
+    /// Reads `HIVELOG_SPILL_DIR`, `_BYTES`, `_MODE`, `_FSYNC` over `spill` (`None`: no folder yet).
+    fn apply_env(spill: Option<Self>, env: &Env) -> Result<Option<Self>, ConfigError> {
+        let mut spill = match env.get("HIVELOG_SPILL_DIR") {
+            Some(dir) => Some(SpillConfig {
+                dir: dir.into(),
+                ..spill.unwrap_or_else(|| SpillConfig::new(dir))
+            }),
+            None => spill,
+        };
+        let bytes = env.bytes("HIVELOG_SPILL_BYTES")?;
+        let mode = env.choice(
+            "HIVELOG_SPILL_MODE",
+            "a spill mode",
+            &[
+                ("overflow", SpillMode::Overflow),
+                ("always", SpillMode::Always),
+            ],
+        )?;
+        let fsync = env.duration("HIVELOG_SPILL_FSYNC")?;
+        if let Some(s) = &mut spill {
+            if let Some(b) = bytes {
+                if b == 0 {
+                    let v = env.get("HIVELOG_SPILL_BYTES").unwrap_or_default();
+                    return Err(ConfigError::invalid(
+                        "HIVELOG_SPILL_BYTES",
+                        v,
+                        "a usable disk budget",
+                        "a size above zero (1GB)",
+                    ));
+                }
+                s.max_bytes = b;
+            }
+            s.mode = mode.unwrap_or(s.mode);
+            s.fsync = fsync.unwrap_or(s.fsync);
+        }
+        Ok(spill)
+    }
+}
+
 /// Backoff for retryable failures: exponential with full jitter.
 ///
 /// The n-th consecutive failed attempt waits a random time in `[0, min(cap, base × 2ⁿ)]`,
@@ -125,7 +239,8 @@ pub struct RetryPolicy {
     /// Largest backoff ceiling (`HIVELOG_RETRY_CAP`, default 30s).
     pub cap: Duration,
     /// How long an event may keep being retried before it counts as failed
-    /// (`HIVELOG_RETRY_MAX_ELAPSED`, default 5m).
+    /// (`HIVELOG_RETRY_MAX_ELAPSED`, default 5m); not applied while a spill folder is in use,
+    /// where the disk budget bounds the backlog instead.
     pub max_elapsed: Duration,
 }
 
@@ -163,6 +278,8 @@ pub struct PipelineConfig {
     pub shutdown_timeout: Duration,
     /// Backoff.
     pub retry: RetryPolicy,
+    /// The disk buffer (`HIVELOG_SPILL_DIR`; default none: memory only).
+    pub spill: Option<SpillConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -173,13 +290,15 @@ impl Default for PipelineConfig {
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             retry: RetryPolicy::default(),
+            spill: None,
         }
     }
 }
 
 impl PipelineConfig {
     /// Reads `HIVELOG_BUFFER_BYTES`, `HIVELOG_OVERFLOW`, `HIVELOG_FLUSH_INTERVAL`,
-    /// `HIVELOG_SHUTDOWN_TIMEOUT`, `HIVELOG_RETRY_BASE`, `_CAP`, `_MAX_ELAPSED` over `self`.
+    /// `HIVELOG_SHUTDOWN_TIMEOUT`, `HIVELOG_RETRY_BASE`, `_CAP`, `_MAX_ELAPSED` and
+    /// `HIVELOG_SPILL_DIR`, `_BYTES`, `_MODE`, `_FSYNC` over `self`.
     ///
     /// A bad value is an error naming the variable, the value and the accepted forms:
     ///
@@ -225,6 +344,7 @@ impl PipelineConfig {
         if let Some(d) = env.duration("HIVELOG_RETRY_MAX_ELAPSED")? {
             self.retry.max_elapsed = d;
         }
+        self.spill = SpillConfig::apply_env(self.spill.take(), env)?;
         if self.retry.base > self.retry.cap {
             return Err(ConfigError::conflict(
                 "HIVELOG_RETRY_BASE",
@@ -235,5 +355,13 @@ impl PipelineConfig {
             ));
         }
         Ok(self)
+    }
+
+    /// Names the service whose spill folders this configuration opens (`<dir>/<service>.<sink>`).
+    pub fn for_service(mut self, service: &str) -> Self {
+        if let Some(s) = &mut self.spill {
+            s.service = service.to_owned();
+        }
+        self
     }
 }

@@ -4,13 +4,16 @@
 //! ```text
 //!  log call ──push──► queue (byte budget) ──► worker thread "hivelog-<sink>"
 //!  (any thread)        overflow policy         cut batch → Sink::send → outcomes
-//!                                              retry/defer → front of the next batch
+//!                        │        ▲            retry/defer → front of the next batch
+//!                        ▼        │ replay
+//!                      spill folder (HIVELOG_SPILL_DIR, optional)
 //! ```
 //!
 //! - `queue` — what happens when the budget is full, and why a log call never waits on I/O;
 //! - `worker` — why a dedicated thread and runtime, how batches are cut, what a panicking
 //!   sink does;
 //! - `retry` — exponential backoff with full jitter, `Retry-After`, `max_elapsed`;
+//! - [`crate::spill`] — the disk buffer: segments, checksums, the folder lock, replay;
 //! - [`Stats`] — counters that always balance.
 //!
 //! ```
@@ -43,9 +46,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use config::{
-    Overflow, PipelineConfig, RetryPolicy, DEFAULT_BUFFER_BYTES, DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_MAX_ELAPSED, DEFAULT_SHUTDOWN_TIMEOUT,
-    PIPELINE_VARS,
+    Overflow, PipelineConfig, RetryPolicy, SpillConfig, SpillMode, DEFAULT_BUFFER_BYTES,
+    DEFAULT_FLUSH_INTERVAL, DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_MAX_ELAPSED,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FSYNC, PIPELINE_VARS,
 };
 pub use stats::{LevelCounts, Stats};
 
@@ -110,8 +113,10 @@ impl Pipeline {
 
     /// Enqueues a record: never waits on I/O (only `Overflow::Block` waits, for room).
     ///
-    /// Sets the record's [`seq`](Record::seq) (increasing per pipeline); an event that does
-    /// not fit the budget, or comes after shutdown began, is dropped and counted.
+    /// Sets the record's [`seq`](Record::seq) (increasing per pipeline) and, the first time,
+    /// its [`id`](Record::id). An event that does not fit the budget goes to the spill folder
+    /// when there is one (see [`crate::spill`]); otherwise, or when the disk budget is full,
+    /// it is dropped and counted, as is an event that comes after shutdown began.
     pub fn push(&self, record: Record) {
         self.handle.shared.push(record);
     }
@@ -133,7 +138,9 @@ impl Pipeline {
     ///
     /// Later pushes count as `dropped_shutdown`. Backoff waits are cut at the deadline, and a
     /// send still running then is abandoned: what was not sent is reported as `pending`,
-    /// never silently discarded. The sink's `close` runs after the last batch. Calling it
+    /// never silently discarded. With a spill folder, what is pending then is written to it
+    /// (this call waits up to one more second for that) and sent first at the next start.
+    /// The sink's `close` runs after the last batch. Calling it
     /// again returns the current report (waiting for the first shutdown up to the new
     /// deadline at most).
     pub fn shutdown(&self, deadline: Instant) -> Stats {

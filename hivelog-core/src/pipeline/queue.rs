@@ -27,6 +27,13 @@
 //!
 //! Every drop is counted, by reason and by level. An event larger than the whole budget is
 //! always dropped.
+//!
+//! With a spill folder ([`crate::spill`]), an event that does not fit is first written to disk
+//! (the overflow policy applies only when the disk budget is full or the folder broke), and so
+//! is every later event while older ones still wait on disk, so that delivery stays in order.
+//! In `always` mode every event goes to disk. The worker reads segments back into this queue
+//! while memory is at most half used; a replayed segment may exceed the budget by its own size
+//! (a quarter of the budget at most, 4 MiB at most).
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -35,15 +42,30 @@ use std::time::Instant;
 use tokio::sync::Notify;
 use tracing_core::Level;
 
-use super::config::{Overflow, PipelineConfig};
+use super::config::{Overflow, PipelineConfig, SpillMode};
 use super::stats::Stats;
-use crate::record::Record;
+use crate::diag;
+use crate::record::{Record, RecordId};
 use crate::sink::BatchLimits;
+use crate::spill::{self, Store};
+
+mod spill_io;
+
+/// How long `shutdown` waits past its deadline for the worker to write what is pending to
+/// the spill folder (the worker stops sending at the deadline, then writes and closes).
+pub(crate) const SPILL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// State shared by the pipeline's handles and its worker.
 pub(crate) struct Shared {
     pub name: &'static str,
     pub config: PipelineConfig,
+    /// This pipeline's [`RecordId::origin`]: random, so ids differ between processes.
+    origin: u64,
+    /// The spill mode, when a spill folder is configured.
+    pub spill_mode: Option<SpillMode>,
+    /// The spill folder opened (it may still break later): retries are then not limited by
+    /// `max_elapsed`.
+    pub spill_active: bool,
     /// Queue length that wakes the worker (the sink's `max_events`).
     wake_events: usize,
     /// Queued bytes that wake the worker (the sink's `max_bytes`, or half the budget).
@@ -61,6 +83,10 @@ pub(crate) struct Shared {
 
 struct State {
     queue: VecDeque<Record>,
+    /// The destination's spill folder, when configured and usable.
+    store: Option<Store>,
+    /// Events spilled since the worker last looked at the folder.
+    on_disk_unwoken: usize,
     queued_bytes: usize,
     /// `queued_bytes` by level ([`rank`]), so `drop_lowest` knows what it may evict.
     level_bytes: [usize; 5],
@@ -71,6 +97,8 @@ struct State {
     inflight_min: Option<u64>,
     /// `flush` wants every record with a lower `seq` resolved.
     flush_upto: u64,
+    /// Records replayed from disk that a `flush` waits for have a `seq` below this.
+    replay_flush_end: u64,
     closing: bool,
     deadline: Option<Instant>,
     finished: bool,
@@ -137,6 +165,7 @@ pub(crate) struct View {
     pub pending_bytes: u64,
     pub flush_wanted: bool,
     pub dropped_overflow: u64,
+    pub spill_bytes: u64,
 }
 
 /// What one batch's outcomes change in the counters.
@@ -156,22 +185,35 @@ pub(crate) struct Resolution {
 impl Shared {
     pub fn new(name: &'static str, config: PipelineConfig, limits: BatchLimits) -> Self {
         let half_budget = (config.buffer_bytes / 2).max(1);
+        let store = config.spill.as_ref().and_then(|c| {
+            let folder = spill::folder(&c.dir, &c.service, name);
+            Store::open(folder, c.max_bytes, config.buffer_bytes)
+                .map_err(|e| diag::warn(name, "spill", e))
+                .ok()
+        });
         Shared {
             name,
+            origin: rand::random::<u64>().max(1),
+            spill_mode: config.spill.as_ref().map(|c| c.mode),
+            spill_active: store.is_some(),
             wake_events: limits.max_events.max(1),
             wake_bytes: limits.max_bytes.clamp(1, half_budget),
             config,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                on_disk_unwoken: 0,
                 queued_bytes: 0,
                 level_bytes: [0; 5],
                 counters: Stats {
                     sink: name,
+                    spill_bytes: store.as_ref().map_or(0, |s| s.bytes),
                     ..Stats::default()
                 },
+                store,
                 next_seq: 0,
                 inflight_min: None,
                 flush_upto: 0,
+                replay_flush_end: 0,
                 closing: false,
                 deadline: None,
                 finished: false,
@@ -214,39 +256,92 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Enqueues a record, or drops and counts it; see the module docs.
+    /// Enqueues a record, writes it to the spill folder, or drops and counts it; see the
+    /// module docs.
     pub fn push(&self, mut record: Record) {
         let size = record.size();
-        let budget = self.config.buffer_bytes;
         let mut st = self.lock();
         st.counters.enqueued += 1;
         if st.closing {
             st.dropped(record.level, true);
             return;
         }
-        if st.counters.pending_bytes as usize + size > budget {
-            let admit = if size > budget {
-                Admit::Overflow
-            } else {
-                match self.config.overflow {
-                    Overflow::DropLowest => self.evict_lower(&mut st, record.level, size),
-                    Overflow::DropNewest => Admit::Overflow,
-                    Overflow::DropOldest => self.evict_oldest(&mut st, size),
-                    Overflow::Block(max_wait) => {
-                        let (guard, admit) = self.wait_for_room(st, size, max_wait);
-                        st = guard;
-                        admit
-                    }
+        let fits = st.counters.pending_bytes as usize + size <= self.config.buffer_bytes;
+        // The hook where an event would be dropped for overflow: the disk takes it first (and
+        // every event while older ones wait on disk, so that order is kept).
+        if !fits || self.disk_first(&st) {
+            if self.spill(&mut st, &mut record) {
+                return;
+            }
+            if !fits {
+                match self.overflow(st, record.level, size) {
+                    Some(guard) => st = guard,
+                    None => return,
                 }
-            };
-            match admit {
-                Admit::Yes => {}
-                Admit::Overflow => return st.dropped(record.level, false),
-                Admit::Shutdown => return st.dropped(record.level, true),
             }
         }
+        self.enqueue(st, record, size);
+    }
+
+    /// Whether events go to disk even when memory has room: `always` mode, or older events
+    /// still wait in the spill folder.
+    fn disk_first(&self, st: &State) -> bool {
+        st.store.as_ref().is_some_and(|s| {
+            !s.broken && (self.spill_mode == Some(SpillMode::Always) || s.has_unread())
+        })
+    }
+
+    /// Applies the overflow policy to an event of `level` and `size` bytes that does not fit;
+    /// returns the lock if it now fits, `None` if it was dropped (and counted).
+    fn overflow<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        level: Level,
+        size: usize,
+    ) -> Option<MutexGuard<'a, State>> {
+        let admit = if size > self.config.buffer_bytes {
+            Admit::Overflow
+        } else {
+            match self.config.overflow {
+                Overflow::DropLowest => self.evict_lower(&mut st, level, size),
+                Overflow::DropNewest => Admit::Overflow,
+                Overflow::DropOldest => self.evict_oldest(&mut st, size),
+                Overflow::Block(max_wait) => {
+                    let (guard, admit) = self.wait_for_room(st, size, max_wait);
+                    st = guard;
+                    admit
+                }
+            }
+        };
+        match admit {
+            Admit::Yes => Some(st),
+            Admit::Overflow => {
+                st.dropped(level, false);
+                None
+            }
+            Admit::Shutdown => {
+                st.dropped(level, true);
+                None
+            }
+        }
+    }
+
+    /// Gives a record its identity the first time a pipeline accepts it.
+    fn identify(&self, st: &mut State, record: &mut Record) {
         record.seq = st.next_seq;
         st.next_seq += 1;
+        if record.id.origin == 0 {
+            record.id = RecordId {
+                origin: self.origin,
+                seq: record.seq,
+            };
+        }
+    }
+
+    /// Appends an accepted record to the memory queue; wakes the worker when a batch's worth
+    /// (or half the budget) is queued.
+    fn enqueue(&self, mut st: MutexGuard<'_, State>, mut record: Record, size: usize) {
+        self.identify(&mut st, &mut record);
         st.counters.pending += 1;
         st.counters.pending_bytes += size as u64;
         st.queued_bytes += size;
@@ -255,7 +350,7 @@ impl Shared {
         if !st.woken
             && (st.queue.len() >= self.wake_events
                 || st.queued_bytes >= self.wake_bytes
-                || st.counters.pending_bytes as usize >= budget / 2)
+                || st.counters.pending_bytes as usize >= self.config.buffer_bytes / 2)
         {
             st.woken = true;
             drop(st);
@@ -346,6 +441,12 @@ impl Shared {
         }
     }
 
+    /// For the worker: the lowest `seq` not yet resolved (everything below is delivered,
+    /// rejected or failed).
+    pub fn oldest_pending(&self) -> u64 {
+        self.lock().oldest_pending()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.lock().counters.clone()
@@ -363,6 +464,7 @@ impl Shared {
             pending_bytes: st.counters.pending_bytes,
             flush_wanted: st.queue.front().is_some_and(|r| r.seq < st.flush_upto),
             dropped_overflow: st.counters.dropped_overflow,
+            spill_bytes: st.counters.spill_bytes,
         }
     }
 
@@ -446,6 +548,10 @@ impl Shared {
         let mut st = self.lock();
         st.finished = true;
         st.closing = true;
+        // Releases the folder's lock now, not when the last handle goes.
+        if let Some(store) = st.store.take() {
+            store.close();
+        }
         self.done.notify_all();
         self.room.notify_all();
     }
@@ -461,7 +567,13 @@ impl Shared {
         st.flush_upto = st.flush_upto.max(target);
         self.work.notify_one();
         let st = self.wait_until(st, deadline, |st| {
-            st.finished || st.oldest_pending() >= target
+            st.finished
+                || (st.oldest_pending() >= target.max(st.replay_flush_end)
+                    && st
+                        .store
+                        .as_ref()
+                        .and_then(Store::oldest_unread_own)
+                        .is_none_or(|id| id >= target))
         });
         st.counters.clone()
     }
@@ -490,7 +602,11 @@ impl Shared {
         if super::worker::on_pipeline_thread() {
             return st.counters.clone();
         }
-        let st = self.wait_until(st, deadline, |st| st.finished);
+        let mut st = self.wait_until(st, deadline, |st| st.finished);
+        if self.spill_mode.is_some() && !st.finished {
+            // The worker writes what is pending to the spill folder once the deadline passed.
+            st = self.wait_until(st, Instant::now() + SPILL_GRACE, |st| st.finished);
+        }
         st.counters.clone()
     }
 

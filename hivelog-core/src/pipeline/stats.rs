@@ -36,6 +36,17 @@ pub struct Stats {
     pub pending: u64,
     /// Bytes queued or in flight.
     pub pending_bytes: u64,
+    /// Events written to the spill folder (`HIVELOG_SPILL_DIR`) by this process; they stay
+    /// `pending` until delivered.
+    pub spilled: u64,
+    /// Events read back from the spill folder (written by this process or an earlier one;
+    /// those of an earlier one also count as `enqueued`).
+    pub replayed: u64,
+    /// Spilled records skipped because their length or checksum was wrong (a torn write, a
+    /// flipped bit); those written by this process also count as `failed`.
+    pub corrupt_skipped: u64,
+    /// Bytes the destination's spill folder holds now.
+    pub spill_bytes: u64,
     /// The last error, if any: a retried or failed send's error (`gave up after …: <error>`
     /// once retries ran out), or `rejected: <the destination's reason>`.
     pub last_error: Option<String>,

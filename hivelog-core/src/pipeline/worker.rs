@@ -19,6 +19,14 @@
 //! `flush`/`shutdown`. Records the sink marks `Retry` or `Deferred` stay with the worker and
 //! lead the next batch, ahead of newer records; `Retry` waits for the backoff first.
 //!
+//! With a spill folder, retryable failures are retried for as long as it takes (new events
+//! wait on disk meanwhile, and the disk budget bounds them), not only for `max_elapsed`; the
+//! worker also reads spilled segments back into the queue (oldest
+//! first, while memory is at most half used), deletes a segment once every record read from it
+//! is resolved, hands written frames to the disk every `HIVELOG_SPILL_FSYNC` from a task of its
+//! own (so a send in progress does not delay it), and at the shutdown deadline writes what is
+//! still pending in memory to a segment replayed before the others.
+//!
 //! A panic inside [`Sink::send`] is caught: the batch is retried with the error
 //! `sink panicked: <message>` (so a one-off panic loses nothing, and a panic on every attempt
 //! ends as `failed` after `max_elapsed`, like any persistent error). A panic in `start` or
@@ -41,6 +49,10 @@ use super::retry::Backoff;
 use crate::diag;
 use crate::record::Record;
 use crate::sink::{FailureKind, Outcome, Outcomes, Sink};
+use crate::spill::Sealed;
+use spill_io::sync_spill;
+
+mod spill_io;
 
 /// Shortest wait between two checks for a partial batch, and shortest backoff, so that zero
 /// settings cannot spin the worker.
@@ -125,6 +137,9 @@ struct Worker<S> {
     batch: VecDeque<Record>,
     since: Vec<Option<Instant>>,
     reported_overflow: u64,
+    /// Segments read back from the spill folder, oldest first, with the `seq` range their
+    /// records got; deleted once every record below the range's end is resolved.
+    replaying: VecDeque<(Sealed, std::ops::Range<u64>)>,
 }
 
 impl<S: Sink> Worker<S> {
@@ -140,6 +155,7 @@ impl<S: Sink> Worker<S> {
             batch: VecDeque::new(),
             since: Vec::new(),
             reported_overflow: 0,
+            replaying: VecDeque::new(),
         }
     }
 
@@ -156,7 +172,12 @@ impl<S: Sink> Worker<S> {
             _ = stop_deadline(&shared) => {}
         }
         let tick = shared.config.flush_interval.max(MIN_TICK);
+        if let Some(spill) = &shared.config.spill {
+            tokio::spawn(sync_spill(shared.clone(), spill.fsync.max(MIN_TICK)));
+        }
         loop {
+            self.ack_segments();
+            self.replay();
             let now = Instant::now();
             let v = shared.view();
             if v.dropped_overflow > self.reported_overflow {
@@ -295,12 +316,23 @@ impl<S: Sink> Worker<S> {
 
     /// Counts delivered, rejected and failed records, and keeps the others for the next batch.
     fn apply(&mut self, outcomes: Outcomes) {
-        let name = self.shared.name;
         let now = Instant::now();
+        let verdict = self.classify(&outcomes, now);
+        let (r, first_reason, gave_up) = self.resolve(&outcomes, &verdict, now);
+        self.report(r, &verdict, first_reason, gave_up, now);
+        // The buffer goes back to the queue at the next swap; do not keep a burst's peak.
+        let max_events = self.sink.limits().max_events.max(1024);
+        if self.batch.capacity() > 4 * max_events {
+            self.batch.shrink_to(max_events);
+        }
+    }
+
+    /// Phase 1: what the batch's outcomes mean as a whole (retry or not, when, which error).
+    fn classify<'o>(&mut self, outcomes: &'o Outcomes, now: Instant) -> Verdict<'o> {
         let n = self.batch.len();
         if outcomes.len() != n {
             diag::warn(
-                name,
+                self.shared.name,
                 "outcomes",
                 format_args!(
                     "sink returned {} outcomes for {n} records; the missing ones are retried",
@@ -308,17 +340,10 @@ impl<S: Sink> Worker<S> {
                 ),
             );
         }
-        let outcome = |i: usize| {
-            outcomes
-                .as_slice()
-                .get(i)
-                .copied()
-                .unwrap_or(Outcome::Retry)
-        };
+        let outcome = |i: usize| outcome_at(outcomes, i);
         // A batch where nothing was sent and everything deferred would loop without end.
         let all_deferred = (0..n).all(|i| outcome(i) == Outcome::Deferred);
         let any_retry = all_deferred || (0..n).any(|i| outcome(i) == Outcome::Retry);
-        let kind = outcomes.failure().unwrap_or(FailureKind::Internal);
         let error = outcomes.error().unwrap_or(if all_deferred {
             "the sink deferred every record of a batch"
         } else if any_retry {
@@ -337,7 +362,23 @@ impl<S: Sink> Worker<S> {
             self.backoff.reset();
             None
         };
+        Verdict {
+            all_deferred,
+            kind: outcomes.failure().unwrap_or(FailureKind::Internal),
+            error,
+            retry_at,
+        }
+    }
 
+    /// Phase 2: counts each record's outcome and keeps retried and deferred ones, in order,
+    /// ahead of the queue. Returns the counts, the first rejection reason and how many
+    /// records ran out of retries.
+    fn resolve<'o>(
+        &mut self,
+        outcomes: &'o Outcomes,
+        v: &Verdict<'_>,
+        now: Instant,
+    ) -> (Resolution, Option<&'o str>, u64) {
         let mut r = Resolution {
             bytes_sent: outcomes.bytes_sent(),
             ..Resolution::default()
@@ -346,10 +387,10 @@ impl<S: Sink> Worker<S> {
         let mut gave_up = 0u64;
         let mut keep: Vec<Held> = Vec::new();
         for (i, (record, since)) in self.batch.drain(..).zip(self.since.drain(..)).enumerate() {
-            let o = if all_deferred {
+            let o = if v.all_deferred {
                 Outcome::Retry
             } else {
-                outcome(i)
+                outcome_at(outcomes, i)
             };
             match o {
                 Outcome::Delivered => r.delivered += 1,
@@ -364,13 +405,14 @@ impl<S: Sink> Worker<S> {
                 }
                 Outcome::Retry => {
                     let first = since.unwrap_or(now);
-                    let at = retry_at.unwrap_or(now);
-                    if self.backoff.within_budget(first, at) {
+                    // With a disk buffer the disk is the bound, not the time: an outage
+                    // longer than `max_elapsed` must not turn the backlog into failures.
+                    let keep_trying = self.shared.spill_active
+                        || self.backoff.within_budget(first, v.retry_at.unwrap_or(now));
+                    if keep_trying {
                         r.retried += 1;
-                        keep.push(Held {
-                            record,
-                            since: Some(first),
-                        });
+                        let since = Some(first);
+                        keep.push(Held { record, since });
                         continue;
                     }
                     r.failed += 1;
@@ -379,9 +421,25 @@ impl<S: Sink> Worker<S> {
             }
             r.resolved_bytes += record.size() as u64;
         }
-        let retried = r.retried;
-        let failed = r.failed;
-        let rejected = r.rejected;
+        for h in keep.into_iter().rev() {
+            self.held.push_front(h);
+        }
+        self.retry_at = if r.retried > 0 { v.retry_at } else { None };
+        (r, first_reason, gave_up)
+    }
+
+    /// Phase 3: sets the last error, applies the counts to the shared counters and says on
+    /// stderr what was retried, failed or rejected.
+    fn report(
+        &mut self,
+        mut r: Resolution,
+        v: &Verdict<'_>,
+        first_reason: Option<&str>,
+        gave_up: u64,
+        now: Instant,
+    ) {
+        let (name, kind, error) = (self.shared.name, v.kind, v.error);
+        let (retried, failed, rejected) = (r.retried, r.failed, r.rejected);
         if gave_up > 0 {
             r.last_error = Some(format!(
                 "gave up after retrying for {:?}: {error}",
@@ -395,20 +453,11 @@ impl<S: Sink> Worker<S> {
             r.last_error = Some(format!("rejected: {reason}"));
         }
         let last_error = r.last_error.clone();
-        self.retry_at = if retried > 0 { retry_at } else { None };
-        for h in keep.into_iter().rev() {
-            self.held.push_front(h);
-        }
         self.shared
             .resolve(r, self.held.front().map(|h| h.record.seq));
-        // The buffer goes back to the queue at the next swap; do not keep a burst's peak.
-        let max_events = self.sink.limits().max_events.max(1024);
-        if self.batch.capacity() > 4 * max_events {
-            self.batch.shrink_to(max_events);
-        }
-
         if retried > 0 {
-            let wait = retry_at
+            let wait = v
+                .retry_at
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or_default();
             diag::warn(
@@ -418,13 +467,11 @@ impl<S: Sink> Worker<S> {
             );
         }
         if failed > 0 {
+            let error = last_error.as_deref().unwrap_or(error);
             diag::warn(
                 name,
                 "failed",
-                format_args!(
-                    "{failed} events failed ({kind}): {}",
-                    last_error.as_deref().unwrap_or(error)
-                ),
+                format_args!("{failed} events failed ({kind}): {error}"),
             );
         }
         if let Some(reason) = first_reason {
@@ -437,6 +484,7 @@ impl<S: Sink> Worker<S> {
     }
 
     async fn close(&mut self) {
+        let saved = self.save_pending().await;
         let name = self.shared.name;
         let deadline = self.shared.deadline().unwrap_or_else(Instant::now);
         let until = deadline.max(Instant::now() + CLOSE_GRACE);
@@ -464,12 +512,39 @@ impl<S: Sink> Worker<S> {
                 name,
                 "shutdown",
                 format_args!(
-                    "{} events ({} bytes) were not sent before the shutdown deadline",
-                    v.pending, v.pending_bytes
+                    "{} events ({} bytes) were not sent before the shutdown deadline{}",
+                    v.pending,
+                    v.pending_bytes,
+                    if self.shared.spill_active {
+                        format!(
+                            "; the spill folder holds {} bytes for the next start ({saved} \
+                             events written to it now)",
+                            v.spill_bytes
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
             );
         }
     }
+}
+
+/// What a batch's outcomes mean as a whole ([`Worker::classify`]).
+struct Verdict<'o> {
+    all_deferred: bool,
+    kind: FailureKind,
+    error: &'o str,
+    retry_at: Option<Instant>,
+}
+
+/// The outcome of record `i`; a missing one is a retry.
+fn outcome_at(outcomes: &Outcomes, i: usize) -> Outcome {
+    outcomes
+        .as_slice()
+        .get(i)
+        .copied()
+        .unwrap_or(Outcome::Retry)
 }
 
 /// Completes when the shutdown deadline has passed (never, before shutdown begins).

@@ -266,6 +266,7 @@ pub fn fast_config() -> PipelineConfig {
             cap: Duration::from_millis(20),
             max_elapsed: Duration::from_secs(30),
         },
+        spill: None,
     }
 }
 

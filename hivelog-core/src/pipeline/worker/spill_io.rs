@@ -1,0 +1,91 @@
+//! The worker's side of the spill folder: reading segments back while memory has room,
+//! deleting them once every record read from them is resolved, syncing written frames on a
+//! timer of their own, and saving what is pending at the shutdown deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Worker;
+use crate::diag;
+use crate::pipeline::queue::Shared;
+use crate::record::Record;
+use crate::sink::Sink;
+use crate::spill;
+
+impl<S: Sink> Worker<S> {
+    /// Reads spilled segments back into the queue while memory is at most half used.
+    pub(super) fn replay(&mut self) {
+        if self.shared.spill_mode.is_none() {
+            return;
+        }
+        while let Some(segment) = self.shared.next_replay() {
+            let replay = spill::read(&segment.path).unwrap_or_else(|e| {
+                diag::warn(
+                    self.shared.name,
+                    "spill",
+                    format_args!("cannot read {}: {e}; skipping it", segment.path.display()),
+                );
+                spill::Replay::default()
+            });
+            let range = self.shared.enqueue_replayed(&segment, replay);
+            self.replaying.push_back((segment, range));
+        }
+    }
+
+    /// Deletes the replayed segments whose records are all resolved.
+    pub(super) fn ack_segments(&mut self) {
+        if self.replaying.is_empty() {
+            return;
+        }
+        let oldest = self.shared.oldest_pending();
+        while let Some((segment, _)) = self.replaying.front().filter(|(_, r)| r.end <= oldest) {
+            if let Err(e) = std::fs::remove_file(&segment.path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    diag::warn(
+                        self.shared.name,
+                        "spill",
+                        format_args!("cannot delete {}: {e}", segment.path.display()),
+                    );
+                }
+            }
+            self.shared.forget_segment(segment.bytes);
+            self.replaying.pop_front();
+        }
+    }
+
+    /// At the shutdown deadline: writes what is still pending in memory to the spill folder
+    /// (records replayed from segments that still exist are already there) and syncs it.
+    pub(super) async fn save_pending(&mut self) -> u64 {
+        if self.shared.spill_mode.is_none() {
+            return 0;
+        }
+        self.ack_segments();
+        let held: Vec<Record> = self.held.drain(..).map(|h| h.record).collect();
+        let backed: Vec<_> = self.replaying.iter().map(|(_, r)| r.clone()).collect();
+        let saved = self.shared.save_pending(held, &backed);
+        sync_files(self.shared.flush_spill()).await;
+        saved
+    }
+}
+
+/// Hands spilled frames to the disk every `every`, off the worker's loop (a send in progress
+/// does not delay it).
+pub(super) async fn sync_spill(shared: Arc<Shared>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        sync_files(shared.flush_spill()).await;
+    }
+}
+
+/// `sync_data` on a blocking thread, so a slow disk never stalls the runtime.
+async fn sync_files(files: Vec<std::fs::File>) {
+    if files.is_empty() {
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for f in files {
+            let _ = f.sync_data();
+        }
+    })
+    .await;
+}
