@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod diag;
+pub mod endpoints;
 pub mod env;
 pub mod format;
 pub mod pipeline;

@@ -40,13 +40,15 @@ async fn against_real_fluentd() {
             "packed+ack",
             FluentConfig::new(&open)
                 .unwrap()
-                .tag("{service}.real.packed"),
+                .tag("{service}.real.packed")
+                .unwrap(),
         ),
         (
             "gzip+ack",
             FluentConfig::new(&open)
                 .unwrap()
                 .tag("{service}.real.gzip")
+                .unwrap()
                 .compress(Compression::Gzip),
         ),
         (
@@ -54,6 +56,7 @@ async fn against_real_fluentd() {
             FluentConfig::new(&open)
                 .unwrap()
                 .tag("{service}.real.noack")
+                .unwrap()
                 .ack(false),
         ),
         (
@@ -61,6 +64,7 @@ async fn against_real_fluentd() {
             FluentConfig::new(&secure)
                 .unwrap()
                 .tag("{service}.real.secure")
+                .unwrap()
                 .shared_key("s3cret"),
         ),
         (
@@ -68,6 +72,7 @@ async fn against_real_fluentd() {
             FluentConfig::new(&secure)
                 .unwrap()
                 .tag("{service}.real.wrong")
+                .unwrap()
                 .shared_key("nope"),
         ),
         (
@@ -75,6 +80,7 @@ async fn against_real_fluentd() {
             FluentConfig::new(&secure)
                 .unwrap()
                 .tag("{service}.real.nokey")
+                .unwrap()
                 .ack_timeout(Duration::from_secs(3)),
         ),
     ];

@@ -132,10 +132,26 @@ impl fmt::Display for Report {
                 (Some(e), None) => write!(f, " (last error: {e})")?,
                 _ => {}
             }
+            write_endpoints(f, &s.endpoints)?;
             sep = "; ";
         }
         Ok(())
     }
+}
+
+/// Writes a sink's per-endpoint figures as ` [tcp://a up, delivered 5, resent 0, …]`.
+pub(crate) fn write_endpoints(
+    f: &mut impl fmt::Write,
+    endpoints: &[hivelog_core::endpoints::EndpointStats],
+) -> fmt::Result {
+    for (i, e) in endpoints.iter().enumerate() {
+        f.write_str(if i == 0 { " [" } else { ", " })?;
+        write!(f, "{e}")?;
+    }
+    if !endpoints.is_empty() {
+        f.write_str("]")?;
+    }
+    Ok(())
 }
 
 /// Keeps hivelog's outputs running; dropping it flushes and stops the sinks.

@@ -47,6 +47,7 @@ pub use config::{
     DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_MAX_ELAPSED, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use stats::Stats;
+pub(crate) use worker::current_deadline;
 
 use crate::record::Record;
 use crate::sink::Sink;
@@ -96,6 +97,9 @@ impl Pipeline {
     /// Fails only if the operating system refuses a thread or the runtime's timer/IO driver.
     pub fn spawn<S: Sink>(sink: S, config: PipelineConfig) -> std::io::Result<Pipeline> {
         let shared = Arc::new(Shared::new(sink.name(), config, sink.limits()));
+        if let Some(e) = sink.endpoints() {
+            let _ = shared.endpoints.set(e);
+        }
         worker::spawn(sink, shared.clone())?;
         Ok(Pipeline {
             handle: Arc::new(Handle { shared }),

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub work: Notify,
     /// Tells an in-progress send that shutdown began, so it can watch the deadline.
     pub stop: Notify,
+    /// The sink's per-endpoint figures, if it publishes any ([`crate::Sink::endpoints`]).
+    pub endpoints: std::sync::OnceLock<crate::endpoints::Endpoints>,
 }
 
 struct State {
@@ -129,6 +131,7 @@ impl Shared {
             done: Condvar::new(),
             work: Notify::new(),
             stop: Notify::new(),
+            endpoints: std::sync::OnceLock::new(),
         }
     }
 
@@ -251,7 +254,16 @@ impl Shared {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.lock().counters.clone()
+        let stats = self.lock().counters.clone();
+        self.with_endpoints(stats)
+    }
+
+    /// Adds the sink's per-endpoint figures to a snapshot (read outside the queue's lock).
+    fn with_endpoints(&self, mut stats: Stats) -> Stats {
+        if let Some(e) = self.endpoints.get() {
+            stats.endpoints = e.snapshot();
+        }
+        stats
     }
 
     /// For the worker: the state that decides its next step.
@@ -343,7 +355,9 @@ impl Shared {
         let st = self.wait_until(st, deadline, |st| {
             st.finished || st.oldest_pending() >= target
         });
-        st.counters.clone()
+        let stats = st.counters.clone();
+        drop(st);
+        self.with_endpoints(stats)
     }
 
     /// Stops intake and tells the worker to drain until `deadline`, without waiting.
@@ -371,7 +385,9 @@ impl Shared {
             return st.counters.clone();
         }
         let st = self.wait_until(st, deadline, |st| st.finished);
-        st.counters.clone()
+        let stats = st.counters.clone();
+        drop(st);
+        self.with_endpoints(stats)
     }
 
     /// The shutdown deadline, once shutdown began.
