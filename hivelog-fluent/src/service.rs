@@ -124,6 +124,9 @@ impl Endpoint {
     }
 }
 
+/// A wait for one endpoint's acks, borrowing it.
+type Wait<'a> = Pin<Box<dyn Future<Output = Option<Failure>> + Send + 'a>>;
+
 /// What the heartbeat task shares with the service.
 #[derive(Debug, Default)]
 struct Board {
@@ -230,21 +233,24 @@ impl Service {
             e.connects = 0;
             e.tried = false;
             let seen = results.get(&e.name).copied();
+            let interval = self.heartbeat_interval;
             match e.health.clone() {
-                Health::Down { since, retry_at } if retry_at <= now => {
-                    // With a heartbeat, only an endpoint it found reachable rejoins.
-                    if alone || seen.is_some_and(|(ok, at)| ok && at > since) {
-                        e.health = Health::Up;
-                    }
+                // With a heartbeat, only an endpoint it found reachable rejoins.
+                Health::Down { since, retry_at }
+                    if retry_at <= now
+                        && (alone || seen.is_some_and(|(ok, at)| ok && at > since)) =>
+                {
+                    e.health = Health::Up;
                 }
                 Health::Refused { until, .. } if until <= now => e.health = Health::Up,
-                Health::Up if e.conn.is_none() => {
-                    if seen.is_some_and(|(ok, at)| !ok && at + self.heartbeat_interval > now) {
-                        e.health = Health::Down {
-                            since: now,
-                            retry_at: now + retry::server_backoff(e.failures.max(1)),
-                        };
-                    }
+                Health::Up
+                    if e.conn.is_none()
+                        && seen.is_some_and(|(ok, at)| !ok && at + interval > now) =>
+                {
+                    e.health = Health::Down {
+                        since: now,
+                        retry_at: now + retry::server_backoff(e.failures.max(1)),
+                    };
                 }
                 _ => {}
             }
@@ -575,19 +581,12 @@ impl Service {
     /// returns the failures.
     async fn wait_acks(&mut self) -> Vec<(usize, Failure)> {
         let ack_timeout = self.ack_timeout;
-        let mut waits: Vec<(
-            usize,
-            Pin<Box<dyn Future<Output = Option<Failure>> + Send + '_>>,
-        )> = self
+        let mut waits: Vec<(usize, Wait<'_>)> = self
             .endpoints
             .iter_mut()
             .enumerate()
             .filter(|(_, e)| !e.inflight.is_empty())
-            .map(|(i, e)| {
-                let w: Pin<Box<dyn Future<Output = _> + Send + '_>> =
-                    Box::pin(wait_endpoint(e, ack_timeout));
-                (i, w)
-            })
+            .map(|(i, e)| (i, Box::pin(wait_endpoint(e, ack_timeout)) as Wait<'_>))
             .collect();
         std::future::poll_fn(move |cx| {
             let mut failed = Vec::new();
