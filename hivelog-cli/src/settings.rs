@@ -372,9 +372,10 @@ fn default_value(vars: &Vars, name: &str, r: Option<&Resolved>) -> String {
         "HIVELOG_FLUENT_WRITE_TIMEOUT" => {
             dur(Some(hivelog::fluent::config::DEFAULT_WRITE_TIMEOUT), "")
         }
-        "HIVELOG_FLUENT_HEARTBEAT_INTERVAL" => {
-            dur(Some(hivelog::fluent::config::DEFAULT_HEARTBEAT_INTERVAL), "")
-        }
+        "HIVELOG_FLUENT_HEARTBEAT_INTERVAL" => dur(
+            Some(hivelog::fluent::config::DEFAULT_HEARTBEAT_INTERVAL),
+            "",
+        ),
 
         "HIVELOG_ES_URL" | "HIVELOG_ES_CLOUD_ID" => s("unset"),
         "HIVELOG_ES_INDEX" => s(hivelog::elk::DEFAULT_INDEX),

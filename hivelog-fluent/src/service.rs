@@ -232,6 +232,11 @@ impl Service {
         for e in &mut self.endpoints {
             e.connects = 0;
             e.tried = false;
+            if !e.inflight.is_empty() {
+                // A send cut off at the shutdown deadline: its acks would be stale.
+                e.inflight.clear();
+                e.conn = None;
+            }
             let seen = results.get(&e.name).copied();
             let interval = self.heartbeat_interval;
             match e.health.clone() {

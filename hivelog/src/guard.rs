@@ -206,3 +206,36 @@ impl Drop for Guard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hivelog_core::endpoints::{EndpointState, EndpointStats};
+
+    #[test]
+    fn the_report_shows_each_endpoint_of_a_sink_that_has_several() {
+        let endpoint = |name: &str, state, delivered, resent| EndpointStats {
+            endpoint: name.into(),
+            state,
+            delivered,
+            resent,
+        };
+        let report = Report {
+            local: None,
+            sinks: vec![Stats {
+                sink: "fluent",
+                delivered: 5,
+                endpoints: vec![
+                    endpoint("tcp://a:1", EndpointState::Up, 4, 1),
+                    endpoint("tcp://b:2", EndpointState::Down, 1, 0),
+                ],
+                ..Stats::default()
+            }],
+        };
+        assert_eq!(
+            report.to_string(),
+            "fluent: delivered 5, pending 0, dropped 0, rejected 0, failed 0 \
+             [tcp://a:1 up, delivered 4, resent 1, tcp://b:2 down, delivered 1, resent 0]"
+        );
+    }
+}
