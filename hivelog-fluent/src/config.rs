@@ -527,7 +527,7 @@ impl FluentConfig {
         self
     }
 
-    /// How often idle servers are checked, with several servers
+    /// How often each server is checked with a plain connection, with several servers
     /// (default [`DEFAULT_HEARTBEAT_INTERVAL`]).
     pub fn heartbeat_interval(mut self, d: Duration) -> Self {
         self.heartbeat_interval = d.max(Duration::from_millis(10));

@@ -17,9 +17,9 @@
 //!   when a connection (and handshake) succeeds. What each failure does is the table of
 //!   [`crate::retry`].
 //! - **Heartbeat.** With several endpoints, a background task opens a plain connection to each
-//!   endpoint that has no open connection (a standby, a server that is down) every
-//!   `HIVELOG_FLUENT_HEARTBEAT_INTERVAL` (1 s), so a dead standby is known before it is needed
-//!   and a recovered server rejoins without a failed batch first.
+//!   endpoint every `HIVELOG_FLUENT_HEARTBEAT_INTERVAL` (1 s), as Fluentd's `out_forward`
+//!   does, so a dead standby or an idle server that went away is known (and shown) before it is
+//!   needed, and a recovered server rejoins without a failed batch first.
 //!
 //! **The silence rule.** A connection is silent when its oldest unacked message has waited
 //! longer than `max(1 s, 10 × p99)` of its server's last 128 ack latencies, and never longer
@@ -146,7 +146,6 @@ pub struct Service {
     ack_timeout: Duration,
     heartbeat_interval: Duration,
     published: Endpoints,
-    publish: bool,
     board: Option<Arc<Board>>,
     resolved_at: Vec<Option<Instant>>,
     /// Endpoints the running deficit is kept for, and the events given to each.
@@ -183,12 +182,6 @@ impl Service {
             .enumerate()
             .map(|(i, s)| Endpoint::new(i, initial_target(&s.address), s.address.to_string()))
             .collect();
-        let publish = servers.len() > 1
-            || servers.iter().any(|s| {
-                s.address
-                    .host()
-                    .is_some_and(|h| h.parse::<std::net::IpAddr>().is_err())
-            });
         Service {
             resolved_at: vec![None; servers.len()],
             servers,
@@ -199,7 +192,6 @@ impl Service {
             ack_timeout: config.ack_timeout,
             heartbeat_interval: config.heartbeat_interval,
             published: Endpoints::default(),
-            publish,
             board: None,
             spread: (Vec::new(), Vec::new()),
             failure: None,
@@ -207,10 +199,9 @@ impl Service {
         }
     }
 
-    /// The handle per-endpoint figures are published on, when there are several endpoints
-    /// (or a name that may resolve to several).
+    /// The handle per-endpoint figures are published on.
     pub fn endpoints(&self) -> Option<Endpoints> {
-        self.publish.then(|| self.published.clone())
+        Some(self.published.clone())
     }
 
     /// Before a send: resolves names that need it, applies the heartbeat's findings, lets
@@ -628,13 +619,10 @@ impl Service {
             let targets = self
                 .endpoints
                 .iter()
-                .filter(|e| e.conn.is_none() && !matches!(e.health, Health::Refused { .. }))
+                .filter(|e| !matches!(e.health, Health::Refused { .. }))
                 .map(|e| (e.name.clone(), e.target.clone()))
                 .collect();
             *lock(&b.targets) = targets;
-        }
-        if !self.publish {
-            return;
         }
         let primary_up = self
             .endpoints

@@ -70,8 +70,8 @@ impl FluentSink {
         }
     }
 
-    /// Per-server state, delivered and resent events, when several servers are configured
-    /// (or a name that may resolve to several addresses); also in the pipeline's `Stats`.
+    /// Per-server state, delivered and resent events (one entry per resolved address); also
+    /// in the pipeline's `Stats::endpoints`.
     pub fn endpoints(&self) -> Option<Endpoints> {
         self.service.endpoints()
     }

@@ -163,8 +163,8 @@ fn one_of_two_receivers_going_silent_mid_stream_loses_nothing() {
         silent.delivered > 0 && silent.delivered < n / 2,
         "{silent:?}"
     );
-    // What reached the hung server before it hung was acked: nothing there was resent.
-    assert_eq!(dups, 0, "{stats:?}");
+    // Only messages whose ack the silence swallowed may arrive twice, as resent.
+    assert!(dups <= resent(&stats), "{dups} duplicates: {stats:?}");
 }
 
 /// The only receiver's connection goes silent one second in, while a new connection would
@@ -196,11 +196,10 @@ fn the_only_receivers_silent_connection_is_replaced_within_a_10s_shutdown() {
         proxy.stats().accepted >= 2,
         "a new connection replaced the silent one"
     );
+    // Only messages whose ack the silence swallowed may arrive twice, as resent.
     let dups = check_all_arrived(&[&r], n);
-    assert_eq!(
-        dups, 0,
-        "nothing sent on the silent connection arrived twice"
-    );
+    assert!(dups <= resent(&stats), "{dups} duplicates: {stats:?}");
+    assert!(resent(&stats) > 0, "{stats:?}");
 }
 
 /// Silence before the first ack: there is no latency to compare with, so only the shutdown
