@@ -284,3 +284,46 @@ fn the_heartbeat_finds_a_dead_standby_before_it_is_needed() {
     assert_eq!(state, EndpointState::Down);
     assert_eq!(a.count(), i);
 }
+
+/// The fault proxy's `Silent` mode, which the tests above rely on: the connection open at the
+/// switch carries nothing either way, a new one is forwarded.
+#[test]
+fn the_proxys_silent_mode_silences_open_connections_and_lets_new_ones_through() {
+    use std::io::{Read, Write};
+    let r = ForwardReceiver::start(ReceiverConfig::default());
+    let proxy = FaultProxy::start(r.addr());
+    let frame = |chunk: &str| {
+        let v = rmpv::Value::Array(vec![
+            "t".into(),
+            1.into(),
+            rmpv::Value::Map(vec![("a".into(), 1.into())]),
+            rmpv::Value::Map(vec![("chunk".into(), chunk.into())]),
+        ]);
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &v).unwrap();
+        out
+    };
+    let acked = |s: &mut std::net::TcpStream, chunk: &str| {
+        s.write_all(&frame(chunk)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                let v = rmpv::decode::read_value(&mut &buf[..n]).unwrap();
+                hivelog_fluent::ack::ack_of(&v) == Some(chunk.as_bytes())
+            }
+            _ => false,
+        }
+    };
+    let mut old = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    assert!(acked(&mut old, "c1"));
+    proxy.set(Net::Silent);
+    assert!(
+        !acked(&mut old, "c2"),
+        "the open connection still carries acks"
+    );
+    let mut new = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    assert!(acked(&mut new, "c3"));
+    assert_eq!(r.count(), 2, "c2 must not have reached the receiver");
+}
