@@ -889,6 +889,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_resolved_address_is_an_endpoint_and_a_new_resolution_keeps_the_known_ones() {
+        let config = FluentConfig::new("tcp://agg:24224,10.0.0.9:1?standby").unwrap();
+        let mut s = Service::new(&config, None);
+        let addr = |last: u8| std::net::SocketAddr::from(([10, 0, 0, last], 24224));
+        s.reconcile(0, &[addr(1), addr(2)]);
+        s.endpoints[1].delivered = 7;
+        let names =
+            |s: &Service| -> Vec<String> { s.endpoints.iter().map(|e| e.name.clone()).collect() };
+        assert_eq!(
+            names(&s),
+            [
+                "tcp://agg:24224 (10.0.0.1:24224)",
+                "tcp://agg:24224 (10.0.0.2:24224)",
+                "tcp://10.0.0.9:1"
+            ]
+        );
+        // The name now resolves to .2 and .3: .1 goes, .2 keeps its figures, .3 joins.
+        s.reconcile(0, &[addr(2), addr(3)]);
+        assert_eq!(
+            names(&s),
+            [
+                "tcp://agg:24224 (10.0.0.2:24224)",
+                "tcp://agg:24224 (10.0.0.3:24224)",
+                "tcp://10.0.0.9:1"
+            ]
+        );
+        assert_eq!(s.endpoints[0].delivered, 7);
+        // Both addresses of the primary take traffic; the standby waits.
+        assert_eq!(s.active(), [0, 1]);
+    }
+
+    #[test]
     fn events_are_split_by_weight_and_even_out_over_small_batches() {
         assert_eq!(
             split_by_deficit(1000, &[60, 20], &[0, 0], 64),
