@@ -51,7 +51,7 @@ pub trait Sink: Send + 'static {
         async {}
     }
 
-    /// The handle this sink publishes per-endpoint figures on, if it has several endpoints;
+    /// The handle this sink publishes per-endpoint figures on (the servers of a tier), if any;
     /// the pipeline copies them into every [`Stats`](crate::Stats) snapshot.
     fn endpoints(&self) -> Option<crate::endpoints::Endpoints> {
         None

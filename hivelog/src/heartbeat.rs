@@ -42,7 +42,7 @@ impl Heartbeat {
                     let r = report();
                     let sum =
                         |f: fn(&hivelog_core::Stats) -> u64| r.sinks.iter().map(f).sum::<u64>();
-                    // Per-endpoint figures of the sinks that have several (a Fluentd tier).
+                    // Per-endpoint figures of the sinks that publish them (a Fluentd tier).
                     let mut endpoints = String::new();
                     for s in r.sinks.iter().filter(|s| !s.endpoints.is_empty()) {
                         endpoints.push_str(if endpoints.is_empty() { "" } else { "; " });
