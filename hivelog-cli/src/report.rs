@@ -112,6 +112,9 @@ pub fn destinations_text(r: &Report, s: &Scrubber) -> String {
             if let Some(kind) = p.failure {
                 let _ = writeln!(out, "    failure: {kind}");
             }
+            for e in &p.endpoints {
+                let _ = writeln!(out, "    server {e}");
+            }
             for d in p.detail.iter().chain(&p.note) {
                 for line in d.lines() {
                     let _ = writeln!(out, "    {}", line.trim_start());
@@ -167,6 +170,7 @@ pub fn json(r: &Report, s: &Scrubber) -> String {
                 "start_ms": p.start.map(millis),
                 "error": p.detail,
                 "failure": p.failure.map(|k| k.as_str()),
+                "servers": p.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "note": p.note,
             })
         })

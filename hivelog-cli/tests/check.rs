@@ -97,12 +97,12 @@ fn an_invalid_variable_exits_2_with_the_message_try_init_gives() {
         "{}",
         stdout(&o)
     );
-    let (code, v) = check_json(&[("HIVELOG_FLUENT_ADDR", "fluentd:24224")], &[]);
+    let (code, v) = check_json(&[("HIVELOG_FLUENT_ADDR", "udp://fluentd:24224")], &[]);
     assert_eq!(code, 2);
     assert_eq!(v["config"]["valid"], false);
     assert_eq!(
         v["config"]["error"],
-        "HIVELOG_FLUENT_ADDR: 'fluentd:24224' is not a Forward address; expected tcp://host:port, tls://host:port or unix:///path"
+        "HIVELOG_FLUENT_ADDR: 'udp://fluentd:24224' is not a Forward address; expected tcp://host:port, tls://host:port, unix:///path or host:port, each with optional ?weight=N (1 to 10000) and ?standby, comma-separated"
     );
     assert_eq!(v["destinations"], serde_json::json!([]));
 }

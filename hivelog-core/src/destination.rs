@@ -206,6 +206,8 @@ pub struct Probe {
     pub failure: Option<FailureKind>,
     /// A caveat about a success (an event written but not acknowledged).
     pub note: Option<String>,
+    /// Per-server figures, for a destination with several servers (Fluentd).
+    pub endpoints: Vec<crate::endpoints::EndpointStats>,
 }
 
 /// Time given to `Sink::close` after the test (closing a connection cleanly).
@@ -268,6 +270,7 @@ pub fn classify(sink: &'static str, target: String, o: &Outcomes) -> Probe {
         detail: None,
         failure: None,
         note: None,
+        endpoints: Vec::new(),
     };
     match o.as_slice().first() {
         Some(Outcome::Delivered) => p.accepted = true,

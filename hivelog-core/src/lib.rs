@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod destination;
 pub mod diag;
+pub mod endpoints;
 pub mod env;
 pub mod format;
 pub mod pipeline;

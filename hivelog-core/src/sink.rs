@@ -50,6 +50,21 @@ pub trait Sink: Send + 'static {
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// The handle this sink publishes per-endpoint figures on (the servers of a tier), if any;
+    /// the pipeline copies them into every [`Stats`](crate::Stats) snapshot.
+    fn endpoints(&self) -> Option<crate::endpoints::Endpoints> {
+        None
+    }
+}
+
+/// The shutdown deadline of the pipeline whose thread calls this, once shutdown began; `None`
+/// before, and outside a pipeline's thread.
+///
+/// A sink reads it inside [`Sink::send`] to bound its own waits (an ack, a retry on another
+/// server) by the time left, rather than be cut off at the deadline with its batch unsent.
+pub fn shutdown_deadline() -> Option<std::time::Instant> {
+    crate::pipeline::current_deadline()
 }
 
 /// Longest error or rejection reason kept: a destination's answer can be anything, and hivelog

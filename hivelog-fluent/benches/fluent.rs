@@ -3,6 +3,8 @@
 //! - `encode/*`: records → PackedForward entries (and a gzip message), single thread.
 //! - `end_to_end/ack`: `Pipeline::push` → batches → `FluentSink` → TCP → the test receiver
 //!   (which decodes the framing and counts entries) → acks, timed until `flush` returns.
+//! - `end_to_end/ack_two_receivers`: the same into two receivers of equal weight (a tier):
+//!   each batch is cut into one message per receiver, in flight together.
 //!
 //! After the criterion groups, one extra run prints hivelog's CPU time per delivered event: the
 //! CPU of the pushing thread plus the CPU of the `hivelog-fluent` pipeline thread (read from
@@ -88,8 +90,9 @@ fn bench_encode(c: &mut Criterion) {
     g.finish();
 }
 
-fn pipeline(r: &ForwardReceiver) -> Pipeline {
-    let sink = FluentSink::new(FluentConfig::new(&r.url()).unwrap(), format());
+fn pipeline(receivers: &[ForwardReceiver]) -> Pipeline {
+    let addr: Vec<String> = receivers.iter().map(ForwardReceiver::url).collect();
+    let sink = FluentSink::new(FluentConfig::new(&addr.join(",")).unwrap(), format());
     let cfg = PipelineConfig {
         // Room for every pre-built record of a run: the bench measures throughput, not drops.
         buffer_bytes: 2_000_000_000,
@@ -100,30 +103,38 @@ fn pipeline(r: &ForwardReceiver) -> Pipeline {
 
 const E2E_EVENTS: u64 = 200_000;
 
+fn count(receivers: &[ForwardReceiver]) -> u64 {
+    receivers.iter().map(ForwardReceiver::count).sum()
+}
+
 fn bench_end_to_end(c: &mut Criterion) {
-    let r = ForwardReceiver::start(ReceiverConfig::default().count_only());
-    let p = pipeline(&r);
+    let start = || ForwardReceiver::start(ReceiverConfig::default().count_only());
+    let one = vec![start()];
+    let two = vec![start(), start()];
     let mut g = c.benchmark_group("end_to_end");
     g.throughput(Throughput::Elements(E2E_EVENTS));
     g.sample_size(10);
-    g.bench_function("ack", |b| {
-        b.iter_batched(
-            || (0..E2E_EVENTS).map(record).collect::<Vec<_>>(),
-            |records| {
-                let before = r.count();
-                for rec in records {
-                    p.push(rec);
-                }
-                let stats = p.flush(Instant::now() + Duration::from_secs(60));
-                assert_eq!(stats.pending, 0);
-                assert_eq!(r.count() - before, E2E_EVENTS);
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for (name, receivers) in [("ack", &one), ("ack_two_receivers", &two)] {
+        let p = pipeline(receivers);
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || (0..E2E_EVENTS).map(record).collect::<Vec<_>>(),
+                |records| {
+                    let before = count(receivers);
+                    for rec in records {
+                        p.push(rec);
+                    }
+                    let stats = p.flush(Instant::now() + Duration::from_secs(60));
+                    assert_eq!(stats.pending, 0);
+                    assert_eq!(count(receivers) - before, E2E_EVENTS);
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     g.finish();
-    drop(p);
-    cpu_per_event(&r);
+    cpu_per_event("ack", &one);
+    cpu_per_event("ack_two_receivers", &two);
 }
 
 /// utime + stime of a thread of this process, in clock ticks.
@@ -149,11 +160,11 @@ fn self_ticks() -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-fn cpu_per_event(r: &ForwardReceiver) {
+fn cpu_per_event(name: &str, r: &[ForwardReceiver]) {
     let p = pipeline(r);
     let n = 1_000_000u64;
     let records: Vec<Record> = (0..n).map(record).collect();
-    let before = r.count();
+    let before = count(r);
     let t = Instant::now();
     let caller0 = self_ticks();
     let sink0 = thread_ticks("hivelog-fluent").unwrap_or(0);
@@ -166,16 +177,16 @@ fn cpu_per_event(r: &ForwardReceiver) {
     let wall = t.elapsed();
     let sink1 = thread_ticks("hivelog-fluent").unwrap_or(0);
     let recv1 = thread_ticks("forward-receiver").unwrap_or(0);
-    let delivered = r.count() - before;
+    let delivered = count(r) - before;
     assert_eq!(stats.pending, 0);
     let tick = 1e9 / 100.0; // USER_HZ is 100 on Linux.
     let caller_ns = (caller1 - caller0) as f64 * tick / n as f64;
     let sink_ns = (sink1 - sink0) as f64 * tick / n as f64;
     let recv_ns = (recv1 - recv0) as f64 * tick / n as f64;
     println!(
-        "end_to_end/ack cpu: {n} events, {delivered} delivered in {wall:?} ({:.2} M events/s); \
+        "end_to_end/{name} cpu: {n} events, {delivered} delivered in {wall:?} ({:.2} M events/s); \
          hivelog CPU per event: {:.0} ns on the log call + {:.0} ns on the sink thread = {:.0} ns \
-         (the test receiver: {:.0} ns)",
+         (the first test receiver: {:.0} ns)",
         delivered as f64 / wall.as_secs_f64() / 1e6,
         caller_ns,
         sink_ns,

@@ -1,12 +1,20 @@
 //! The sink's options: code defaults set with [`FluentConfig`]'s builder methods, overridden
 //! by `HIVELOG_FLUENT_*` variables in [`FluentConfig::from_env`], validated once at init so a
 //! typo fails `try_init` with a message naming the variable instead of losing logs at runtime.
+//!
+//! `HIVELOG_FLUENT_ADDR` is a comma-separated list of servers, as Fluentd's own `out_forward`
+//! takes several `<server>`s: `tcp://host:port`, `tls://host:port`, `unix:///path`, or a bare
+//! `host:port` (TCP, as docker's `fluentd-address` accepts it), each with optional
+//! `?weight=N` (default 60, as `out_forward`) and `?standby` (joined with `&`). What the
+//! service does with them is in [`crate::service`].
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use hivelog_core::{ConfigError, Env, Secret};
+
+use crate::tag::TagTemplate;
 
 /// Default tag template (`HIVELOG_FLUENT_TAG`): the service name.
 pub const DEFAULT_TAG: &str = "{service}";
@@ -24,14 +32,21 @@ pub const MAX_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default connect timeout, TLS and handshake included (`HIVELOG_FLUENT_CONNECT_TIMEOUT`): 5 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default weight of a server (`?weight=N`): 60, as Fluentd's `out_forward`.
+pub const DEFAULT_WEIGHT: u32 = 60;
+/// Largest accepted weight.
+pub const MAX_WEIGHT: u32 = 10_000;
+/// Default interval of the idle-server check (`HIVELOG_FLUENT_HEARTBEAT_INTERVAL`): 1 s, as
+/// Fluentd's `out_forward` `heartbeat_interval`. Used only with several servers.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default longest time one write may block (`HIVELOG_FLUENT_WRITE_TIMEOUT`): 10 s. A receiver
 /// that stops reading fills the socket buffer; the write timeout turns that into a retry.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the receiver listens (`HIVELOG_FLUENT_ADDR`).
+/// Where one receiver listens (an entry of `HIVELOG_FLUENT_ADDR`, without its options).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Address {
-    /// `tcp://host:port`.
+    /// `tcp://host:port`, or a bare `host:port`.
     Tcp {
         /// Host name or IP.
         host: String,
@@ -49,39 +64,51 @@ pub enum Address {
     Unix(PathBuf),
 }
 
-const ADDR_FORM: &str = "tcp://host:port, tls://host:port or unix:///path";
+const ADDR_FORM: &str = "tcp://host:port, tls://host:port, unix:///path or host:port";
+const SERVER_FORM: &str = "tcp://host:port, tls://host:port, unix:///path or host:port, each with optional ?weight=N (1 to 10000) and ?standby, comma-separated";
 
 impl Address {
-    /// Parses `tcp://host:port`, `tls://host:port`, `unix:///path`.
+    /// Parses `tcp://host:port`, `tls://host:port`, `unix:///path`, or a bare `host:port`.
     pub fn parse(s: &str) -> Result<Address, String> {
         let bad = || ADDR_FORM.to_owned();
-        let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
+        let Some((scheme, rest)) = s.split_once("://") else {
+            let (host, port) = host_port(s).ok_or_else(bad)?;
+            return Ok(Address::Tcp { host, port });
+        };
         match scheme.to_ascii_lowercase().as_str() {
-            "unix" => {
-                if rest.starts_with('/') && rest.len() > 1 {
-                    Ok(Address::Unix(PathBuf::from(rest)))
-                } else {
-                    Err(bad())
-                }
+            "unix" if rest.starts_with('/') && rest.len() > 1 => {
+                Ok(Address::Unix(PathBuf::from(rest)))
             }
-            s @ ("tcp" | "tls") => {
-                let rest = rest.trim_end_matches('/');
-                let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
-                if host.is_empty() || host.contains('/') {
-                    return Err(bad());
-                }
-                let host = host.to_owned();
-                Ok(if s == "tcp" {
-                    Address::Tcp { host, port }
-                } else {
-                    Address::Tls { host, port }
-                })
+            "tcp" => {
+                let (host, port) = host_port(rest.trim_end_matches('/')).ok_or_else(bad)?;
+                Ok(Address::Tcp { host, port })
+            }
+            "tls" => {
+                let (host, port) = host_port(rest.trim_end_matches('/')).ok_or_else(bad)?;
+                Ok(Address::Tls { host, port })
             }
             _ => Err(bad()),
         }
     }
+
+    /// The host name, for an address that has one.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Address::Tcp { host, .. } | Address::Tls { host, .. } => Some(host),
+            Address::Unix(_) => None,
+        }
+    }
+}
+
+/// `host:port` or `[v6]:port`, with a non-empty host and a port above zero.
+fn host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    if host.is_empty() || host.contains('/') || host.contains('?') {
+        return None;
+    }
+    Some((host.to_owned(), port))
 }
 
 impl fmt::Display for Address {
@@ -93,6 +120,92 @@ impl fmt::Display for Address {
             Address::Tls { host, port } => write!(f, "tls://{host}:{port}"),
             Address::Unix(p) => write!(f, "unix://{}", p.display()),
         }
+    }
+}
+
+/// One server of `HIVELOG_FLUENT_ADDR`: its address, weight and role.
+///
+/// ```
+/// use hivelog_fluent::config::Server;
+/// let s = Server::parse("agg-2:24224?weight=20&standby").unwrap();
+/// assert_eq!((s.weight, s.standby), (20, true));
+/// assert_eq!(s.to_string(), "tcp://agg-2:24224?weight=20&standby");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    /// Where it listens.
+    pub address: Address,
+    /// Its share of the traffic among the healthy primaries (default [`DEFAULT_WEIGHT`]).
+    pub weight: u32,
+    /// Takes traffic only while no primary is healthy.
+    pub standby: bool,
+}
+
+impl Server {
+    /// A primary server at `address` with the default weight.
+    pub fn new(address: Address) -> Server {
+        Server {
+            address,
+            weight: DEFAULT_WEIGHT,
+            standby: false,
+        }
+    }
+
+    /// Parses one entry: an address, then optional `?weight=N` and `?standby` joined by `&`.
+    pub fn parse(entry: &str) -> Result<Server, String> {
+        let (addr, options) = match entry.split_once('?') {
+            Some((a, o)) => (a, Some(o)),
+            None => (entry, None),
+        };
+        let mut server = Server::new(Address::parse(addr.trim()).map_err(|_| SERVER_FORM)?);
+        for option in options.into_iter().flat_map(|o| o.split('&')) {
+            match option.trim().split_once('=') {
+                None if option.trim() == "standby" => server.standby = true,
+                Some(("standby", "true")) => server.standby = true,
+                Some(("standby", "false")) => server.standby = false,
+                Some(("weight", v)) => {
+                    server.weight = v
+                        .parse()
+                        .ok()
+                        .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                        .ok_or(SERVER_FORM)?
+                }
+                _ => return Err(SERVER_FORM.to_owned()),
+            }
+        }
+        Ok(server)
+    }
+
+    /// Parses a comma-separated list of entries (at least one).
+    pub fn parse_list(list: &str) -> Result<Vec<Server>, ConfigError> {
+        let mut servers = Vec::new();
+        for entry in list.split(',') {
+            let server = Server::parse(entry.trim()).map_err(|expected| {
+                ConfigError::invalid(
+                    "HIVELOG_FLUENT_ADDR",
+                    entry.trim(),
+                    "a Forward address",
+                    &expected,
+                )
+            })?;
+            servers.push(server);
+        }
+        Ok(servers)
+    }
+}
+
+impl fmt::Display for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.address)?;
+        let mut sep = '?';
+        if self.weight != DEFAULT_WEIGHT {
+            write!(f, "{sep}weight={}", self.weight)?;
+            sep = '&';
+        }
+        if self.standby {
+            write!(f, "{sep}standby")?;
+        }
+        Ok(())
     }
 }
 
@@ -122,15 +235,16 @@ pub enum TimeFormat {
 ///
 /// ```
 /// use hivelog_fluent::FluentConfig;
-/// let cfg = FluentConfig::new("tcp://127.0.0.1:24224")
-///     .unwrap()
-///     .tag("{service}.{target}")
+/// let cfg = FluentConfig::new("tcp://10.0.0.1:24224,10.0.0.2:24224?weight=20,10.0.0.3:24224?standby")?
+///     .tag("{service}.{target}")?
 ///     .shared_key("s3cret");
+/// assert_eq!(cfg.servers().len(), 3);
 /// assert!(format!("{cfg:?}").contains("***"));
+/// # Ok::<(), hivelog_core::ConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct FluentConfig {
-    pub(crate) addr: Address,
+    pub(crate) servers: Vec<Server>,
     pub(crate) tag: String,
     pub(crate) ack: bool,
     pub(crate) compress: Compression,
@@ -144,22 +258,25 @@ pub struct FluentConfig {
     pub(crate) ack_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) write_timeout: Duration,
+    pub(crate) heartbeat_interval: Duration,
 }
 
 impl FluentConfig {
-    /// A configuration sending to `addr` (`tcp://host:port`, `tls://host:port`,
-    /// `unix:///path`) with every other option at its default.
+    /// A configuration sending to the servers of `addr` (a `HIVELOG_FLUENT_ADDR` value: one
+    /// or more comma-separated `tcp://host:port`, `tls://host:port`, `unix:///path` or
+    /// `host:port`, with `?weight=N` and `?standby`) with every other option at its default.
     pub fn new(addr: &str) -> Result<FluentConfig, ConfigError> {
-        let addr = Address::parse(addr.trim()).map_err(|expected| {
-            ConfigError::invalid("HIVELOG_FLUENT_ADDR", addr, "a Forward address", &expected)
-        })?;
-        Ok(FluentConfig::with_address(addr))
+        Ok(FluentConfig::with_servers(Server::parse_list(addr.trim())?))
     }
 
-    /// A configuration sending to an already parsed address.
+    /// A configuration sending to one already parsed address.
     pub fn with_address(addr: Address) -> FluentConfig {
+        FluentConfig::with_servers(vec![Server::new(addr)])
+    }
+
+    fn with_servers(servers: Vec<Server>) -> FluentConfig {
         FluentConfig {
-            addr,
+            servers,
             tag: DEFAULT_TAG.to_owned(),
             ack: true,
             compress: Compression::None,
@@ -173,6 +290,7 @@ impl FluentConfig {
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
         }
     }
 
@@ -195,14 +313,20 @@ impl FluentConfig {
     /// included.
     pub fn apply_env(mut self, env: &Env) -> Result<FluentConfig, ConfigError> {
         if let Some(addr) = env.get("HIVELOG_FLUENT_ADDR") {
-            self.addr = FluentConfig::new(addr)?.addr;
+            self.servers = Server::parse_list(addr.trim())?;
         }
         if let Some(tag) = env.get("HIVELOG_FLUENT_TAG") {
-            crate::sink::TagTemplate::parse(tag).map_err(|expected| {
-                ConfigError::invalid("HIVELOG_FLUENT_TAG", tag, "a tag template", &expected)
-            })?;
-            self.tag = tag.to_owned();
+            self.tag = parse_tag("HIVELOG_FLUENT_TAG", tag)?;
         }
+        self.apply_wire_env(env)?;
+        self.apply_auth_env(env)?;
+        self.apply_limits_env(env)?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// What goes on the wire: acks, compression, time format.
+    fn apply_wire_env(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(ack) = env.bool("HIVELOG_FLUENT_ACK")? {
             self.ack = ack;
         }
@@ -223,6 +347,11 @@ impl FluentConfig {
         )? {
             self.time = t;
         }
+        Ok(())
+    }
+
+    /// The handshake and TLS trust.
+    fn apply_auth_env(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(k) = env.secret("HIVELOG_FLUENT_SHARED_KEY") {
             self.shared_key = Some(k);
         }
@@ -246,6 +375,11 @@ impl FluentConfig {
             }
             self.ca_cert = Some(PathBuf::from(ca));
         }
+        Ok(())
+    }
+
+    /// Sizes and timeouts.
+    fn apply_limits_env(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(n) = env.parse("HIVELOG_FLUENT_MAX_MESSAGE_BYTES", "a message size", |v| {
             hivelog_core::env::parse_bytes(v)
                 .map(|n| n as usize)
@@ -254,37 +388,21 @@ impl FluentConfig {
         })? {
             self.max_message_bytes = n;
         }
-        let positive = |name: &str, d: Option<Duration>| -> Result<Option<Duration>, ConfigError> {
-            match d {
-                Some(d) if d.is_zero() => Err(ConfigError::invalid(
-                    name,
-                    "0",
-                    "a usable timeout",
-                    "a duration above zero (250ms, 5s)",
-                )),
-                d => Ok(d),
+        let timeouts: [(&str, &mut Duration); 4] = [
+            ("HIVELOG_FLUENT_ACK_TIMEOUT", &mut self.ack_timeout),
+            ("HIVELOG_FLUENT_CONNECT_TIMEOUT", &mut self.connect_timeout),
+            ("HIVELOG_FLUENT_WRITE_TIMEOUT", &mut self.write_timeout),
+            (
+                "HIVELOG_FLUENT_HEARTBEAT_INTERVAL",
+                &mut self.heartbeat_interval,
+            ),
+        ];
+        for (name, slot) in timeouts {
+            if let Some(d) = positive_duration(env, name)? {
+                *slot = d;
             }
-        };
-        if let Some(d) = positive(
-            "HIVELOG_FLUENT_ACK_TIMEOUT",
-            env.duration("HIVELOG_FLUENT_ACK_TIMEOUT")?,
-        )? {
-            self.ack_timeout = d;
         }
-        if let Some(d) = positive(
-            "HIVELOG_FLUENT_CONNECT_TIMEOUT",
-            env.duration("HIVELOG_FLUENT_CONNECT_TIMEOUT")?,
-        )? {
-            self.connect_timeout = d;
-        }
-        if let Some(d) = positive(
-            "HIVELOG_FLUENT_WRITE_TIMEOUT",
-            env.duration("HIVELOG_FLUENT_WRITE_TIMEOUT")?,
-        )? {
-            self.write_timeout = d;
-        }
-        self.validate()?;
-        Ok(self)
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -300,7 +418,11 @@ impl FluentConfig {
                 "needs HIVELOG_FLUENT_SHARED_KEY: Fluentd checks users only during the shared-key handshake",
             ));
         }
-        if self.ca_cert.is_some() && !matches!(self.addr, Address::Tls { .. }) {
+        let any_tls = self
+            .servers
+            .iter()
+            .any(|s| matches!(s.address, Address::Tls { .. }));
+        if self.ca_cert.is_some() && !any_tls {
             return Err(ConfigError::conflict(
                 "HIVELOG_FLUENT_CA_CERT",
                 "is only used with a tls:// HIVELOG_FLUENT_ADDR",
@@ -310,13 +432,11 @@ impl FluentConfig {
     }
 
     /// The tag template: literal text with `{service}` and `{target}` (module path with `::`
-    /// made `.`). Default [`DEFAULT_TAG`]. Panics on an unknown placeholder.
-    pub fn tag(mut self, template: &str) -> Self {
-        if let Err(e) = crate::sink::TagTemplate::parse(template) {
-            panic!("tag template {template:?}: expected {e}");
-        }
-        self.tag = template.to_owned();
-        self
+    /// made `.`). Default [`DEFAULT_TAG`]. An unknown placeholder is an error naming
+    /// `HIVELOG_FLUENT_TAG`, as the same template in the environment would be.
+    pub fn tag(mut self, template: &str) -> Result<Self, ConfigError> {
+        self.tag = parse_tag("HIVELOG_FLUENT_TAG", template)?;
+        Ok(self)
     }
 
     /// Whether to ask for `{"ack": chunk}` and resend what is not acked (default true).
@@ -368,7 +488,8 @@ impl FluentConfig {
         self
     }
 
-    /// How long to wait for an ack before resending (default [`DEFAULT_ACK_TIMEOUT`]).
+    /// How long to wait for an ack before resending (default [`DEFAULT_ACK_TIMEOUT`]); a
+    /// silent connection is given up on sooner (see [`crate::service`]).
     pub fn ack_timeout(mut self, d: Duration) -> Self {
         self.ack_timeout = d;
         self
@@ -387,9 +508,40 @@ impl FluentConfig {
         self
     }
 
-    /// The receiver's address.
+    /// How often each server is checked with a plain connection, with several servers
+    /// (default [`DEFAULT_HEARTBEAT_INTERVAL`]).
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The first server's address.
     pub fn address(&self) -> &Address {
-        &self.addr
+        &self.servers[0].address
+    }
+
+    /// Every server, in the order given.
+    pub fn servers(&self) -> &[Server] {
+        &self.servers
+    }
+}
+
+fn parse_tag(var: &str, template: &str) -> Result<String, ConfigError> {
+    TagTemplate::parse(template)
+        .map_err(|expected| ConfigError::invalid(var, template, "a tag template", &expected))?;
+    Ok(template.to_owned())
+}
+
+/// A duration above zero, or an error naming the variable.
+fn positive_duration(env: &Env, name: &str) -> Result<Option<Duration>, ConfigError> {
+    match env.duration(name)? {
+        Some(d) if d.is_zero() => Err(ConfigError::invalid(
+            name,
+            "0",
+            "a usable timeout",
+            "a duration above zero (250ms, 5s)",
+        )),
+        d => Ok(d),
     }
 }
 
@@ -426,8 +578,15 @@ mod tests {
             Address::parse("unix:///var/run/fluent.sock"),
             Ok(Address::Unix("/var/run/fluent.sock".into()))
         );
+        assert_eq!(
+            Address::parse("fluentd:24224"),
+            Ok(Address::Tcp {
+                host: "fluentd".into(),
+                port: 24224
+            })
+        );
         for bad in [
-            "fluentd:24224",
+            "fluentd",
             "tcp://fluentd",
             "tcp://:1",
             "udp://a:1",
@@ -440,11 +599,14 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable_the_value_and_the_expectation() {
-        let e =
-            FluentConfig::from_env(&env(&[("HIVELOG_FLUENT_ADDR", "fluentd:24224")])).unwrap_err();
+        let e = FluentConfig::from_env(&env(&[(
+            "HIVELOG_FLUENT_ADDR",
+            "tcp://a:1,udp://fluentd:24224",
+        )]))
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "HIVELOG_FLUENT_ADDR: 'fluentd:24224' is not a Forward address; expected tcp://host:port, tls://host:port or unix:///path"
+            "HIVELOG_FLUENT_ADDR: 'udp://fluentd:24224' is not a Forward address; expected tcp://host:port, tls://host:port, unix:///path or host:port, each with optional ?weight=N (1 to 10000) and ?standby, comma-separated"
         );
         let e = FluentConfig::from_env(&env(&[
             ("HIVELOG_FLUENT_ADDR", "tcp://a:1"),
@@ -518,6 +680,7 @@ mod tests {
         let code = FluentConfig::new("tcp://fluentd:24224")
             .unwrap()
             .tag("code.{service}")
+            .unwrap()
             .ack(false);
         let c = code
             .clone()
@@ -526,11 +689,11 @@ mod tests {
                 ("HIVELOG_FLUENT_ACK", "true"),
             ]))
             .unwrap();
-        assert_eq!(c.addr, Address::Unix("/run/fluent.sock".into()));
+        assert_eq!(c.address(), &Address::Unix("/run/fluent.sock".into()));
         assert!(c.ack);
         assert_eq!(c.tag, "code.{service}");
         let c = code.apply_env(&env(&[])).unwrap();
-        assert_eq!(c.addr.to_string(), "tcp://fluentd:24224");
+        assert_eq!(c.address().to_string(), "tcp://fluentd:24224");
         assert!(!c.ack);
     }
 
@@ -553,5 +716,53 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("HIVELOG_FLUENT_USERNAME: needs HIVELOG_FLUENT_SHARED_KEY"));
+    }
+
+    #[test]
+    fn a_server_list_takes_weights_standbys_and_bare_host_ports() {
+        let c = FluentConfig::from_env(&env(&[
+            (
+                "HIVELOG_FLUENT_ADDR",
+                " tcp://a:1?weight=20, b:2 ,tls://[::1]:3?standby,unix:///s?weight=5&standby=true",
+            ),
+            ("HIVELOG_FLUENT_HEARTBEAT_INTERVAL", "250ms"),
+        ]))
+        .unwrap()
+        .unwrap();
+        let shown: Vec<String> = c.servers().iter().map(Server::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "tcp://a:1?weight=20",
+                "tcp://b:2",
+                "tls://[::1]:3?standby",
+                "unix:///s?weight=5&standby"
+            ]
+        );
+        assert_eq!(c.servers()[1].weight, DEFAULT_WEIGHT);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(250));
+        for bad in [
+            "a:1?weight=0",
+            "a:1?weight=x",
+            "a:1?stanby",
+            "a:1,",
+            "a:1?weight=10001",
+        ] {
+            let e = FluentConfig::new(bad).unwrap_err().to_string();
+            assert!(e.starts_with("HIVELOG_FLUENT_ADDR: '"), "{e}");
+            assert!(e.contains("?weight=N (1 to 10000) and ?standby"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_tag_setter_refuses_an_unknown_placeholder_with_the_variable_named() {
+        let e = FluentConfig::new("a:1")
+            .unwrap()
+            .tag("{service}.{pid}")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "HIVELOG_FLUENT_TAG: '{service}.{pid}' is not a tag template; expected text with the placeholders {service} and {target}"
+        );
     }
 }

@@ -17,7 +17,7 @@ pub const VARS: &[Var] = &[
     Var::new(
         "HIVELOG_FLUENT_ADDR",
         "off",
-        "tcp://host:port, tls://host:port or unix:///path; switches the sink on",
+        "servers: tcp://, tls://, unix:// or host:port, each with ?weight=N or ?standby; switches the sink on",
     ),
     Var::new(
         "HIVELOG_FLUENT_LEVEL",
@@ -87,6 +87,11 @@ pub const VARS: &[Var] = &[
         "TCP/TLS connect and handshake",
     ),
     Var::new("HIVELOG_FLUENT_WRITE_TIMEOUT", "10s", "writing one message"),
+    Var::new(
+        "HIVELOG_FLUENT_HEARTBEAT_INTERVAL",
+        "1s",
+        "how often idle servers of a list are checked",
+    ),
 ];
 
 /// Fluentd / Fluent Bit over the Forward protocol, as the facade registers it.
@@ -127,7 +132,8 @@ impl Destination for FluentDestination {
 
 impl Configured for FluentConfig {
     fn target(&self) -> String {
-        self.address().to_string()
+        let servers: Vec<String> = self.servers().iter().map(ToString::to_string).collect();
+        servers.join(",")
     }
 
     fn start(
@@ -147,8 +153,10 @@ impl Configured for FluentConfig {
         let target = self.target();
         let unacked = !self.ack;
         let sink = FluentSink::new(*self, format);
+        let endpoints = sink.endpoints();
         Box::pin(async move {
             let mut p = probe_sink(sink, target, record, timeout).await;
+            p.endpoints = endpoints.map(|e| e.snapshot()).unwrap_or_default();
             if unacked && p.accepted {
                 p.note = Some(
                     "written, not confirmed: HIVELOG_FLUENT_ACK=false asks the receiver for no ack"

@@ -132,6 +132,22 @@ pub async fn handshake(
     creds: &Credentials,
     deadline: Instant,
 ) -> Result<(), HandshakeError> {
+    let (nonce, auth) = read_helo(conn, deadline).await?;
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = hex::encode(salt);
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut out, &ping(creds, &salt, &nonce, &auth));
+    conn.write_all(&out).await?;
+    read_pong(conn, deadline, creds, &salt, &nonce).await
+}
+
+/// Reads HELO: the nonce and the user-auth salt.
+async fn read_helo(
+    conn: &mut Connection,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<u8>), HandshakeError> {
     let addr = conn.addr().to_owned();
     let helo = match conn.read_value(deadline).await {
         Ok(Some(v)) => v,
@@ -151,41 +167,46 @@ pub async fn handshake(
             message: format!("expected HELO, got {helo}"),
         });
     }
-    let nonce = field(&items[1], "nonce")
-        .and_then(bytes)
-        .unwrap_or_default()
-        .to_vec();
-    let auth = field(&items[1], "auth")
-        .and_then(bytes)
-        .unwrap_or_default()
-        .to_vec();
+    let get = |k| {
+        field(&items[1], k)
+            .and_then(bytes)
+            .unwrap_or_default()
+            .to_vec()
+    };
+    Ok((get("nonce"), get("auth")))
+}
 
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = hex::encode(salt);
+/// `["PING", hostname, salt, digest, username, password digest]`.
+fn ping(creds: &Credentials, salt: &str, nonce: &[u8], auth: &[u8]) -> Value {
     let key = creds.shared_key.expose().as_bytes();
     let host = creds.hostname.as_bytes();
-    let digest = sha512_hex(&[salt.as_bytes(), host, &nonce, key]);
+    let digest = sha512_hex(&[salt.as_bytes(), host, nonce, key]);
     let (user, pass_digest) = match (&creds.username, auth.is_empty()) {
         (Some(u), false) => {
             let p = creds.password.as_ref().map(Secret::expose).unwrap_or("");
-            (u.clone(), sha512_hex(&[&auth, u.as_bytes(), p.as_bytes()]))
+            (u.clone(), sha512_hex(&[auth, u.as_bytes(), p.as_bytes()]))
         }
         _ => (String::new(), String::new()),
     };
-    let ping = Value::Array(vec![
+    Value::Array(vec![
         "PING".into(),
         creds.hostname.clone().into(),
-        salt.clone().into(),
+        salt.to_owned().into(),
         digest.into(),
         user.into(),
         pass_digest.into(),
-    ]);
-    let mut out = Vec::new();
-    // Writing into a Vec cannot fail.
-    let _ = rmpv::encode::write_value(&mut out, &ping);
-    conn.write_all(&out).await?;
+    ])
+}
 
+/// Reads PONG and verifies the server's digest.
+async fn read_pong(
+    conn: &mut Connection,
+    deadline: Instant,
+    creds: &Credentials,
+    salt: &str,
+    nonce: &[u8],
+) -> Result<(), HandshakeError> {
+    let addr = conn.addr().to_owned();
     let pong = match conn.read_value(deadline).await {
         Ok(Some(v)) => v,
         Ok(None) => {
@@ -213,8 +234,9 @@ pub async fn handshake(
         let reason = p[2].as_str().unwrap_or("no reason given").to_owned();
         return Err(HandshakeError::Refused { addr, reason });
     }
+    let key = creds.shared_key.expose().as_bytes();
     let server_host = bytes(&p[3]).unwrap_or_default();
-    let expected = sha512_hex(&[salt.as_bytes(), server_host, &nonce, key]);
+    let expected = sha512_hex(&[salt.as_bytes(), server_host, nonce, key]);
     if bytes(&p[4]) != Some(expected.as_bytes()) {
         return Err(HandshakeError::ServerDigest { addr });
     }

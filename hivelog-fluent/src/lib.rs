@@ -36,8 +36,11 @@
 //! # Ok::<(), hivelog_core::ConfigError>(())
 //! ```
 //!
-//! The module split follows the other sinks: [`config`] (options and validation), [`encode`],
-//! [`transport`], [`handshake`], [`ack`], and [`sink`] which ties them to the pipeline.
+//! The module split is the other sinks': [`config`] (options, defaults, validation; [`tag`]
+//! for the tag template), [`request_builder`] (messages under the receiver's limits, with
+//! [`encode`] for the msgpack entries), [`service`] (the servers and their connections, with
+//! [`transport`], [`handshake`] and [`ack`]), [`retry`] (what is retried, where), and [`sink`]
+//! which ties them to the pipeline.
 #![warn(missing_docs)]
 
 pub mod ack;
@@ -45,9 +48,13 @@ pub mod config;
 pub mod destination;
 pub mod encode;
 pub mod handshake;
+pub mod request_builder;
+pub mod retry;
+pub mod service;
 pub mod sink;
+pub mod tag;
 pub mod transport;
 
-pub use config::{Address, Compression, FluentConfig, TimeFormat};
+pub use config::{Address, Compression, FluentConfig, Server, TimeFormat};
 pub use destination::{DESTINATION, VARS};
 pub use sink::FluentSink;

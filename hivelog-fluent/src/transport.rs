@@ -8,8 +8,8 @@
 //!   probes, instead of Linux's 2 h default), a non-blocking read before each send on a reused
 //!   connection (which sees a FIN or RST that arrived while idle), and, with acks on, the ack
 //!   timeout.
-//! - **Reconnects** happen lazily, on the next send, after any error; the pipeline's backoff
-//!   with jitter spaces them out, so a receiver that is down costs one connect per backoff step.
+//! - **Reconnects** happen lazily, when a message needs the server again; [`crate::service`]
+//!   decides when a server that failed is tried again.
 //! - **TLS trust** is the webpki roots plus the system's roots plus `HIVELOG_FLUENT_CA_CERT`;
 //!   loaded once, at the first TLS connect, so a sink that never connects never reads them.
 
@@ -106,10 +106,19 @@ impl TransportError {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Opens connections to one address.
+/// Where one connection goes: a resolved socket address, a name still to resolve, or a path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A resolved TCP address (for `tcp://` and `tls://`).
+    Socket(std::net::SocketAddr),
+    /// A host name that did not resolve yet: connecting resolves it again.
+    Name(String, u16),
+    /// A Unix socket.
+    Unix(std::path::PathBuf),
+}
+
+/// Opens connections; one per sink, shared by every server (the TLS trust store is loaded once).
 pub struct Connector {
-    addr: Address,
-    name: String,
     ca_cert: Option<std::path::PathBuf>,
     tls: Option<tokio_rustls::TlsConnector>,
     connect_timeout: Duration,
@@ -119,17 +128,15 @@ pub struct Connector {
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector")
-            .field("addr", &self.name)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
 
 impl Connector {
-    /// A connector for the configured address.
+    /// A connector with the configured timeouts and TLS trust.
     pub fn new(config: &FluentConfig) -> Connector {
         Connector {
-            name: config.addr.to_string(),
-            addr: config.addr.clone(),
             ca_cert: config.ca_cert.clone(),
             tls: None,
             connect_timeout: config.connect_timeout,
@@ -137,68 +144,89 @@ impl Connector {
         }
     }
 
-    /// The address as configured (`tcp://host:port`).
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
-    /// Connects within the connect timeout.
-    pub async fn connect(&mut self) -> Result<Connection, TransportError> {
+    /// Connects to `target` of the server at `addr` within the connect timeout; `name` is how
+    /// errors and the connection name it.
+    pub async fn connect(
+        &mut self,
+        addr: &Address,
+        target: &Target,
+        name: &str,
+    ) -> Result<Connection, TransportError> {
         let after = self.connect_timeout;
-        let addr = self.name.clone();
-        match tokio::time::timeout(after, self.connect_inner()).await {
+        match tokio::time::timeout(after, self.connect_inner(addr, target, name)).await {
             Ok(r) => r,
-            Err(_) => Err(TransportError::ConnectTimeout { addr, after }),
+            Err(_) => Err(TransportError::ConnectTimeout {
+                addr: name.to_owned(),
+                after,
+            }),
         }
     }
 
-    async fn connect_inner(&mut self) -> Result<Connection, TransportError> {
+    async fn connect_inner(
+        &mut self,
+        addr: &Address,
+        target: &Target,
+        name: &str,
+    ) -> Result<Connection, TransportError> {
         let connect_err = |source| TransportError::Connect {
-            addr: self.name.clone(),
+            addr: name.to_owned(),
             source,
         };
-        let io: Box<dyn Io> = match &self.addr {
-            Address::Tcp { host, port } => Box::new(tcp(host, *port).await.map_err(connect_err)?),
-            Address::Unix(path) => Box::new(
+        let io: Box<dyn Io> = match target {
+            Target::Unix(path) => Box::new(
                 tokio::net::UnixStream::connect(path)
                     .await
                     .map_err(connect_err)?,
             ),
-            Address::Tls { host, port } => {
-                let host = host.clone();
-                let stream = tcp(&host, *port).await.map_err(connect_err)?;
-                let tls = self.tls_connector()?;
-                let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-                    TransportError::Tls {
-                        addr: self.name.clone(),
-                        message: format!("'{host}' is not a valid server name: {e}"),
-                    }
-                })?;
-                Box::new(
-                    tls.connect(name, stream)
-                        .await
-                        .map_err(|e| TransportError::Tls {
-                            addr: self.name.clone(),
-                            message: e.to_string(),
-                        })?,
-                )
+            Target::Socket(_) | Target::Name(..) => {
+                let stream = tcp(target).await.map_err(connect_err)?;
+                match addr {
+                    Address::Tls { host, .. } => Box::new(self.tls(stream, host, name).await?),
+                    _ => Box::new(stream),
+                }
             }
         };
         Ok(Connection {
             io,
-            addr: self.name.clone(),
+            addr: name.to_owned(),
             rbuf: Vec::new(),
             write_timeout: self.write_timeout,
             opened: Instant::now(),
         })
     }
 
-    fn tls_connector(&mut self) -> Result<tokio_rustls::TlsConnector, TransportError> {
+    async fn tls(
+        &mut self,
+        stream: tokio::net::TcpStream,
+        host: &str,
+        name: &str,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, TransportError> {
+        let tls = self.tls_connector(name)?;
+        let server = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+            TransportError::Tls {
+                addr: name.to_owned(),
+                message: format!("'{host}' is not a valid server name: {e}"),
+            }
+        })?;
+        tls.connect(server, stream)
+            .await
+            .map_err(|e| TransportError::Tls {
+                addr: name.to_owned(),
+                message: e.to_string(),
+            })
+    }
+
+    fn tls_connector(&mut self, name: &str) -> Result<tokio_rustls::TlsConnector, TransportError> {
         if let Some(c) = &self.tls {
             return Ok(c.clone());
         }
         let tls_err = |message: String| TransportError::Tls {
-            addr: self.name.clone(),
+            addr: name.to_owned(),
             message,
         };
         let mut roots = rustls::RootCertStore::empty();
@@ -207,28 +235,7 @@ impl Connector {
             let _ = roots.add(cert);
         }
         if let Some(path) = &self.ca_cert {
-            let pem = std::fs::read(path).map_err(|e| {
-                tls_err(format!(
-                    "cannot read HIVELOG_FLUENT_CA_CERT {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let mut n = 0;
-            for cert in rustls_pemfile::certs(&mut &pem[..]) {
-                let cert = cert.map_err(|e| {
-                    tls_err(format!("HIVELOG_FLUENT_CA_CERT {}: {e}", path.display()))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    tls_err(format!("HIVELOG_FLUENT_CA_CERT {}: {e}", path.display()))
-                })?;
-                n += 1;
-            }
-            if n == 0 {
-                return Err(tls_err(format!(
-                    "HIVELOG_FLUENT_CA_CERT {} holds no PEM certificate",
-                    path.display()
-                )));
-            }
+            load_ca(&mut roots, path).map_err(tls_err)?;
         }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -243,8 +250,44 @@ impl Connector {
     }
 }
 
-async fn tcp(host: &str, port: u16) -> io::Result<tokio::net::TcpStream> {
-    let s = tokio::net::TcpStream::connect((host, port)).await?;
+/// Adds the certificates of `HIVELOG_FLUENT_CA_CERT` to `roots`.
+fn load_ca(roots: &mut rustls::RootCertStore, path: &std::path::Path) -> Result<(), String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read HIVELOG_FLUENT_CA_CERT {}: {e}", path.display()))?;
+    let mut n = 0;
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        let cert = cert.map_err(|e| format!("HIVELOG_FLUENT_CA_CERT {}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("HIVELOG_FLUENT_CA_CERT {}: {e}", path.display()))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(format!(
+            "HIVELOG_FLUENT_CA_CERT {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Opens a plain socket to `target` (no TLS, no handshake): what the heartbeat checks.
+pub async fn probe(target: &Target, timeout: Duration) -> bool {
+    let attempt = async {
+        match target {
+            Target::Unix(p) => tokio::net::UnixStream::connect(p).await.map(drop),
+            _ => tcp(target).await.map(drop),
+        }
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Ok(())))
+}
+
+async fn tcp(target: &Target) -> io::Result<tokio::net::TcpStream> {
+    let s = match target {
+        Target::Socket(a) => tokio::net::TcpStream::connect(a).await?,
+        Target::Name(host, port) => tokio::net::TcpStream::connect((host.as_str(), *port)).await?,
+        Target::Unix(_) => return Err(io::Error::other("a Unix path is not a TCP target")),
+    };
     s.set_nodelay(true)?;
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(30))

@@ -125,7 +125,7 @@ async fn every_event_arrives_once_with_exact_nanosecond_time_and_the_json_fields
 #[tokio::test]
 async fn tags_route_by_target_with_one_message_per_tag() {
     let r = ForwardReceiver::start(ReceiverConfig::default());
-    let mut sink = FluentSink::new(config(&r).tag("{service}.{target}"), format());
+    let mut sink = FluentSink::new(config(&r).tag("{service}.{target}").unwrap(), format());
     let out = sink.send(&batch(0..30)).await;
     assert_eq!(tally(&out), [30, 0, 0, 0, 0]);
     let mut tags: Vec<(String, usize)> = r

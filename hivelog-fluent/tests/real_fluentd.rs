@@ -40,13 +40,15 @@ async fn against_real_fluentd() {
             "packed+ack",
             FluentConfig::new(&open)
                 .unwrap()
-                .tag("{service}.real.packed"),
+                .tag("{service}.real.packed")
+                .unwrap(),
         ),
         (
             "gzip+ack",
             FluentConfig::new(&open)
                 .unwrap()
                 .tag("{service}.real.gzip")
+                .unwrap()
                 .compress(Compression::Gzip),
         ),
         (
@@ -54,6 +56,7 @@ async fn against_real_fluentd() {
             FluentConfig::new(&open)
                 .unwrap()
                 .tag("{service}.real.noack")
+                .unwrap()
                 .ack(false),
         ),
         (
@@ -61,6 +64,7 @@ async fn against_real_fluentd() {
             FluentConfig::new(&secure)
                 .unwrap()
                 .tag("{service}.real.secure")
+                .unwrap()
                 .shared_key("s3cret"),
         ),
         (
@@ -68,6 +72,7 @@ async fn against_real_fluentd() {
             FluentConfig::new(&secure)
                 .unwrap()
                 .tag("{service}.real.wrong")
+                .unwrap()
                 .shared_key("nope"),
         ),
         (
@@ -75,6 +80,7 @@ async fn against_real_fluentd() {
             FluentConfig::new(&secure)
                 .unwrap()
                 .tag("{service}.real.nokey")
+                .unwrap()
                 .ack_timeout(Duration::from_secs(3)),
         ),
     ];
@@ -116,4 +122,60 @@ fn throughput_into_real_fluentd() {
         stats.delivered as f64 / wall.as_secs_f64()
     );
     assert_eq!(stats.delivered, n);
+}
+
+/// Two real Fluentd processes as a tier, one killed mid-stream:
+/// `HIVELOG_TEST_FLUENTD_TIER=tcp://127.0.0.1:24331,tcp://127.0.0.1:24332` and
+/// `HIVELOG_TEST_FLUENTD_KILL_PGID=<process group of the first>` (SIGKILLed a third of the way
+/// in; `HIVELOG_TEST_FLUENTD_SIGNAL=STOP` hangs it instead, a silent aggregator). Prints the
+/// per-server figures; count what each Fluentd wrote by the `run` field.
+#[test]
+#[ignore = "needs two real Fluentd processes; see the module docs"]
+fn real_fluentd_tier_with_one_killed() {
+    let addr = std::env::var("HIVELOG_TEST_FLUENTD_TIER").expect("HIVELOG_TEST_FLUENTD_TIER");
+    let kill = std::env::var("HIVELOG_TEST_FLUENTD_KILL_PGID").ok();
+    let signal = std::env::var("HIVELOG_TEST_FLUENTD_SIGNAL").unwrap_or_else(|_| "KILL".into());
+    let run = std::process::id();
+    let format = Arc::new(
+        Format::builder()
+            .service("svc")
+            .extra("run", run.to_string())
+            .build(),
+    );
+    let sink = FluentSink::new(FluentConfig::new(&addr).unwrap(), format);
+    let cfg = hivelog_core::PipelineConfig {
+        buffer_bytes: 1_000_000_000,
+        ..Default::default()
+    };
+    let p = hivelog_core::Pipeline::spawn(sink, cfg).unwrap();
+    let n = 200_000u64;
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        if i == n / 3 {
+            if let Some(pgid) = &kill {
+                let status = std::process::Command::new("kill")
+                    .args(["-s", &signal, "--", &format!("-{pgid}")])
+                    .status()
+                    .unwrap();
+                println!("SIG{signal} to process group {pgid} at event {i}: {status}");
+            }
+        }
+        p.push(record(i));
+        if i % 2000 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let stats = p.shutdown(std::time::Instant::now() + Duration::from_secs(30));
+    println!(
+        "run {run}: {} of {n} delivered in {:?}, pending {}, failed {}, retried {}",
+        stats.delivered,
+        t.elapsed(),
+        stats.pending,
+        stats.failed,
+        stats.retried
+    );
+    for e in &stats.endpoints {
+        println!("  {e}");
+    }
+    assert_eq!((stats.delivered, stats.pending), (n, 0), "{stats:?}");
 }

@@ -193,6 +193,7 @@ impl fmt::Display for Report {
                 (Some(e), None) => write!(f, " (last error: {e})")?,
                 _ => {}
             }
+            write_endpoints(f, &s.endpoints)?;
             sep = "; ";
         }
         Ok(())
@@ -218,6 +219,21 @@ fn write_levels(
         }
     }
     f.write_str(")")
+}
+
+/// Writes a sink's per-endpoint figures as ` [tcp://a up, delivered 5, resent 0, …]`.
+pub(crate) fn write_endpoints(
+    f: &mut impl fmt::Write,
+    endpoints: &[hivelog_core::endpoints::EndpointStats],
+) -> fmt::Result {
+    for (i, e) in endpoints.iter().enumerate() {
+        f.write_str(if i == 0 { " [" } else { ", " })?;
+        write!(f, "{e}")?;
+    }
+    if !endpoints.is_empty() {
+        f.write_str("]")?;
+    }
+    Ok(())
 }
 
 /// Keeps hivelog's outputs running; dropping it flushes and stops the sinks.
@@ -304,5 +320,38 @@ impl Drop for Guard {
         if !report.is_complete() {
             eprintln!("hivelog: shutdown: {report}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hivelog_core::endpoints::{EndpointState, EndpointStats};
+
+    #[test]
+    fn the_report_shows_each_endpoint_of_a_sink_that_has_several() {
+        let endpoint = |name: &str, state, delivered, resent| EndpointStats {
+            endpoint: name.into(),
+            state,
+            delivered,
+            resent,
+        };
+        let report = Report {
+            local: None,
+            sinks: vec![Stats {
+                sink: "fluent",
+                delivered: 5,
+                endpoints: vec![
+                    endpoint("tcp://a:1", EndpointState::Up, 4, 1),
+                    endpoint("tcp://b:2", EndpointState::Down, 1, 0),
+                ],
+                ..Stats::default()
+            }],
+        };
+        assert_eq!(
+            report.to_string(),
+            "fluent: delivered 5, pending 0, dropped 0, rejected 0, failed 0 \
+             [tcp://a:1 up, delivered 4, resent 1, tcp://b:2 down, delivered 1, resent 0]"
+        );
     }
 }

@@ -44,10 +44,18 @@ impl Heartbeat {
                     let r = report();
                     let sum =
                         |f: fn(&hivelog_core::Stats) -> u64| r.sinks.iter().map(f).sum::<u64>();
+                    // Per-endpoint figures of the sinks that publish them (a Fluentd tier).
+                    let mut endpoints = String::new();
+                    for s in r.sinks.iter().filter(|s| !s.endpoints.is_empty()) {
+                        endpoints.push_str(if endpoints.is_empty() { "" } else { "; " });
+                        endpoints.push_str(s.sink);
+                        let _ = crate::guard::write_endpoints(&mut endpoints, &s.endpoints);
+                    }
                     tracing::dispatcher::with_default(&dispatch, || {
                         tracing::info!(
                             target: "hivelog",
                             uptime_s = started.elapsed().as_secs(),
+                            endpoints = (!endpoints.is_empty()).then_some(endpoints.as_str()),
                             written = r.local.as_ref().map_or(0, |l| l.written),
                             write_failed = r.local.as_ref().map_or(0, |l| l.failed),
                             local_dropped = r.local.as_ref().map_or(0, |l| l.dropped),

@@ -25,6 +25,9 @@
 //!   case idempotent retries exist for).
 //! - `Refuse`: reset every open connection and close the listening socket, so connecting gets
 //!   `ECONNREFUSED` (the server process is gone).
+//! - `Silent`: the connections open at the switch stay open and carry nothing either way from
+//!   then on (a hung receiver, a middlebox that dropped the flow), while new connections are
+//!   forwarded as in `Pass`: the case where reconnecting would have worked.
 //!
 //! [`FaultProxy::heal`] goes back to `Pass`, listens again on the same port, and resets the
 //! connections that were blackholed (a partition that heals without the end hosts' TCP state,
@@ -59,6 +62,8 @@ pub enum Mode {
     ResetOnAnswer,
     /// Reset open connections and stop listening.
     Refuse,
+    /// Connections open at the switch forward nothing; new ones pass.
+    Silent,
 }
 
 /// Counters, for assertions that the fault was actually hit.
@@ -73,6 +78,8 @@ struct Counters {
 
 struct Shared {
     counters: Counters,
+    /// Bumped by each switch to `Silent`: connections accepted before it go silent.
+    silent_gen: AtomicU64,
     listening: AtomicBool,
     upstream: Mutex<SocketAddr>,
 }
@@ -113,6 +120,7 @@ impl FaultProxy {
         let (heal_epoch, heal_rx) = watch::channel(0u64);
         let shared = Arc::new(Shared {
             counters: Counters::default(),
+            silent_gen: AtomicU64::new(0),
             listening: AtomicBool::new(true),
             upstream: Mutex::new(upstream),
         });
@@ -168,6 +176,9 @@ impl FaultProxy {
 
     /// Switches mode; returns once the listening socket is in the state the mode asks for.
     pub fn set(&self, mode: Mode) {
+        if mode == Mode::Silent {
+            self.shared.silent_gen.fetch_add(1, Ordering::SeqCst);
+        }
         self.mode.send_replace(mode);
         let want = mode != Mode::Refuse;
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -293,6 +304,8 @@ async fn connection(
     shared: Arc<Shared>,
 ) {
     let c = &shared.counters;
+    let born = shared.silent_gen.load(Ordering::SeqCst);
+    let silenced = || shared.silent_gen.load(Ordering::SeqCst) > born;
     let epoch = *heal_rx.borrow_and_update();
     let mode = *mode_rx.borrow_and_update();
     match mode {
@@ -339,9 +352,13 @@ async fn connection(
                     let _ = uw.shutdown().await;
                     continue;
                 }
-                let mode = *mode_rx.borrow();
+                let mode = match *mode_rx.borrow() {
+                    Mode::Silent if silenced() => Mode::Blackhole,
+                    Mode::Silent => Mode::Pass,
+                    m => m,
+                };
                 match mode {
-                    Mode::Pass | Mode::ResetOnAnswer => {
+                    Mode::Pass | Mode::ResetOnAnswer | Mode::Silent => {
                         if uw.write_all(&up_buf[..n]).await.is_err() { must_reset = true; break 'conn }
                         c.up_bytes.fetch_add(n as u64, Ordering::SeqCst);
                     }
@@ -376,9 +393,13 @@ async fn connection(
                     let _ = cw.shutdown().await;
                     continue;
                 }
-                let mode = *mode_rx.borrow();
+                let mode = match *mode_rx.borrow() {
+                    Mode::Silent if silenced() => Mode::Blackhole,
+                    Mode::Silent => Mode::Pass,
+                    m => m,
+                };
                 match mode {
-                    Mode::Pass | Mode::ResetAfter(_) => {
+                    Mode::Pass | Mode::ResetAfter(_) | Mode::Silent => {
                         if cw.write_all(&down_buf[..n]).await.is_err() { must_reset = true; break 'conn }
                         c.down_bytes.fetch_add(n as u64, Ordering::SeqCst);
                     }
@@ -400,6 +421,7 @@ async fn connection(
                     Mode::Refuse => { must_reset = true; break 'conn }
                     Mode::ResetAfter(_) => since_reset_mode = 0,
                     Mode::Blackhole => { swallowing_since.get_or_insert(*heal_rx.borrow()); }
+                    Mode::Silent if silenced() => { swallowing_since.get_or_insert(*heal_rx.borrow()); }
                     _ => {}
                 }
             }

@@ -51,6 +51,7 @@ pub use config::{
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FSYNC, PIPELINE_VARS,
 };
 pub use stats::{LevelCounts, Stats};
+pub(crate) use worker::current_deadline;
 
 use crate::record::Record;
 use crate::sink::Sink;
@@ -100,6 +101,9 @@ impl Pipeline {
     /// Fails only if the operating system refuses a thread or the runtime's timer/IO driver.
     pub fn spawn<S: Sink>(sink: S, config: PipelineConfig) -> std::io::Result<Pipeline> {
         let shared = Arc::new(Shared::new(sink.name(), config, sink.limits()));
+        if let Some(e) = sink.endpoints() {
+            let _ = shared.endpoints.set(e);
+        }
         worker::spawn(sink, shared.clone())?;
         Ok(Pipeline {
             handle: Arc::new(Handle { shared }),

@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     pub work: Notify,
     /// Tells an in-progress send that shutdown began, so it can watch the deadline.
     pub stop: Notify,
+    /// The sink's per-endpoint figures, if it publishes any ([`crate::Sink::endpoints`]).
+    pub endpoints: std::sync::OnceLock<crate::endpoints::Endpoints>,
 }
 
 struct State {
@@ -225,6 +227,7 @@ impl Shared {
             done: Condvar::new(),
             work: Notify::new(),
             stop: Notify::new(),
+            endpoints: std::sync::OnceLock::new(),
         }
     }
 
@@ -449,7 +452,16 @@ impl Shared {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.lock().counters.clone()
+        let stats = self.lock().counters.clone();
+        self.with_endpoints(stats)
+    }
+
+    /// Adds the sink's per-endpoint figures to a snapshot (read outside the queue's lock).
+    fn with_endpoints(&self, mut stats: Stats) -> Stats {
+        if let Some(e) = self.endpoints.get() {
+            stats.endpoints = e.snapshot();
+        }
+        stats
     }
 
     /// For the worker: the state that decides its next step.
@@ -575,7 +587,9 @@ impl Shared {
                         .and_then(Store::oldest_unread_own)
                         .is_none_or(|id| id >= target))
         });
-        st.counters.clone()
+        let stats = st.counters.clone();
+        drop(st);
+        self.with_endpoints(stats)
     }
 
     /// Stops intake and tells the worker to drain until `deadline`, without waiting.
@@ -607,7 +621,9 @@ impl Shared {
             // The worker writes what is pending to the spill folder once the deadline passed.
             st = self.wait_until(st, Instant::now() + SPILL_GRACE, |st| st.finished);
         }
-        st.counters.clone()
+        let stats = st.counters.clone();
+        drop(st);
+        self.with_endpoints(stats)
     }
 
     /// The shutdown deadline, once shutdown began.

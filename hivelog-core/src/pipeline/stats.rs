@@ -52,6 +52,9 @@ pub struct Stats {
     pub last_error: Option<String>,
     /// The kind of [`Stats::last_error`] when it came from a failed or retried send.
     pub last_failure: Option<crate::sink::FailureKind>,
+    /// Per-endpoint state and totals, for a sink that publishes them
+    /// ([`Sink::endpoints`](crate::Sink::endpoints)); empty otherwise.
+    pub endpoints: Vec<crate::endpoints::EndpointStats>,
 }
 
 impl Stats {

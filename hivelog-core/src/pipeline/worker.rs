@@ -62,6 +62,13 @@ const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 thread_local! {
     static ON_PIPELINE_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// The pipeline this worker thread runs, for [`crate::sink::shutdown_deadline`].
+    static CURRENT: std::cell::RefCell<Option<Arc<Shared>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The shutdown deadline of the pipeline this thread works for, once shutdown began.
+pub(crate) fn current_deadline() -> Option<Instant> {
+    CURRENT.with(|c| c.borrow().as_ref().and_then(|s| s.deadline()))
 }
 
 /// Whether this thread is a pipeline's worker or one of its runtime's threads: `flush` and
@@ -90,6 +97,7 @@ pub(crate) fn spawn<S: Sink>(sink: S, shared: Arc<Shared>) -> std::io::Result<()
         .name(format!("hivelog-{}", shared.name))
         .spawn(move || {
             enter_pipeline_thread();
+            CURRENT.with(|c| *c.borrow_mut() = Some(shared.clone()));
             // Marks the pipeline finished even if the worker itself panics, so that no
             // `flush` or `shutdown` waits for a thread that is gone.
             let _finish = FinishOnDrop(shared.clone());
