@@ -490,3 +490,24 @@ fn set_level_from_another_thread_works_for_a_subscriber_that_is_not_installed() 
     assert_eq!(events[0]["message"], "debug after");
     assert_eq!(events[1]["max"], "debug");
 }
+
+#[test]
+fn the_report_names_the_levels_that_lost_events() {
+    let mut stats = hivelog::Stats {
+        sink: "fluent",
+        enqueued: 10,
+        delivered: 7,
+        dropped_overflow: 3,
+        ..Default::default()
+    };
+    stats.dropped_by_level.add(tracing::Level::INFO, 2);
+    stats.dropped_by_level.add(tracing::Level::ERROR, 1);
+    let report = hivelog::Report {
+        local: None,
+        sinks: vec![stats],
+    };
+    assert_eq!(
+        report.to_string(),
+        "fluent: delivered 7, pending 0, dropped 3, rejected 0, failed 0 (dropped ERROR 1, INFO 2)"
+    );
+}
