@@ -140,7 +140,8 @@ impl Limiter {
     #[inline]
     fn slot(&self, meta: &'static Metadata<'static>) -> Option<&Slot> {
         let key = std::ptr::from_ref(meta) as usize;
-        let mut i = (key >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 12);
+        // Fibonacci hashing: the top 12 bits of the address times 2⁶⁴/φ.
+        let mut i = ((key as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize;
         for _ in 0..PROBES {
             i &= CAPACITY - 1;
             let slot = &self.slots[i];
