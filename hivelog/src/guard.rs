@@ -203,8 +203,7 @@ fn write_levels(
 /// Bind it to a named variable for the whole of `main` (`let _logs = hivelog::init();`):
 /// `let _ = hivelog::init();` drops it at once, which shuts the sinks down immediately.
 ///
-/// On drop, it calls [`Guard::shutdown`] with `HIVELOG_SHUTDOWN_TIMEOUT` (default 5 s) (which
-/// first stops the level file's watcher and emits the `HIVELOG_RATE_LIMIT` counts still open) and,
+/// On drop, it calls [`Guard::shutdown`] with `HIVELOG_SHUTDOWN_TIMEOUT` (default 5 s) and,
 /// when something could not be delivered, prints the report to stderr. `std::process::exit`
 /// skips destructors: call [`crate::flush`] before it, or events still queued for the sinks are
 /// lost (the local stdout output writes synchronously and loses nothing).
