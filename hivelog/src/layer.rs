@@ -231,7 +231,7 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if let Some(limiter) = &self.limiter {
-            if !limiter.admit(event.metadata()) {
+            if !limiter.admit(event) {
                 return;
             }
         }

@@ -115,7 +115,8 @@ pub fn flush(timeout: Duration) -> Report {
 ///
 /// The directives are checked like `HIVELOG_LEVEL`; on error nothing changes. A change is one
 /// stderr line, and costs the log call nothing: callsites are re-asked once, no lock is added.
-/// Meant for a service's own admin endpoint; `HIVELOG_LEVEL_FILE` does the same from a file.
+/// Meant for a service's own admin endpoint; `HIVELOG_LEVEL_FILE` does the same from a file
+/// (with both, the latest change wins: the file applies again only when its contents change).
 ///
 /// ```no_run
 /// let _logs = hivelog::init();

@@ -14,17 +14,20 @@
 //! (`file:line`), sent to every destination whose filter takes that callsite. Counts still
 //! open at shutdown are emitted before the final flush.
 //!
-//! Not limited: `log` records (the `log` bridge gives every record of a level one shared
-//! callsite, so a per-callsite count would limit all of a level's records at once), and
-//! callsites beyond the table's [`CAPACITY`] (one stderr line says so).
+//! `log` records: the `log` bridge gives every record of a level one shared callsite, so for
+//! those the call site is the record's own target, file and line (hashed, one more table entry
+//! per site; the record's fields are visited once more for it). Callsites beyond the table's
+//! [`CAPACITY`] are not limited (one stderr line says so).
 
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use hivelog_core::record::{Str, Value};
 use hivelog_core::Record;
-use tracing_core::Metadata;
+use tracing_core::{Event, Metadata};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::Layer;
 
@@ -35,8 +38,11 @@ use crate::level::FilterCell;
 pub const CAPACITY: usize = 1 << 12;
 /// Slots tried from a callsite's hash before giving up.
 const PROBES: usize = 64;
-/// The exempt tag in a slot's key (callsite addresses are aligned, so bit 0 is free).
-const EXEMPT: usize = 1;
+/// Tags a slot's key as the `log` bridge's shared callsite, whose records are counted per
+/// call site instead (callsite addresses are aligned, so bits 0 and 1 are free).
+const BRIDGE: usize = 1;
+/// Marks a key as a `log` call site's hash rather than a callsite address.
+const LOG_SITE: usize = 2;
 
 const FORM: &str = "a number of events per second or minute, such as 100/s or 600/m";
 
@@ -61,12 +67,27 @@ pub(crate) fn parse(v: &str) -> Result<RateLimit, String> {
     }
 }
 
+/// What a slot counts, for its summary.
+enum Site {
+    /// A `tracing` callsite.
+    Callsite(&'static Metadata<'static>),
+    /// One `log` call site; `bridge` is the `log` bridge's callsite of its level.
+    Log {
+        target: String,
+        module: Option<String>,
+        file: Option<String>,
+        line: Option<u32>,
+        bridge: &'static Metadata<'static>,
+    },
+}
+
 /// One callsite's counters.
 #[derive(Default)]
 struct Slot {
-    /// The callsite's metadata address (with [`EXEMPT`]), 0 while free.
+    /// The callsite's metadata address (maybe tagged [`BRIDGE`]) or a `log` site's hash
+    /// (tagged [`LOG_SITE`]); 0 while free.
     key: AtomicUsize,
-    meta: OnceLock<&'static Metadata<'static>>,
+    site: OnceLock<Site>,
     /// `window << 32 | events logged in it`.
     state: AtomicU64,
     suppressed: AtomicU64,
@@ -107,12 +128,33 @@ impl Limiter {
         Ok(limiter)
     }
 
-    /// Whether an event of `meta` may be logged; if not, it is counted as suppressed.
+    /// Whether `event` may be logged; if not, it is counted as suppressed.
     #[inline]
-    pub(crate) fn admit(&self, meta: &'static Metadata<'static>) -> bool {
-        let Some(slot) = self.slot(meta) else {
+    pub(crate) fn admit(&self, event: &Event<'_>) -> bool {
+        let meta = event.metadata();
+        let key = std::ptr::from_ref(meta) as usize;
+        let Some((slot, tagged)) = self.slot(key, || match is_log(meta) {
+            true => (key | BRIDGE, None),
+            false => (key, Some(Site::Callsite(meta))),
+        }) else {
             return true;
         };
+        if tagged & BRIDGE == 0 {
+            return self.count(slot);
+        }
+        let Some(normalized) = event.normalized_metadata() else {
+            return true;
+        };
+        let key = log_key(&normalized);
+        match self.slot(key, || (key, Some(log_site(&normalized, meta)))) {
+            Some((slot, _)) => self.count(slot),
+            None => true,
+        }
+    }
+
+    /// Counts one event in `slot`'s window: true if under the limit, else suppressed.
+    #[inline]
+    fn count(&self, slot: &Slot) -> bool {
         let window = self.window.load(Ordering::Relaxed);
         let mut cur = slot.state.load(Ordering::Relaxed);
         loop {
@@ -136,30 +178,43 @@ impl Limiter {
         }
     }
 
-    /// The slot of a limited callsite, claiming a free one on its first event.
+    /// The slot whose key is `key` (ignoring the [`BRIDGE`] tag) and its tagged key, claiming a
+    /// free one with `make()`'s tagged key and site on the first event.
     #[inline]
-    fn slot(&self, meta: &'static Metadata<'static>) -> Option<&Slot> {
-        let key = std::ptr::from_ref(meta) as usize;
-        let mut i = (key >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 12);
+    fn slot(
+        &self,
+        key: usize,
+        make: impl FnOnce() -> (usize, Option<Site>),
+    ) -> Option<(&Slot, usize)> {
+        // Fibonacci hashing: the top 12 bits of the key times 2⁶⁴/φ.
+        let mut i = ((key as u64 >> 2).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize;
+        let mut make = Some(make);
+        let mut made: Option<(usize, Option<Site>)> = None;
         for _ in 0..PROBES {
             i &= CAPACITY - 1;
             let slot = &self.slots[i];
             let mut k = slot.key.load(Ordering::Acquire);
             if k == 0 {
-                let tagged = key | if is_log(meta) { EXEMPT } else { 0 };
+                if let Some(m) = make.take() {
+                    made = Some(m());
+                }
+                let tagged = made.as_ref().map_or(key, |m| m.0);
                 k = match slot
                     .key
                     .compare_exchange(0, tagged, Ordering::AcqRel, Ordering::Acquire)
                 {
                     Ok(_) => {
-                        let _ = slot.meta.set(meta);
+                        if let Some((_, Some(site))) = made.take() {
+                            let _ = slot.site.set(site);
+                        }
                         tagged
                     }
+                    // Another callsite took it: `made` waits for the next free slot.
                     Err(other) => other,
                 };
             }
-            if k & !EXEMPT == key {
-                return (k & EXEMPT == 0).then_some(slot);
+            if k & !BRIDGE == key {
+                return Some((slot, k));
             }
             i += 1;
         }
@@ -203,13 +258,13 @@ impl Limiter {
             if slot.suppressed.load(Ordering::Relaxed) == 0 {
                 continue;
             }
-            let Some(meta) = slot.meta.get() else {
+            let Some(site) = slot.site.get() else {
                 continue; // claimed a moment ago: reported at the next window
             };
             let n = slot.suppressed.swap(0, Ordering::Relaxed);
             if n > 0 {
-                self.router
-                    .route(summary(meta, n, self.limit, self.router.max_text), meta);
+                let record = summary(site, n, self.limit, self.router.max_text);
+                self.router.route(record, site.interest_meta());
             }
         }
     }
@@ -225,6 +280,34 @@ impl Limiter {
 /// Whether `meta` is the `log` bridge's shared per-level callsite.
 fn is_log(meta: &Metadata<'_>) -> bool {
     meta.fields().field("log.target").is_some()
+}
+
+/// A `log` call site's key: a hash of its level, target, file and line, tagged [`LOG_SITE`].
+fn log_key(m: &Metadata<'_>) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    (m.level(), m.target(), m.file(), m.line()).hash(&mut h);
+    (h.finish() as usize & !(BRIDGE | LOG_SITE)) | LOG_SITE
+}
+
+/// The site a `log` record came from, owned for its summaries.
+fn log_site(m: &Metadata<'_>, bridge: &'static Metadata<'static>) -> Site {
+    Site::Log {
+        target: m.target().to_owned(),
+        module: m.module_path().map(str::to_owned),
+        file: m.file().map(str::to_owned),
+        line: m.line(),
+        bridge,
+    }
+}
+
+impl Site {
+    /// The callsite whose interest decides which destinations get the summary.
+    fn interest_meta(&self) -> &'static Metadata<'static> {
+        match self {
+            Site::Callsite(meta) => meta,
+            Site::Log { bridge, .. } => bridge,
+        }
+    }
 }
 
 impl Router {
@@ -251,12 +334,29 @@ impl Router {
     }
 }
 
-/// The summary event: the callsite's level, target and location, `suppressed` and `callsite`.
-fn summary(meta: &'static Metadata<'static>, n: u64, limit: RateLimit, max_text: usize) -> Record {
+/// The summary event: the site's level, target and location, `suppressed` and `callsite`.
+fn summary(site: &Site, n: u64, limit: RateLimit, max_text: usize) -> Record {
+    let meta = site.interest_meta();
     let mut r = Record::new(*meta.level(), Str::Static(meta.target()), max_text, 2);
-    r.module = meta.module_path().map(Str::Static);
-    r.file = meta.file().map(Str::Static);
-    r.line = meta.line();
+    match site {
+        Site::Callsite(meta) => {
+            r.module = meta.module_path().map(Str::Static);
+            r.file = meta.file().map(Str::Static);
+            r.line = meta.line();
+        }
+        Site::Log {
+            target,
+            module,
+            file,
+            line,
+            ..
+        } => {
+            r.target = Str::Owned(r.fields.push_str(target));
+            r.module = module.as_deref().map(|m| Str::Owned(r.fields.push_str(m)));
+            r.file = file.as_deref().map(|f| Str::Owned(r.fields.push_str(f)));
+            r.line = *line;
+        }
+    }
     let per = if limit.per == Duration::from_secs(1) {
         "s"
     } else {
@@ -268,11 +368,12 @@ fn summary(meta: &'static Metadata<'static>, n: u64, limit: RateLimit, max_text:
     ));
     r.message = Some(message);
     r.fields.push("suppressed", Value::U64(n));
-    let callsite = r.fields.push_fmt(format_args!(
-        "{}:{}",
-        meta.file().unwrap_or("?"),
-        meta.line().unwrap_or(0)
-    ));
+    let file = r
+        .file
+        .map_or_else(|| "?".to_owned(), |f| r.fields.str(f).to_owned());
+    let callsite = r
+        .fields
+        .push_fmt(format_args!("{file}:{}", r.line.unwrap_or(0)));
     r.fields.push("callsite", Value::Str(callsite));
     r
 }

@@ -178,6 +178,16 @@ fn child_main() {
                 tracing::info!(max = %tracing::level_filters::LevelFilter::current(), "info after");
             });
         }
+        // The `log` crate: one noisy call site in a dependency, one quiet one.
+        "log-storm" => {
+            let _g = hivelog::init();
+            for i in 0..3000 {
+                log::warn!(target: "dep::pool", "retry {i}");
+                if i % 100 == 0 {
+                    log::warn!(target: "dep::pool", "checked {i}");
+                }
+            }
+        }
         other => panic!("unknown case {other}"),
     }
 }
@@ -491,4 +501,79 @@ fn set_level_from_another_thread_works_for_a_subscriber_that_is_not_installed() 
     assert_eq!(events.len(), 2, "{lines:#?}");
     assert_eq!(events[0]["message"], "debug after");
     assert_eq!(events[1]["max"], "debug");
+}
+
+#[test]
+fn the_report_names_the_levels_that_lost_events() {
+    let mut stats = hivelog::Stats {
+        sink: "fluent",
+        enqueued: 10,
+        delivered: 7,
+        dropped_overflow: 3,
+        ..Default::default()
+    };
+    stats.dropped_by_level.add(tracing::Level::INFO, 2);
+    stats.dropped_by_level.add(tracing::Level::ERROR, 1);
+    let report = hivelog::Report {
+        local: None,
+        sinks: vec![stats],
+    };
+    assert_eq!(
+        report.to_string(),
+        "fluent: delivered 7, pending 0, dropped 3, rejected 0, failed 0 (dropped ERROR 1, INFO 2)"
+    );
+}
+
+#[test]
+fn log_records_are_limited_per_call_site() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_main", "--nocapture", "--test-threads=1"])
+        .env_clear()
+        .env("HL_TEST_CHILD", "log-storm")
+        .env("HIVELOG_RATE_LIMIT", "50/m")
+        .env("HIVELOG_FIELDS", "level,target,message,file,line")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.find('{').map(|i| &l[i..]))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let retries: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"].as_str().unwrap().starts_with("retry "))
+        .collect();
+    let checks = lines
+        .iter()
+        .filter(|l| l["message"].as_str().unwrap().starts_with("checked "))
+        .count();
+    let summaries: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("suppressed").is_some())
+        .collect();
+    // One window (a minute): the first 50 retries, one summary with the rest at shutdown.
+    assert_eq!(
+        (retries.len(), checks, summaries.len()),
+        (50, 30, 1),
+        "{text}"
+    );
+    let s = summaries[0];
+    assert_eq!(s["suppressed"], 2950);
+    assert_eq!(
+        (&s["level"], &s["target"]),
+        (&"WARN".into(), &"dep::pool".into())
+    );
+    assert_eq!(
+        (&s["file"], &s["line"]),
+        (&retries[0]["file"], &retries[0]["line"])
+    );
+    assert_eq!(
+        s["callsite"],
+        format!(
+            "{}:{}",
+            retries[0]["file"].as_str().unwrap(),
+            retries[0]["line"]
+        )
+    );
 }
