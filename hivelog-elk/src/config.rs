@@ -327,6 +327,7 @@ impl EsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_pairs(pairs.iter().copied())
@@ -388,5 +389,150 @@ mod tests {
                 .to_string();
             assert!(err.starts_with(&format!("{k}: '{v}' is not")), "{err}");
         }
+    }
+
+    #[test]
+    fn auth_headers_are_what_elasticsearch_expects() {
+        let c = EsConfig::from_env(&env(&[
+            ("HIVELOG_ES_URL", "http://127.0.0.1:9200"),
+            ("HIVELOG_ES_USERNAME", "elastic"),
+            ("HIVELOG_ES_PASSWORD", "changeme"),
+        ]))
+        .unwrap()
+        .unwrap();
+        // base64("elastic:changeme")
+        assert_eq!(
+            c.auth.header_value().unwrap(),
+            "Basic ZWxhc3RpYzpjaGFuZ2VtZQ=="
+        );
+        assert!(!format!("{c:?}").contains("changeme"));
+
+        let c = EsConfig::from_env(&env(&[
+            ("HIVELOG_ES_URL", "http://127.0.0.1:9200"),
+            (
+                "HIVELOG_ES_API_KEY",
+                "VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw",
+            ),
+        ]))
+        .unwrap()
+        .unwrap();
+        // The example from Elasticsearch's create-API-key documentation.
+        assert_eq!(
+            c.auth.header_value().unwrap(),
+            "ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
+        );
+        let c2 = EsConfig::from_env(&env(&[
+            ("HIVELOG_ES_URL", "http://127.0.0.1:9200"),
+            (
+                "HIVELOG_ES_API_KEY",
+                "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==",
+            ),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.auth.header_value(), c2.auth.header_value());
+        assert!(!format!("{c2:?}").contains("VnVh"));
+        let err = EsConfig::from_env(&env(&[
+            ("HIVELOG_ES_URL", "http://h"),
+            ("HIVELOG_ES_API_KEY", "nokey"),
+        ]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("nokey"), "{err}");
+
+        let c = EsConfig::new("https://bob:p%40ss@es.example:9200/prefix/").unwrap();
+        assert_eq!(c.nodes, vec!["https://es.example:9200/prefix".to_owned()]);
+        assert_eq!(
+            c.auth.header_value().unwrap(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("bob:p@ss")
+            )
+        );
+    }
+
+    #[test]
+    fn credentials_in_a_url_that_does_not_parse_are_masked_in_the_error() {
+        for url in [
+            "elastic:hunter2@es.internal:9200",
+            "http://elastic:hunter2@[bad/x",
+        ] {
+            let e = EsConfig::new(url).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("***@"), "{e}");
+        }
+    }
+
+    #[test]
+    fn nodes_are_comma_separated_and_keep_their_path_prefix() {
+        let c = EsConfig::new(" http://a:9200 , https://b/api/v1/_elastic/ ").unwrap();
+        assert_eq!(c.nodes, vec!["http://a:9200", "https://b/api/v1/_elastic"]);
+        for bad in ["", "ftp://x", "es:9200", "http://x?y=1"] {
+            let err = EsConfig::from_env(&env(&[("HIVELOG_ES_URL", bad)]));
+            assert!(matches!(err, Err(_) | Ok(None)), "{bad}");
+        }
+        let err = EsConfig::new("ftp://x").unwrap_err().to_string();
+        assert!(
+            err.starts_with("HIVELOG_ES_URL: 'ftp://x' is not a node URL"),
+            "{err}"
+        );
+        let err = EsConfig::new("ftp://u:secret@x").unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_cloud_id_names_the_variable() {
+        let err = EsConfig::from_env(&env(&[("HIVELOG_ES_CLOUD_ID", "nonsense:!!")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("HIVELOG_ES_CLOUD_ID: 'nonsense:!!' is not an Elastic Cloud ID"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn index_names_are_validated_at_init() {
+        for bad in [
+            "Logs",
+            "logs x",
+            "logs/x",
+            "logs*",
+            "logs?",
+            "lo\"gs",
+            "a<b",
+            "a>b",
+            "a|b",
+            "a,b",
+            "a#b",
+            "-logs",
+            "_logs",
+            "+logs",
+            ".",
+            "..",
+            "a:b",
+            "logs-{date:%Q}",
+            "logs-{nope}",
+            "logs-{service",
+            "logs}",
+            "{date:%Y-%M}",
+        ] {
+            let err = EsConfig::from_env(&env(&[
+                ("HIVELOG_ES_URL", "http://h"),
+                ("HIVELOG_ES_INDEX", bad),
+            ]))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "HIVELOG_ES_INDEX: '{bad}' is not a valid index name; expected"
+                )),
+                "{bad}: {err}"
+            );
+        }
+        let long = "a".repeat(256);
+        assert!(EsConfig::new("http://h").unwrap().index(&long).is_err());
+        assert!(EsConfig::new("http://h")
+            .unwrap()
+            .index(&"a".repeat(255))
+            .is_ok());
     }
 }

@@ -20,10 +20,14 @@
 //!   index-name rules), the API key and the CA file are checked when the configuration is
 //!   read, with messages naming the variable.
 //!
-//! One file per concern: [`config`] (options), `nodes` (node URLs, Cloud ID), `index` (index
-//! names), `auth` (credentials, CA certificates), `request` (batch → NDJSON), [`response`]
-//! (what each answer means), `service` (HTTP, nodes, failover), `dead_letter`, `setup` (index
-//! template) and `sink` (ties them together).
+//! One file per concern, in the order a record travels, as in every hivelog sink crate:
+//! - [`config`]: variables, defaults, validation (with `nodes` for node URLs and the Cloud ID,
+//!   `index` for index names, `auth` for credentials and CA certificates);
+//! - `request_builder`: records → `_bulk` NDJSON bodies within the byte and document limits;
+//! - `service`: the transport (HTTP, the nodes in turn, failover, capped responses);
+//! - `retry`: which answers and items are retried, rejected, or fatal;
+//! - `sink`: the [`Sink`](hivelog_core::Sink) implementation tying them together;
+//! - `dead_letter` (rejected documents to a file), `setup` (the index template), `destination`.
 #![warn(missing_docs)]
 
 mod auth;
@@ -32,8 +36,8 @@ mod dead_letter;
 pub mod destination;
 mod index;
 mod nodes;
-mod request;
-pub mod response;
+mod request_builder;
+mod retry;
 mod service;
 mod setup;
 mod sink;
@@ -43,7 +47,8 @@ pub use config::{
     DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_DOCS, DEFAULT_TIMEOUT,
 };
 pub use destination::{DESTINATION, VARS};
-pub use request::{BULK_PATH, NDJSON};
+pub use request_builder::{BULK_PATH, NDJSON};
+pub use service::{response_cap, MIN_RESPONSE_CAP};
 pub use setup::TEMPLATE_PRIORITY;
 pub use sink::EsSink;
 
@@ -54,7 +59,7 @@ pub mod bench {
 
     use hivelog_core::{Format, Record};
 
-    use crate::request::{BulkEncoder, Encoded};
+    use crate::request_builder::{BulkEncoder, Encoded};
     use crate::EsConfig;
 
     /// Encodes batches exactly as [`crate::EsSink`] does before sending.

@@ -5,7 +5,7 @@
 //! limit. A 413 splits the request in halves, sent one after the other, down to single
 //! documents; the limit then shrinks to half the refused size for the rest of the process, so
 //! the next batches fit the first time. Everything else an answer can mean is decided in
-//! [`crate::response`].
+//! `crate::retry`.
 //!
 //! Diagnostics: the pipeline already writes retries, failures (with the error set here, such
 //! as the 401 explanation) and rejections (with their reason) to stderr through
@@ -21,12 +21,9 @@ use reqwest::Method;
 
 use crate::config::{Action, Compression, EsConfig};
 use crate::dead_letter::DeadLetter;
-use crate::request::{gzip, BulkEncoder, Encoded, BULK_PATH, NDJSON};
-use crate::response::{
-    error_summary, parse_bulk, response_cap, retry_after, verdict, ItemOutcome, Verdict,
-    MIN_RESPONSE_CAP,
-};
-use crate::service::{SendError, Transport};
+use crate::request_builder::{gzip, BulkEncoder, Encoded, BULK_PATH, NDJSON};
+use crate::retry::{error_summary, parse_bulk, retry_after, verdict, ItemOutcome, Verdict};
+use crate::service::{response_cap, SendError, Transport, MIN_RESPONSE_CAP};
 use crate::setup::index_template;
 
 /// Smallest byte limit a 413 can shrink batches to.
