@@ -9,8 +9,9 @@
 //!
 //! Diagnostics: the pipeline already writes retries, failures (with the error set here, such
 //! as the 401 explanation) and rejections (with their reason) to stderr through
-//! [`hivelog_core::diag`], rate-limited; this sink adds only what the pipeline cannot know
-//! (the index template could not be installed, the dead-letter file cannot be written).
+//! [`hivelog_core::diag`], rate-limited; this crate adds only what the pipeline cannot know
+//! (the index template could not be installed, see `crate::setup`; the dead-letter file
+//! cannot be written).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -23,9 +24,9 @@ use reqwest::Method;
 use crate::config::{Action, Compression, EsConfig};
 use crate::dead_letter::DeadLetter;
 use crate::request_builder::{gzip, BulkEncoder, Encoded, BULK_PATH, NDJSON};
-use crate::retry::{error_summary, parse_bulk, retry_after, verdict, ItemOutcome, Verdict};
-use crate::service::{response_cap, Answer, SendError, Transport, MIN_RESPONSE_CAP};
-use crate::setup::index_template;
+use crate::retry::{parse_bulk, retry_after, verdict, ItemOutcome, Verdict};
+use crate::service::{response_cap, Answer, SendError, Transport};
+use crate::setup::install_template;
 
 /// Smallest byte limit a 413 can shrink batches to.
 const MIN_BATCH_BYTES: usize = 1024;
@@ -81,47 +82,6 @@ impl EsSink {
             format,
         }
     }
-
-    async fn install_template(&mut self) {
-        let (name, body) = index_template(&self.format, &self.template_pattern);
-        let body = Bytes::from(body.to_string());
-        let path = format!("/_index_template/{name}");
-        match self
-            .transport
-            .send(
-                Method::PUT,
-                &path,
-                "application/json",
-                body,
-                false,
-                MIN_RESPONSE_CAP,
-            )
-            .await
-        {
-            Ok(a) if (200..300).contains(&a.status) => {}
-            Ok(a) => {
-                diag::warn(
-                    "elasticsearch",
-                    "setup",
-                    format_args!(
-                        "HIVELOG_ES_SETUP: installing index template {name} at {} failed with {} ({}); documents still go out, with dynamic mappings",
-                        a.url,
-                        a.status,
-                        error_summary(&a.body)
-                    ),
-                );
-            }
-            Err(e) => {
-                diag::warn(
-                    "elasticsearch",
-                    "setup",
-                    format_args!(
-                        "HIVELOG_ES_SETUP: installing index template {name} failed ({e}); documents still go out, with dynamic mappings"
-                    ),
-                );
-            }
-        }
-    }
 }
 
 impl Sink for EsSink {
@@ -138,7 +98,7 @@ impl Sink for EsSink {
 
     async fn start(&mut self) {
         if self.setup {
-            self.install_template().await;
+            install_template(&mut self.transport, &self.format, &self.template_pattern).await;
         }
     }
 
