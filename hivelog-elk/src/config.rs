@@ -21,6 +21,9 @@ pub use crate::index::{
 };
 pub use crate::nodes::decode_cloud_id;
 
+/// The variable that sets the index template; its errors name it, from code too.
+const INDEX_VAR: &str = "HIVELOG_ES_INDEX";
+
 /// Default index template (`HIVELOG_ES_INDEX`): one index (or data stream) per service.
 pub const DEFAULT_INDEX: &str = "logs-{service}";
 /// Default most bytes of NDJSON per `_bulk` request (`HIVELOG_ES_MAX_BATCH_BYTES`): 5 MB, the
@@ -101,7 +104,7 @@ impl EsConfig {
         let (nodes, auth) = parse_nodes("HIVELOG_ES_URL", urls)?;
         Ok(EsConfig {
             nodes,
-            index: IndexTemplate::parse("HIVELOG_ES_INDEX", DEFAULT_INDEX)?,
+            index: IndexTemplate::parse(INDEX_VAR, DEFAULT_INDEX)?,
             action: Action::default(),
             auth,
             ca_cert: None,
@@ -146,6 +149,16 @@ impl EsConfig {
 
     /// Applies the `HIVELOG_ES_*` variables that are set over `self` (the URL or Cloud ID too).
     pub fn apply_env(mut self, env: &Env) -> Result<Self, ConfigError> {
+        self.apply_nodes(env)?;
+        self.apply_request(env)?;
+        self.apply_credentials(env)?;
+        self.apply_limits(env)?;
+        self.apply_extras(env)?;
+        Ok(self)
+    }
+
+    /// `HIVELOG_ES_URL` or `HIVELOG_ES_CLOUD_ID`: where documents go.
+    fn apply_nodes(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(url) = env.get("HIVELOG_ES_URL") {
             let (nodes, auth) = parse_nodes("HIVELOG_ES_URL", url)?;
             self.nodes = nodes;
@@ -155,8 +168,13 @@ impl EsConfig {
         } else if let Some(id) = env.get("HIVELOG_ES_CLOUD_ID") {
             self.nodes = EsConfig::from_cloud_id(id)?.nodes;
         }
+        Ok(())
+    }
+
+    /// `HIVELOG_ES_INDEX`, `_ACTION`, `_COMPRESS`: what each request says.
+    fn apply_request(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(t) = env.get("HIVELOG_ES_INDEX") {
-            self.index = IndexTemplate::parse("HIVELOG_ES_INDEX", t)?;
+            self.index = IndexTemplate::parse(INDEX_VAR, t)?;
         }
         if let Some(a) = env.choice(
             "HIVELOG_ES_ACTION",
@@ -172,6 +190,11 @@ impl EsConfig {
         )? {
             self.compression = c;
         }
+        Ok(())
+    }
+
+    /// `HIVELOG_ES_USERNAME`, `_PASSWORD`, `_API_KEY`, `_CA_CERT`: who we are, whom we trust.
+    fn apply_credentials(&mut self, env: &Env) -> Result<(), ConfigError> {
         let username = env.get("HIVELOG_ES_USERNAME").map(str::to_owned);
         let password = env.secret("HIVELOG_ES_PASSWORD");
         if let Some(key) = env.secret("HIVELOG_ES_API_KEY") {
@@ -194,6 +217,11 @@ impl EsConfig {
         if let Some(path) = env.get("HIVELOG_ES_CA_CERT") {
             self.ca_cert = Some(read_ca_cert("HIVELOG_ES_CA_CERT", path)?);
         }
+        Ok(())
+    }
+
+    /// `HIVELOG_ES_MAX_BATCH_BYTES`, `_TIMEOUT`: how large and how long one request may be.
+    fn apply_limits(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(v) = env.get("HIVELOG_ES_MAX_BATCH_BYTES") {
             let n = parse_bytes(v).filter(|n| (1_000..=1_000_000_000).contains(n));
             self.max_batch_bytes = n.ok_or_else(|| {
@@ -216,6 +244,11 @@ impl EsConfig {
             }
             self.timeout = t;
         }
+        Ok(())
+    }
+
+    /// `HIVELOG_ES_DEAD_LETTER`, `_SETUP`: what happens beside delivery.
+    fn apply_extras(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(p) = env.get("HIVELOG_ES_DEAD_LETTER") {
             let path = PathBuf::from(p);
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -232,14 +265,23 @@ impl EsConfig {
         if let Some(s) = env.bool("HIVELOG_ES_SETUP")? {
             self.setup = s;
         }
-        Ok(self)
+        Ok(())
     }
 
-    /// Sets the index template: `{service}` and `{date:FORMAT}` (UTC, from each event's own
-    /// time; `%Y %m %d %H %j %%`), default `logs-{service}`. Validated against Elasticsearch's
-    /// index-name rules.
+    /// Sets the index template (`HIVELOG_ES_INDEX`, default [`DEFAULT_INDEX`]): `{service}` and
+    /// `{date:FORMAT}` (UTC, from each event's own time; `%Y %m %d %H %j %%`). Validated as the
+    /// variable is, against Elasticsearch's index-name rules; the error names the variable.
+    ///
+    /// ```
+    /// use hivelog_elk::EsConfig;
+    /// let config = EsConfig::new("http://127.0.0.1:9200")?.index("logs-{service}-{date}")?;
+    /// assert_eq!(config.index_template(), "logs-{service}-{date}");
+    /// let err = EsConfig::new("http://127.0.0.1:9200")?.index("Logs").unwrap_err();
+    /// assert!(err.to_string().starts_with("HIVELOG_ES_INDEX: 'Logs' is not a valid index name"));
+    /// # Ok::<(), hivelog_core::ConfigError>(())
+    /// ```
     pub fn index(mut self, template: &str) -> Result<Self, ConfigError> {
-        self.index = IndexTemplate::parse("index", template)?;
+        self.index = IndexTemplate::parse(INDEX_VAR, template)?;
         Ok(self)
     }
 
@@ -534,5 +576,28 @@ mod tests {
             .unwrap()
             .index(&"a".repeat(255))
             .is_ok());
+    }
+
+    #[test]
+    fn the_index_setter_validates_as_the_variable_does() {
+        for bad in ["Logs", "logs-{nope}", "a:b", "{date:%Y-%M}"] {
+            let from_env = EsConfig::from_env(&env(&[
+                ("HIVELOG_ES_URL", "http://h"),
+                ("HIVELOG_ES_INDEX", bad),
+            ]))
+            .unwrap_err()
+            .to_string();
+            let from_code = EsConfig::new("http://h")
+                .unwrap()
+                .index(bad)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(from_code, from_env);
+        }
+        let c = EsConfig::new("http://h")
+            .unwrap()
+            .index("l-{date}")
+            .unwrap();
+        assert_eq!(c.index_template(), "l-{date}");
     }
 }
