@@ -16,9 +16,8 @@ use crate::index::IndexTemplate;
 use crate::nodes::parse_nodes;
 
 pub use crate::auth::Auth;
-pub use crate::index::{
-    index_safe_service, validate_index_name, FORBIDDEN_INDEX_CHARS, MAX_INDEX_NAME_BYTES,
-};
+pub use crate::index::{index_safe_service, validate_index_name};
+pub use crate::limits::{FORBIDDEN_INDEX_CHARS, MAX_INDEX_NAME_BYTES};
 pub use crate::nodes::decode_cloud_id;
 
 /// The variable that sets the index template; its errors name it, from code too.

@@ -4,12 +4,7 @@
 use hivelog_core::format::time::civil_from_days;
 use hivelog_core::ConfigError;
 
-/// Elasticsearch's longest index name, in bytes.
-pub const MAX_INDEX_NAME_BYTES: usize = 255;
-/// Characters Elasticsearch forbids in index names (`:` is refused since 8.0: it names remote
-/// clusters).
-pub const FORBIDDEN_INDEX_CHARS: &[char] =
-    &['\\', '/', '*', '?', '"', '<', '>', '|', ',', '#', ' ', ':'];
+use crate::limits::{FORBIDDEN_INDEX_CHARS, MAX_INDEX_NAME_BYTES};
 
 /// One piece of an index template.
 #[derive(Clone, Debug, PartialEq, Eq)]

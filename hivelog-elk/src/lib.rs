@@ -23,6 +23,7 @@
 //! One file per concern, in the order a record travels, as in every hivelog sink crate:
 //! - [`config`]: variables, defaults, validation (with `nodes` for node URLs and the Cloud ID,
 //!   `index` for index names, `auth` for credentials and CA certificates);
+//! - [`limits`]: what Elasticsearch accepts, quoted from its reference, and the sink's bounds;
 //! - `request_builder`: records → `_bulk` NDJSON bodies within the byte and document limits;
 //! - `service`: the transport (HTTP, the nodes in turn, failover, capped responses);
 //! - `retry`: which answers and items are retried, rejected, or fatal;
@@ -35,6 +36,7 @@ pub mod config;
 mod dead_letter;
 pub mod destination;
 mod index;
+pub mod limits;
 mod nodes;
 mod request_builder;
 mod retry;
@@ -48,7 +50,6 @@ pub use config::{
 };
 pub use destination::{DESTINATION, VARS};
 pub use request_builder::{BULK_PATH, NDJSON};
-pub use service::{response_cap, MIN_RESPONSE_CAP};
 pub use setup::TEMPLATE_PRIORITY;
 pub use sink::EsSink;
 
@@ -60,7 +61,7 @@ pub mod bench {
     use hivelog_core::{Format, Record};
 
     use crate::request_builder::{BulkEncoder, Encoded};
-    use crate::EsConfig;
+    use crate::config::EsConfig;
 
     /// Encodes batches exactly as [`crate::EsSink`] does before sending.
     #[derive(Debug)]

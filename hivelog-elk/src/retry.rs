@@ -18,7 +18,7 @@
 //! | item 429, 5xx, `es_rejected_execution_exception` | that document alone is retried |
 //! | any other item error (`document_parsing_exception`, `mapper_parsing_exception`, `illegal_argument_exception`, 404 `index_not_found_exception`, …) | rejected for good with `error.type: reason` (and written to the dead-letter file) |
 //!
-//! Responses are read with a size cap (see [`crate::service`]): a proxy or a hostile server
+//! Responses are read with a size cap (see [`crate::limits::response_cap`]): a proxy or a hostile server
 //! answering gigabytes must not make the logging library allocate them.
 
 use hivelog_core::FailureKind;

@@ -22,15 +22,6 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, C
 
 use crate::config::EsConfig;
 
-/// The smallest cap on a response body: 8 MB.
-pub const MIN_RESPONSE_CAP: usize = 8 << 20;
-
-/// How much of a response is read for a request of `request_len` bytes: 8× the request, at
-/// least [`MIN_RESPONSE_CAP`]. With `filter_path` a bulk answer is far smaller than its request.
-pub fn response_cap(request_len: usize) -> usize {
-    request_len.saturating_mul(8).max(MIN_RESPONSE_CAP)
-}
-
 /// What the transport got back.
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -210,15 +201,4 @@ fn build_client(config: &EsConfig) -> Result<reqwest::Client, String> {
     }
     b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn responses_are_capped_at_eight_times_the_request() {
-        assert_eq!(response_cap(100), MIN_RESPONSE_CAP);
-        assert_eq!(response_cap(5_000_000), 40_000_000);
-    }
 }

@@ -22,8 +22,9 @@ use hivelog_core::format::{Attr, Format};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
+use crate::limits::MIN_RESPONSE_CAP;
 use crate::retry::error_summary;
-use crate::service::{Transport, MIN_RESPONSE_CAP};
+use crate::service::Transport;
 
 /// Base priority of the installed template (the pattern's length is added).
 pub const TEMPLATE_PRIORITY: u32 = 200;

@@ -23,13 +23,11 @@ use reqwest::Method;
 
 use crate::config::{Action, Compression, EsConfig};
 use crate::dead_letter::DeadLetter;
+use crate::limits::{response_cap, MIN_BATCH_BYTES};
 use crate::request_builder::{gzip, BulkEncoder, Encoded, BULK_PATH, NDJSON};
 use crate::retry::{parse_bulk, retry_after, verdict, ItemOutcome, Verdict};
-use crate::service::{response_cap, Answer, SendError, Transport};
+use crate::service::{Answer, SendError, Transport};
 use crate::setup::install_template;
-
-/// Smallest byte limit a 413 can shrink batches to.
-const MIN_BATCH_BYTES: usize = 1024;
 
 /// The Elasticsearch / OpenSearch sink: hand it to [`hivelog_core::Pipeline::spawn`].
 ///
