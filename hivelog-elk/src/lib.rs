@@ -60,8 +60,8 @@ pub mod bench {
 
     use hivelog_core::{Format, Record};
 
-    use crate::request_builder::{BulkEncoder, Encoded};
     use crate::config::EsConfig;
+    use crate::request_builder::{BulkEncoder, Encoded};
 
     /// Encodes batches exactly as [`crate::EsSink`] does before sending.
     #[derive(Debug)]
