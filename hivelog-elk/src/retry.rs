@@ -7,7 +7,8 @@
 //!
 //! | answer | outcome |
 //! |---|---|
-//! | connection refused or reset, timeout, TLS failure | every document of the request is retried |
+//! | connection refused or reset, timeout, TLS failure | the request and the rest of the batch are retried |
+//! | the HTTP client cannot be built (an unusable CA certificate) | failed |
 //! | 2xx | each item is read (below) |
 //! | 2xx that cannot be read, or lists fewer items than documents | the unread documents are retried |
 //! | 413 | the request is split in halves; a single document is rejected |
@@ -18,8 +19,9 @@
 //! | item 429, 5xx, `es_rejected_execution_exception` | that document alone is retried |
 //! | any other item error (`document_parsing_exception`, `mapper_parsing_exception`, `illegal_argument_exception`, 404 `index_not_found_exception`, …) | rejected for good with `error.type: reason` (and written to the dead-letter file) |
 //!
-//! Responses are read with a size cap (see [`crate::limits::response_cap`]): a proxy or a hostile server
-//! answering gigabytes must not make the logging library allocate them.
+//! A whole-request failure ends the send: the ranges of the batch not yet sent share its fate.
+//! Responses are read with a size cap ([`crate::limits::response_cap`]): a proxy or a hostile
+//! server answering gigabytes must not make the logging library allocate them.
 
 use hivelog_core::FailureKind;
 use std::time::Duration;
