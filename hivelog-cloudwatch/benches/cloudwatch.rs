@@ -49,6 +49,7 @@ fn config(url: &str, group: &str) -> CloudWatchConfig {
         .static_credentials("test", Secret::new("test"))
         .instance("bench")
         .stream("s")
+        .unwrap()
         .format(MessageFormat::Text)
 }
 

@@ -31,15 +31,16 @@ pub enum MessageFormat {
 /// use hivelog_cloudwatch::{CloudWatchConfig, MessageFormat};
 ///
 /// let config = CloudWatchConfig::new("django-webapp")
-///     .stream("{instance}/{target}/{pid}")
+///     .stream("{instance}/{target}/{pid}")?
 ///     .retention_days(Some(1))
 ///     .format(MessageFormat::Text);
 /// assert!(config.validate().is_ok());
+/// # Ok::<(), hivelog_core::ConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct CloudWatchConfig {
     group: String,
-    stream: String,
+    stream: StreamTemplate,
     retention_days: Option<u32>,
     create: bool,
     format: MessageFormat,
@@ -56,7 +57,7 @@ impl CloudWatchConfig {
     pub fn new(group: impl Into<String>) -> Self {
         CloudWatchConfig {
             group: group.into(),
-            stream: DEFAULT_STREAM.to_owned(),
+            stream: StreamTemplate::default_stream(),
             retention_days: None,
             create: true,
             format: MessageFormat::Json,
@@ -89,7 +90,7 @@ impl CloudWatchConfig {
             self.group = group.to_owned();
         }
         if let Some(stream) = env.get("HIVELOG_CLOUDWATCH_STREAM") {
-            self.stream = stream.to_owned();
+            self.stream = StreamTemplate::parse(stream)?;
         }
         if let Some(days) = env.parse(
             "HIVELOG_CLOUDWATCH_RETENTION_DAYS",
@@ -136,7 +137,6 @@ impl CloudWatchConfig {
     /// Checks every setting, naming the variable that sets it in the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_group(&self.group)?;
-        StreamTemplate::parse(&self.stream)?;
         if let Some(days) = self.retention_days {
             parse_retention(&days.to_string()).map_err(|expected| {
                 ConfigError::invalid(
@@ -171,9 +171,19 @@ impl CloudWatchConfig {
     /// The stream name template (`HIVELOG_CLOUDWATCH_STREAM`, default [`DEFAULT_STREAM`]):
     /// `{instance}` `{service}` `{hostname}` `{pid}` `{target}` (one stream per logger) and
     /// `{date}` (the event's UTC day, `2025-03-31`). `:` and `*` in the result become `_`.
-    pub fn stream(mut self, template: impl Into<String>) -> Self {
-        self.stream = template.into();
-        self
+    /// Validated as the variable is; the error names the variable.
+    ///
+    /// ```
+    /// use hivelog_cloudwatch::CloudWatchConfig;
+    /// let config = CloudWatchConfig::new("webapp").stream("{service}/{date}")?;
+    /// assert_eq!(config.stream_template(), "{service}/{date}");
+    /// let err = CloudWatchConfig::new("webapp").stream("{logger}").unwrap_err();
+    /// assert!(err.to_string().starts_with("HIVELOG_CLOUDWATCH_STREAM: '{logger}' is not"));
+    /// # Ok::<(), hivelog_core::ConfigError>(())
+    /// ```
+    pub fn stream(mut self, template: &str) -> Result<Self, ConfigError> {
+        self.stream = StreamTemplate::parse(template)?;
+        Ok(self)
     }
 
     /// Retention to set on the group (`HIVELOG_CLOUDWATCH_RETENTION_DAYS`, default: unchanged),
@@ -247,6 +257,10 @@ impl CloudWatchConfig {
 
     /// The stream name template.
     pub fn stream_template(&self) -> &str {
+        &self.stream.source
+    }
+
+    pub(crate) fn parsed_stream(&self) -> &StreamTemplate {
         &self.stream
     }
 
@@ -328,9 +342,11 @@ pub(crate) enum Part {
     Date,
 }
 
-/// A parsed `HIVELOG_CLOUDWATCH_STREAM`.
+/// A parsed, validated `HIVELOG_CLOUDWATCH_STREAM`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StreamTemplate {
+    /// The template as written.
+    pub(crate) source: String,
     pub(crate) parts: Vec<Part>,
 }
 
@@ -338,6 +354,21 @@ const STREAM_FORM: &str =
     "text with placeholders {instance} {service} {hostname} {pid} {target} {date}";
 
 impl StreamTemplate {
+    /// [`DEFAULT_STREAM`], parsed (built directly: it cannot fail).
+    fn default_stream() -> StreamTemplate {
+        StreamTemplate {
+            source: DEFAULT_STREAM.to_owned(),
+            parts: vec![
+                Part::Instance,
+                Part::Literal("/".to_owned()),
+                Part::Service,
+                Part::Literal("/".to_owned()),
+                Part::Pid,
+            ],
+        }
+    }
+
+    /// Parses and validates `src`; the error names `HIVELOG_CLOUDWATCH_STREAM`.
     pub(crate) fn parse(src: &str) -> Result<StreamTemplate, ConfigError> {
         let bad = |why: &str| {
             ConfigError::invalid(
@@ -374,7 +405,10 @@ impl StreamTemplate {
         if !rest.is_empty() {
             parts.push(Part::Literal(rest.to_owned()));
         }
-        Ok(StreamTemplate { parts })
+        Ok(StreamTemplate {
+            source: src.to_owned(),
+            parts,
+        })
     }
 
     /// Whether the name depends on the record (else one stream for the whole process).
@@ -416,23 +450,6 @@ mod tests {
         assert_eq!(c.event_bytes(), 1_048_576);
         assert_eq!(c.instance_override(), Some("i-0abc"));
         assert!(env.unused().is_empty());
-        let mut names: Vec<&str> = crate::destination::VARS
-            .iter()
-            .map(|v| v.name)
-            .filter(|n| n.starts_with("HIVELOG_") && !n.ends_with("_LEVEL"))
-            .collect();
-        names.sort();
-        let mut read = vec![
-            "HIVELOG_CLOUDWATCH_CREATE",
-            "HIVELOG_CLOUDWATCH_FORMAT",
-            "HIVELOG_CLOUDWATCH_GROUP",
-            "HIVELOG_CLOUDWATCH_MAX_EVENT_BYTES",
-            "HIVELOG_CLOUDWATCH_RETENTION_DAYS",
-            "HIVELOG_CLOUDWATCH_STREAM",
-            "HIVELOG_INSTANCE",
-        ];
-        read.sort();
-        assert_eq!(names, read);
     }
 
     #[test]
@@ -486,5 +503,32 @@ mod tests {
         assert!(StreamTemplate::parse("{target}").unwrap().per_record());
         assert!(StreamTemplate::parse("a{date").is_err());
         assert!(StreamTemplate::parse("").is_err());
+    }
+
+    #[test]
+    fn the_stream_setter_validates_as_the_variable_does() {
+        for bad in ["{instance}/{logger}", "a{date", "{}"] {
+            let env = Env::from_pairs([
+                ("HIVELOG_CLOUDWATCH_GROUP", "g"),
+                ("HIVELOG_CLOUDWATCH_STREAM", bad),
+            ]);
+            let from_env = CloudWatchConfig::from_env(&env).unwrap_err().to_string();
+            let from_code = CloudWatchConfig::new("g").stream(bad).unwrap_err();
+            assert_eq!(from_code.to_string(), from_env);
+        }
+        assert!(CloudWatchConfig::new("g").stream("").is_err());
+        let c = CloudWatchConfig::new("g").stream("{target}").unwrap();
+        assert_eq!(c.stream_template(), "{target}");
+        assert!(c.parsed_stream().per_record());
+    }
+
+    #[test]
+    fn the_default_stream_is_the_parsed_default_template() {
+        let default = CloudWatchConfig::new("g");
+        assert_eq!(default.stream_template(), DEFAULT_STREAM);
+        assert_eq!(
+            default.parsed_stream(),
+            &StreamTemplate::parse(DEFAULT_STREAM).unwrap()
+        );
     }
 }

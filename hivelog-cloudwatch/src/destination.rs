@@ -167,3 +167,29 @@ impl Configured for CloudWatchConfig {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_lists_every_variable_the_config_reads() {
+        let mut names: Vec<&str> = VARS
+            .iter()
+            .map(|v| v.name)
+            .filter(|n| n.starts_with("HIVELOG_") && !n.ends_with("_LEVEL"))
+            .collect();
+        names.sort();
+        let mut read = vec![
+            "HIVELOG_CLOUDWATCH_CREATE",
+            "HIVELOG_CLOUDWATCH_FORMAT",
+            "HIVELOG_CLOUDWATCH_GROUP",
+            "HIVELOG_CLOUDWATCH_MAX_EVENT_BYTES",
+            "HIVELOG_CLOUDWATCH_RETENTION_DAYS",
+            "HIVELOG_CLOUDWATCH_STREAM",
+            "HIVELOG_INSTANCE",
+        ];
+        read.sort();
+        assert_eq!(names, read);
+    }
+}

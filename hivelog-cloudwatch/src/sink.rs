@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use hivelog_core::{BatchLimits, FailureKind, Format, Outcomes, Record, Sink};
 use tokio::task::JoinSet;
 
-use crate::config::{CloudWatchConfig, StreamTemplate};
+use crate::config::CloudWatchConfig;
 use crate::limits;
 use crate::request_builder::RequestBuilder;
 use crate::retry::{apply_rejected, Disposition};
@@ -54,11 +54,8 @@ pub struct CloudWatchSink {
 impl CloudWatchSink {
     /// A sink for `config`, writing messages with `format`. Does no I/O.
     pub fn new(config: CloudWatchConfig, format: Arc<Format>) -> CloudWatchSink {
-        // A template that failed validation still yields a usable name: the text as it is.
-        let template = StreamTemplate::parse(config.stream_template()).unwrap_or_else(|_| {
-            StreamTemplate::parse(crate::config::DEFAULT_STREAM)
-                .expect("the default template parses")
-        });
+        // The configuration holds the template parsed and validated: no fallback is needed.
+        let template = config.parsed_stream().clone();
         let builder = RequestBuilder::new(
             format,
             config.message_format(),

@@ -82,6 +82,7 @@ fn throttling_and_service_unavailable_are_retried_and_nothing_is_lost() {
         let mut sink = sink(
             config(&server.url(), "g")
                 .stream("s")
+                .unwrap()
                 .format(MessageFormat::Text),
         );
         let now = SystemTime::now();
@@ -119,6 +120,7 @@ fn through_the_pipeline_throttled_records_are_delivered_exactly_once() {
     let sink = sink(
         config(&server.url(), "g")
             .stream("s")
+            .unwrap()
             .format(MessageFormat::Text),
     );
     let pipeline = Pipeline::spawn(sink, fast_retries()).unwrap();
@@ -156,6 +158,7 @@ fn rejected_log_events_info_is_accounted_exactly() {
         let mut sink = sink(
             config(&server.url(), "g")
                 .stream("s")
+                .unwrap()
                 .format(MessageFormat::Text),
         );
         let t = SystemTime::now() - Duration::from_secs(60);
@@ -194,6 +197,7 @@ fn through_the_pipeline_rejected_events_are_counted_and_not_retried() {
     let sink = sink(
         config(&server.url(), "g")
             .stream("s")
+            .unwrap()
             .format(MessageFormat::Text),
     );
     let pipeline = Pipeline::spawn(sink, fast_retries()).unwrap();
@@ -224,6 +228,7 @@ fn a_missing_group_is_created_and_given_its_retention() {
         let mut sink = sink(
             config(&server.url(), "g")
                 .stream("s")
+                .unwrap()
                 .retention_days(Some(14)),
         );
         sink.start().await;
@@ -251,7 +256,7 @@ fn a_missing_group_is_created_and_given_its_retention() {
 #[test]
 fn access_denied_fails_the_records_without_retrying() {
     let server = server(|_| aws_error(400, "AccessDeniedException"));
-    let sink = sink(config(&server.url(), "g").stream("s"));
+    let sink = sink(config(&server.url(), "g").stream("s").unwrap());
     let pipeline = Pipeline::spawn(sink, fast_retries()).unwrap();
     for i in 0..3 {
         pipeline.push(record("app", &format!("m{i}"), SystemTime::now()));
@@ -276,7 +281,7 @@ fn a_reset_connection_is_retried() {
         }
     });
     runtime().block_on(async {
-        let mut sink = sink(config(&server.url(), "g").stream("s"));
+        let mut sink = sink(config(&server.url(), "g").stream("s").unwrap());
         let batch = [record("app", "survives a reset", SystemTime::now())];
         let first = sink.send(&batch).await;
         assert_eq!(tally(&first), (0, 0, 1, 0, 0), "{first:?}");

@@ -115,6 +115,7 @@ fn an_existing_group_and_stream_are_reused() {
         let mut sink = sink(
             config(&url, &group)
                 .stream("fixed")
+                .unwrap()
                 .format(MessageFormat::Text),
         );
         sink.start().await;
@@ -134,7 +135,12 @@ fn a_deleted_stream_is_recreated_and_its_records_resent() {
     runtime().block_on(async {
         let url = moto();
         let group = unique("recreate");
-        let mut sink = sink(config(&url, &group).stream("s").format(MessageFormat::Text));
+        let mut sink = sink(
+            config(&url, &group)
+                .stream("s")
+                .unwrap()
+                .format(MessageFormat::Text),
+        );
         let now = SystemTime::now();
         assert_eq!(
             tally(&sink.send(&[record("app", "before", now)]).await),
@@ -172,7 +178,12 @@ fn a_batch_logged_out_of_order_is_sent_in_chronological_order() {
     runtime().block_on(async {
         let url = moto();
         let group = unique("order");
-        let mut sink = sink(config(&url, &group).stream("s").format(MessageFormat::Text));
+        let mut sink = sink(
+            config(&url, &group)
+                .stream("s")
+                .unwrap()
+                .format(MessageFormat::Text),
+        );
         let t = SystemTime::now() - Duration::from_secs(60);
         let at = |s: u64| t + Duration::from_secs(s);
         // A retried record (older) ahead of newer ones, and same-millisecond records.
@@ -197,7 +208,12 @@ fn events_outside_the_time_windows_are_rejected_and_counted_while_the_rest_land(
     runtime().block_on(async {
         let url = moto();
         let group = unique("window");
-        let mut sink = sink(config(&url, &group).stream("s").format(MessageFormat::Text));
+        let mut sink = sink(
+            config(&url, &group)
+                .stream("s")
+                .unwrap()
+                .format(MessageFormat::Text),
+        );
         let now = SystemTime::now();
         let day = Duration::from_secs(86_400);
         let batch = [
@@ -235,6 +251,7 @@ fn one_stream_per_logger_with_the_target_placeholder() {
         let mut sink = sink(
             config(&url, &group)
                 .stream("{instance}/{target}/{pid}")
+                .unwrap()
                 .format(MessageFormat::Text),
         );
         let now = SystemTime::now();
@@ -268,7 +285,12 @@ fn a_large_batch_is_split_into_parallel_requests_and_all_of_it_lands() {
     runtime().block_on(async {
         let url = moto();
         let group = unique("large");
-        let mut sink = sink(config(&url, &group).stream("s").format(MessageFormat::Text));
+        let mut sink = sink(
+            config(&url, &group)
+                .stream("s")
+                .unwrap()
+                .format(MessageFormat::Text),
+        );
         let now = SystemTime::now();
         let n = 2 * limits::MAX_BATCH_EVENTS + 500;
         let batch: Vec<_> = (0..n)
@@ -312,6 +334,7 @@ fn through_the_pipeline_every_record_lands_once_in_log_order() {
     let sink = sink(
         config(&url, &group)
             .stream("{target}")
+            .unwrap()
             .format(MessageFormat::Text),
     );
     let config = PipelineConfig {

@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use hivelog_core::{ConfigError, Secret};
 
-use crate::nodes::decode_base64_lenient;
-
 /// How requests authenticate.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub enum Auth {
@@ -118,72 +116,11 @@ pub(crate) fn read_ca_cert(var: &str, path: &str) -> Result<CaCert, ConfigError>
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::EsConfig;
-    use hivelog_core::Env;
-
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_pairs(pairs.iter().copied())
-    }
-
-    #[test]
-    fn auth_headers_are_what_elasticsearch_expects() {
-        let c = EsConfig::from_env(&env(&[
-            ("HIVELOG_ES_URL", "http://127.0.0.1:9200"),
-            ("HIVELOG_ES_USERNAME", "elastic"),
-            ("HIVELOG_ES_PASSWORD", "changeme"),
-        ]))
-        .unwrap()
-        .unwrap();
-        // base64("elastic:changeme")
-        assert_eq!(
-            c.auth.header_value().unwrap(),
-            "Basic ZWxhc3RpYzpjaGFuZ2VtZQ=="
-        );
-        assert!(!format!("{c:?}").contains("changeme"));
-
-        let c = EsConfig::from_env(&env(&[
-            ("HIVELOG_ES_URL", "http://127.0.0.1:9200"),
-            (
-                "HIVELOG_ES_API_KEY",
-                "VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw",
-            ),
-        ]))
-        .unwrap()
-        .unwrap();
-        // The example from Elasticsearch's create-API-key documentation.
-        assert_eq!(
-            c.auth.header_value().unwrap(),
-            "ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
-        );
-        let c2 = EsConfig::from_env(&env(&[
-            ("HIVELOG_ES_URL", "http://127.0.0.1:9200"),
-            (
-                "HIVELOG_ES_API_KEY",
-                "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==",
-            ),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(c.auth.header_value(), c2.auth.header_value());
-        assert!(!format!("{c2:?}").contains("VnVh"));
-        let err = EsConfig::from_env(&env(&[
-            ("HIVELOG_ES_URL", "http://h"),
-            ("HIVELOG_ES_API_KEY", "nokey"),
-        ]))
-        .unwrap_err();
-        assert!(!err.to_string().contains("nokey"), "{err}");
-
-        let c = EsConfig::new("https://bob:p%40ss@es.example:9200/prefix/").unwrap();
-        assert_eq!(c.nodes, vec!["https://es.example:9200/prefix".to_owned()]);
-        assert_eq!(
-            c.auth.header_value().unwrap(),
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode("bob:p@ss")
-            )
-        );
-    }
+/// Base64, standard or URL-safe alphabet, padded or not.
+pub(crate) fn decode_base64_lenient(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let s = s.trim();
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(s).ok())
 }

@@ -16,10 +16,12 @@ use crate::index::IndexTemplate;
 use crate::nodes::parse_nodes;
 
 pub use crate::auth::Auth;
-pub use crate::index::{
-    index_safe_service, validate_index_name, FORBIDDEN_INDEX_CHARS, MAX_INDEX_NAME_BYTES,
-};
+pub use crate::index::{index_safe_service, validate_index_name};
+pub use crate::limits::{FORBIDDEN_INDEX_CHARS, MAX_INDEX_NAME_BYTES};
 pub use crate::nodes::decode_cloud_id;
+
+/// The variable that sets the index template; its errors name it, from code too.
+const INDEX_VAR: &str = "HIVELOG_ES_INDEX";
 
 /// Default index template (`HIVELOG_ES_INDEX`): one index (or data stream) per service.
 pub const DEFAULT_INDEX: &str = "logs-{service}";
@@ -101,7 +103,7 @@ impl EsConfig {
         let (nodes, auth) = parse_nodes("HIVELOG_ES_URL", urls)?;
         Ok(EsConfig {
             nodes,
-            index: IndexTemplate::parse("HIVELOG_ES_INDEX", DEFAULT_INDEX)?,
+            index: IndexTemplate::parse(INDEX_VAR, DEFAULT_INDEX)?,
             action: Action::default(),
             auth,
             ca_cert: None,
@@ -146,6 +148,16 @@ impl EsConfig {
 
     /// Applies the `HIVELOG_ES_*` variables that are set over `self` (the URL or Cloud ID too).
     pub fn apply_env(mut self, env: &Env) -> Result<Self, ConfigError> {
+        self.apply_nodes(env)?;
+        self.apply_request(env)?;
+        self.apply_credentials(env)?;
+        self.apply_limits(env)?;
+        self.apply_extras(env)?;
+        Ok(self)
+    }
+
+    /// `HIVELOG_ES_URL` or `HIVELOG_ES_CLOUD_ID`: where documents go.
+    fn apply_nodes(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(url) = env.get("HIVELOG_ES_URL") {
             let (nodes, auth) = parse_nodes("HIVELOG_ES_URL", url)?;
             self.nodes = nodes;
@@ -155,8 +167,13 @@ impl EsConfig {
         } else if let Some(id) = env.get("HIVELOG_ES_CLOUD_ID") {
             self.nodes = EsConfig::from_cloud_id(id)?.nodes;
         }
+        Ok(())
+    }
+
+    /// `HIVELOG_ES_INDEX`, `_ACTION`, `_COMPRESS`: what each request says.
+    fn apply_request(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(t) = env.get("HIVELOG_ES_INDEX") {
-            self.index = IndexTemplate::parse("HIVELOG_ES_INDEX", t)?;
+            self.index = IndexTemplate::parse(INDEX_VAR, t)?;
         }
         if let Some(a) = env.choice(
             "HIVELOG_ES_ACTION",
@@ -172,6 +189,11 @@ impl EsConfig {
         )? {
             self.compression = c;
         }
+        Ok(())
+    }
+
+    /// `HIVELOG_ES_USERNAME`, `_PASSWORD`, `_API_KEY`, `_CA_CERT`: who we are, whom we trust.
+    fn apply_credentials(&mut self, env: &Env) -> Result<(), ConfigError> {
         let username = env.get("HIVELOG_ES_USERNAME").map(str::to_owned);
         let password = env.secret("HIVELOG_ES_PASSWORD");
         if let Some(key) = env.secret("HIVELOG_ES_API_KEY") {
@@ -194,6 +216,11 @@ impl EsConfig {
         if let Some(path) = env.get("HIVELOG_ES_CA_CERT") {
             self.ca_cert = Some(read_ca_cert("HIVELOG_ES_CA_CERT", path)?);
         }
+        Ok(())
+    }
+
+    /// `HIVELOG_ES_MAX_BATCH_BYTES`, `_TIMEOUT`: how large and how long one request may be.
+    fn apply_limits(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(v) = env.get("HIVELOG_ES_MAX_BATCH_BYTES") {
             let n = parse_bytes(v).filter(|n| (1_000..=1_000_000_000).contains(n));
             self.max_batch_bytes = n.ok_or_else(|| {
@@ -216,6 +243,11 @@ impl EsConfig {
             }
             self.timeout = t;
         }
+        Ok(())
+    }
+
+    /// `HIVELOG_ES_DEAD_LETTER`, `_SETUP`: what happens beside delivery.
+    fn apply_extras(&mut self, env: &Env) -> Result<(), ConfigError> {
         if let Some(p) = env.get("HIVELOG_ES_DEAD_LETTER") {
             let path = PathBuf::from(p);
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -232,14 +264,23 @@ impl EsConfig {
         if let Some(s) = env.bool("HIVELOG_ES_SETUP")? {
             self.setup = s;
         }
-        Ok(self)
+        Ok(())
     }
 
-    /// Sets the index template: `{service}` and `{date:FORMAT}` (UTC, from each event's own
-    /// time; `%Y %m %d %H %j %%`), default `logs-{service}`. Validated against Elasticsearch's
-    /// index-name rules.
+    /// Sets the index template (`HIVELOG_ES_INDEX`, default [`DEFAULT_INDEX`]): `{service}` and
+    /// `{date:FORMAT}` (UTC, from each event's own time; `%Y %m %d %H %j %%`). Validated as the
+    /// variable is, against Elasticsearch's index-name rules; the error names the variable.
+    ///
+    /// ```
+    /// use hivelog_elk::EsConfig;
+    /// let config = EsConfig::new("http://127.0.0.1:9200")?.index("logs-{service}-{date}")?;
+    /// assert_eq!(config.index_template(), "logs-{service}-{date}");
+    /// let err = EsConfig::new("http://127.0.0.1:9200")?.index("Logs").unwrap_err();
+    /// assert!(err.to_string().starts_with("HIVELOG_ES_INDEX: 'Logs' is not a valid index name"));
+    /// # Ok::<(), hivelog_core::ConfigError>(())
+    /// ```
     pub fn index(mut self, template: &str) -> Result<Self, ConfigError> {
-        self.index = IndexTemplate::parse("index", template)?;
+        self.index = IndexTemplate::parse(INDEX_VAR, template)?;
         Ok(self)
     }
 
@@ -327,6 +368,7 @@ impl EsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_pairs(pairs.iter().copied())
@@ -388,5 +430,173 @@ mod tests {
                 .to_string();
             assert!(err.starts_with(&format!("{k}: '{v}' is not")), "{err}");
         }
+    }
+
+    #[test]
+    fn auth_headers_are_what_elasticsearch_expects() {
+        let c = EsConfig::from_env(&env(&[
+            ("HIVELOG_ES_URL", "http://127.0.0.1:9200"),
+            ("HIVELOG_ES_USERNAME", "elastic"),
+            ("HIVELOG_ES_PASSWORD", "changeme"),
+        ]))
+        .unwrap()
+        .unwrap();
+        // base64("elastic:changeme")
+        assert_eq!(
+            c.auth.header_value().unwrap(),
+            "Basic ZWxhc3RpYzpjaGFuZ2VtZQ=="
+        );
+        assert!(!format!("{c:?}").contains("changeme"));
+
+        let c = EsConfig::from_env(&env(&[
+            ("HIVELOG_ES_URL", "http://127.0.0.1:9200"),
+            (
+                "HIVELOG_ES_API_KEY",
+                "VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw",
+            ),
+        ]))
+        .unwrap()
+        .unwrap();
+        // The example from Elasticsearch's create-API-key documentation.
+        assert_eq!(
+            c.auth.header_value().unwrap(),
+            "ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
+        );
+        let c2 = EsConfig::from_env(&env(&[
+            ("HIVELOG_ES_URL", "http://127.0.0.1:9200"),
+            (
+                "HIVELOG_ES_API_KEY",
+                "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==",
+            ),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.auth.header_value(), c2.auth.header_value());
+        assert!(!format!("{c2:?}").contains("VnVh"));
+        let err = EsConfig::from_env(&env(&[
+            ("HIVELOG_ES_URL", "http://h"),
+            ("HIVELOG_ES_API_KEY", "nokey"),
+        ]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("nokey"), "{err}");
+
+        let c = EsConfig::new("https://bob:p%40ss@es.example:9200/prefix/").unwrap();
+        assert_eq!(c.nodes, vec!["https://es.example:9200/prefix".to_owned()]);
+        assert_eq!(
+            c.auth.header_value().unwrap(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("bob:p@ss")
+            )
+        );
+    }
+
+    #[test]
+    fn credentials_in_a_url_that_does_not_parse_are_masked_in_the_error() {
+        for url in [
+            "elastic:hunter2@es.internal:9200",
+            "http://elastic:hunter2@[bad/x",
+        ] {
+            let e = EsConfig::new(url).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("***@"), "{e}");
+        }
+    }
+
+    #[test]
+    fn nodes_are_comma_separated_and_keep_their_path_prefix() {
+        let c = EsConfig::new(" http://a:9200 , https://b/api/v1/_elastic/ ").unwrap();
+        assert_eq!(c.nodes, vec!["http://a:9200", "https://b/api/v1/_elastic"]);
+        for bad in ["", "ftp://x", "es:9200", "http://x?y=1"] {
+            let err = EsConfig::from_env(&env(&[("HIVELOG_ES_URL", bad)]));
+            assert!(matches!(err, Err(_) | Ok(None)), "{bad}");
+        }
+        let err = EsConfig::new("ftp://x").unwrap_err().to_string();
+        assert!(
+            err.starts_with("HIVELOG_ES_URL: 'ftp://x' is not a node URL"),
+            "{err}"
+        );
+        let err = EsConfig::new("ftp://u:secret@x").unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_cloud_id_names_the_variable() {
+        let err = EsConfig::from_env(&env(&[("HIVELOG_ES_CLOUD_ID", "nonsense:!!")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("HIVELOG_ES_CLOUD_ID: 'nonsense:!!' is not an Elastic Cloud ID"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn index_names_are_validated_at_init() {
+        for bad in [
+            "Logs",
+            "logs x",
+            "logs/x",
+            "logs*",
+            "logs?",
+            "lo\"gs",
+            "a<b",
+            "a>b",
+            "a|b",
+            "a,b",
+            "a#b",
+            "-logs",
+            "_logs",
+            "+logs",
+            ".",
+            "..",
+            "a:b",
+            "logs-{date:%Q}",
+            "logs-{nope}",
+            "logs-{service",
+            "logs}",
+            "{date:%Y-%M}",
+        ] {
+            let err = EsConfig::from_env(&env(&[
+                ("HIVELOG_ES_URL", "http://h"),
+                ("HIVELOG_ES_INDEX", bad),
+            ]))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "HIVELOG_ES_INDEX: '{bad}' is not a valid index name; expected"
+                )),
+                "{bad}: {err}"
+            );
+        }
+        let long = "a".repeat(256);
+        assert!(EsConfig::new("http://h").unwrap().index(&long).is_err());
+        assert!(EsConfig::new("http://h")
+            .unwrap()
+            .index(&"a".repeat(255))
+            .is_ok());
+    }
+
+    #[test]
+    fn the_index_setter_validates_as_the_variable_does() {
+        for bad in ["Logs", "logs-{nope}", "a:b", "{date:%Y-%M}"] {
+            let from_env = EsConfig::from_env(&env(&[
+                ("HIVELOG_ES_URL", "http://h"),
+                ("HIVELOG_ES_INDEX", bad),
+            ]))
+            .unwrap_err()
+            .to_string();
+            let from_code = EsConfig::new("http://h")
+                .unwrap()
+                .index(bad)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(from_code, from_env);
+        }
+        let c = EsConfig::new("http://h")
+            .unwrap()
+            .index("l-{date}")
+            .unwrap();
+        assert_eq!(c.index_template(), "l-{date}");
     }
 }

@@ -4,12 +4,7 @@
 use hivelog_core::format::time::civil_from_days;
 use hivelog_core::ConfigError;
 
-/// Elasticsearch's longest index name, in bytes.
-pub const MAX_INDEX_NAME_BYTES: usize = 255;
-/// Characters Elasticsearch forbids in index names (`:` is refused since 8.0: it names remote
-/// clusters).
-pub const FORBIDDEN_INDEX_CHARS: &[char] =
-    &['\\', '/', '*', '?', '"', '<', '>', '|', ',', '#', ' ', ':'];
+use crate::limits::{FORBIDDEN_INDEX_CHARS, MAX_INDEX_NAME_BYTES};
 
 /// One piece of an index template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,58 +234,8 @@ pub fn index_safe_service(service: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EsConfig;
-    use hivelog_core::Env;
-
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_pairs(pairs.iter().copied())
-    }
-
     #[test]
-    fn index_names_are_validated_at_init() {
-        for bad in [
-            "Logs",
-            "logs x",
-            "logs/x",
-            "logs*",
-            "logs?",
-            "lo\"gs",
-            "a<b",
-            "a>b",
-            "a|b",
-            "a,b",
-            "a#b",
-            "-logs",
-            "_logs",
-            "+logs",
-            ".",
-            "..",
-            "a:b",
-            "logs-{date:%Q}",
-            "logs-{nope}",
-            "logs-{service",
-            "logs}",
-            "{date:%Y-%M}",
-        ] {
-            let err = EsConfig::from_env(&env(&[
-                ("HIVELOG_ES_URL", "http://h"),
-                ("HIVELOG_ES_INDEX", bad),
-            ]))
-            .unwrap_err()
-            .to_string();
-            assert!(
-                err.starts_with(&format!(
-                    "HIVELOG_ES_INDEX: '{bad}' is not a valid index name; expected"
-                )),
-                "{bad}: {err}"
-            );
-        }
-        let long = "a".repeat(256);
-        assert!(EsConfig::new("http://h").unwrap().index(&long).is_err());
-        assert!(EsConfig::new("http://h")
-            .unwrap()
-            .index(&"a".repeat(255))
-            .is_ok());
+    fn templates_render_each_events_own_time() {
         let t = IndexTemplate::parse("v", "logs-{service}-{date:%Y.%m.%d}").unwrap();
         // 2025-03-31T15:45:10Z
         assert_eq!(t.render("web", 1_743_435_910), "logs-web-2025.03.31");

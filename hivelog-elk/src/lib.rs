@@ -21,10 +21,15 @@
 //!   index-name rules), the API key and the CA file are checked when the configuration is
 //!   read, with messages naming the variable.
 //!
-//! One file per concern: [`config`] (options), `nodes` (node URLs, Cloud ID), `index` (index
-//! names), `auth` (credentials, CA certificates), `request` (batch → NDJSON), [`response`]
-//! (what each answer means), `service` (HTTP, nodes, failover), `dead_letter`, `setup` (index
-//! template) and `sink` (ties them together).
+//! One file per concern, in the order a record travels, as in every hivelog sink crate:
+//! - [`config`]: variables, defaults, validation (with `nodes` for node URLs and the Cloud ID,
+//!   `index` for index names, `auth` for credentials and CA certificates);
+//! - [`limits`]: what Elasticsearch accepts, quoted from its reference, and the sink's bounds;
+//! - `request_builder`: records → `_bulk` NDJSON bodies within the byte and document limits;
+//! - `service`: the transport (HTTP, the nodes in turn, failover, capped responses);
+//! - `retry`: which answers and items are retried, rejected, or fatal;
+//! - `sink`: the [`Sink`](hivelog_core::Sink) implementation tying them together;
+//! - `dead_letter` (rejected documents to a file), `setup` (the index template), `destination`.
 #![warn(missing_docs)]
 
 mod auth;
@@ -32,9 +37,10 @@ pub mod config;
 mod dead_letter;
 pub mod destination;
 mod index;
+pub mod limits;
 mod nodes;
-mod request;
-pub mod response;
+mod request_builder;
+mod retry;
 mod service;
 mod setup;
 mod sink;
@@ -44,7 +50,7 @@ pub use config::{
     DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_DOCS, DEFAULT_TIMEOUT,
 };
 pub use destination::{DESTINATION, VARS};
-pub use request::{BULK_PATH, NDJSON};
+pub use request_builder::{BULK_PATH, NDJSON};
 pub use setup::TEMPLATE_PRIORITY;
 pub use sink::EsSink;
 
@@ -55,8 +61,8 @@ pub mod bench {
 
     use hivelog_core::{Format, Record};
 
-    use crate::request::{BulkEncoder, Encoded};
-    use crate::EsConfig;
+    use crate::config::EsConfig;
+    use crate::request_builder::{BulkEncoder, Encoded};
 
     /// Encodes batches exactly as [`crate::EsSink`] does before sending.
     #[derive(Debug)]

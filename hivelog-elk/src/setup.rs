@@ -16,11 +16,60 @@
 //! overlap (`logs-web-*` and `logs-web-api-*`), where equal priorities would make Elasticsearch
 //! refuse the second template; the longer, more specific pattern wins.
 
+use bytes::Bytes;
+use hivelog_core::diag;
 use hivelog_core::format::{Attr, Format};
+use reqwest::Method;
 use serde_json::{json, Map, Value};
+
+use crate::limits::MIN_RESPONSE_CAP;
+use crate::retry::error_summary;
+use crate::service::Transport;
 
 /// Base priority of the installed template (the pattern's length is added).
 pub const TEMPLATE_PRIORITY: u32 = 200;
+
+/// Installs the index template for `pattern` (`HIVELOG_ES_SETUP`); a failure is reported on
+/// stderr and delivery goes on, with dynamic mappings.
+pub(crate) async fn install_template(transport: &mut Transport, format: &Format, pattern: &str) {
+    let (name, body) = index_template(format, pattern);
+    let body = Bytes::from(body.to_string());
+    let path = format!("/_index_template/{name}");
+    match transport
+        .send(
+            Method::PUT,
+            &path,
+            "application/json",
+            body,
+            false,
+            MIN_RESPONSE_CAP,
+        )
+        .await
+    {
+        Ok(a) if (200..300).contains(&a.status) => {}
+        Ok(a) => {
+            diag::warn(
+                "elasticsearch",
+                "setup",
+                format_args!(
+                    "HIVELOG_ES_SETUP: installing index template {name} at {} failed with {} ({}); documents still go out, with dynamic mappings",
+                    a.url,
+                    a.status,
+                    error_summary(&a.body)
+                ),
+            );
+        }
+        Err(e) => {
+            diag::warn(
+                "elasticsearch",
+                "setup",
+                format_args!(
+                    "HIVELOG_ES_SETUP: installing index template {name} failed ({e}); documents still go out, with dynamic mappings"
+                ),
+            );
+        }
+    }
+}
 
 /// The template's name and body for index pattern `pattern`.
 pub(crate) fn index_template(format: &Format, pattern: &str) -> (String, Value) {

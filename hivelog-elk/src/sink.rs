@@ -5,13 +5,15 @@
 //! limit. A 413 splits the request in halves, sent one after the other, down to single
 //! documents; the limit then shrinks to half the refused size for the rest of the process, so
 //! the next batches fit the first time. Everything else an answer can mean is decided in
-//! [`crate::response`].
+//! `crate::retry`.
 //!
 //! Diagnostics: the pipeline already writes retries, failures (with the error set here, such
 //! as the 401 explanation) and rejections (with their reason) to stderr through
-//! [`hivelog_core::diag`], rate-limited; this sink adds only what the pipeline cannot know
-//! (the index template could not be installed, the dead-letter file cannot be written).
+//! [`hivelog_core::diag`], rate-limited; this crate adds only what the pipeline cannot know
+//! (the index template could not be installed, see `crate::setup`; the dead-letter file
+//! cannot be written).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,16 +23,11 @@ use reqwest::Method;
 
 use crate::config::{Action, Compression, EsConfig};
 use crate::dead_letter::DeadLetter;
-use crate::request::{gzip, BulkEncoder, Encoded, BULK_PATH, NDJSON};
-use crate::response::{
-    error_summary, parse_bulk, response_cap, retry_after, verdict, ItemOutcome, Verdict,
-    MIN_RESPONSE_CAP,
-};
-use crate::service::{SendError, Transport};
-use crate::setup::index_template;
-
-/// Smallest byte limit a 413 can shrink batches to.
-const MIN_BATCH_BYTES: usize = 1024;
+use crate::limits::{response_cap, MIN_BATCH_BYTES};
+use crate::request_builder::{gzip, BulkEncoder, Encoded, BULK_PATH, NDJSON};
+use crate::retry::{parse_bulk, retry_after, verdict, ItemOutcome, Verdict};
+use crate::service::{Answer, SendError, Transport};
+use crate::setup::install_template;
 
 /// The Elasticsearch / OpenSearch sink: hand it to [`hivelog_core::Pipeline::spawn`].
 ///
@@ -83,47 +80,6 @@ impl EsSink {
             format,
         }
     }
-
-    async fn install_template(&mut self) {
-        let (name, body) = index_template(&self.format, &self.template_pattern);
-        let body = Bytes::from(body.to_string());
-        let path = format!("/_index_template/{name}");
-        match self
-            .transport
-            .send(
-                Method::PUT,
-                &path,
-                "application/json",
-                body,
-                false,
-                MIN_RESPONSE_CAP,
-            )
-            .await
-        {
-            Ok(a) if (200..300).contains(&a.status) => {}
-            Ok(a) => {
-                diag::warn(
-                    "elasticsearch",
-                    "setup",
-                    format_args!(
-                        "HIVELOG_ES_SETUP: installing index template {name} at {} failed with {} ({}); documents still go out, with dynamic mappings",
-                        a.url,
-                        a.status,
-                        error_summary(&a.body)
-                    ),
-                );
-            }
-            Err(e) => {
-                diag::warn(
-                    "elasticsearch",
-                    "setup",
-                    format_args!(
-                        "HIVELOG_ES_SETUP: installing index template {name} failed ({e}); documents still go out, with dynamic mappings"
-                    ),
-                );
-            }
-        }
-    }
 }
 
 impl Sink for EsSink {
@@ -140,179 +96,225 @@ impl Sink for EsSink {
 
     async fn start(&mut self) {
         if self.setup {
-            self.install_template().await;
+            install_template(&mut self.transport, &self.format, &self.template_pattern).await;
         }
     }
 
     async fn send(&mut self, batch: &[Record]) -> Outcomes {
-        let n = batch.len();
-        let mut out = Outcomes::delivered(n);
-        if n == 0 {
-            return out;
+        if batch.is_empty() {
+            return Outcomes::delivered(0);
         }
         self.encoder
             .encode(batch, self.max_bytes, self.max_docs, &mut self.encoded);
-        let count = self.encoded.len();
+        let mut progress = Progress::new(batch.len(), self.encoded.len());
         // The body moves into a `Bytes` that requests share by slice; it is reclaimed below.
         let body = Bytes::from(std::mem::take(&mut self.encoded.body));
-        for i in count..n {
-            out.defer(i);
-        }
-        let mut todo: Vec<(usize, usize)> = vec![(0, count)];
-        let mut retried = 0usize;
-        let mut retry_reason = None;
-        let mut retry_kind = FailureKind::Unavailable;
-        while let Some((from, to)) = todo.pop() {
-            let range = self.encoded.range(from, to);
-            let len = range.len();
-            let (payload, gz) = match self.compression {
-                Compression::Gzip => (Bytes::from(gzip(&body[range])), true),
-                Compression::None => (body.slice(range), false),
-            };
-            let wire_len = payload.len() as u64;
-            let answer = self
-                .transport
-                .send(
-                    Method::POST,
-                    BULK_PATH,
-                    NDJSON,
-                    payload,
-                    gz,
-                    response_cap(len),
-                )
-                .await;
-            // What ends this send early: the range and everything still to do share its fate.
-            let stop = |out: &mut Outcomes, todo: &mut Vec<(usize, usize)>, fail: bool| {
-                for (a, b) in std::iter::once((from, to)).chain(todo.drain(..)) {
-                    for i in a..b {
-                        if fail {
-                            out.fail(i)
-                        } else {
-                            out.retry(i)
-                        }
-                    }
-                }
-            };
-            let answer = match answer {
-                Ok(a) => a,
-                Err(SendError::Network(kind, e)) => {
-                    stop(&mut out, &mut todo, false);
-                    out.set_error(kind, e);
-                    break;
-                }
-                Err(SendError::Client(e)) => {
-                    stop(&mut out, &mut todo, true);
-                    out.set_error(FailureKind::Internal, e);
-                    break;
-                }
-            };
-            out.add_bytes_sent(wire_len);
-            match verdict(answer.status, &answer.body, &answer.url) {
-                Verdict::Items => {}
-                Verdict::Split if to - from > 1 => {
-                    let mid = from + (to - from) / 2;
-                    todo.push((mid, to));
-                    todo.push((from, mid));
-                    self.max_bytes = self.max_bytes.min(len / 2).max(MIN_BATCH_BYTES);
-                    continue;
-                }
-                Verdict::Split => {
-                    let reason = format!(
-                        "request_entity_too_large: the document ({len} bytes with its action line) is larger than the server accepts (http.max_content_length)"
-                    );
-                    self.dead_letter_write(&body, from, 413, &reason);
-                    out.reject(from, reason);
-                    continue;
-                }
-                Verdict::Retry(kind, e) => {
-                    stop(&mut out, &mut todo, false);
-                    if let Some(d) = retry_after(answer.retry_after.as_deref()) {
-                        out.set_retry_after(d);
-                    }
-                    out.set_error(kind, e);
-                    break;
-                }
-                Verdict::Auth(e) => {
-                    stop(&mut out, &mut todo, true);
-                    out.set_error(FailureKind::Credentials, e);
-                    break;
-                }
-                Verdict::Fail(e) => {
-                    stop(&mut out, &mut todo, true);
-                    out.set_error(FailureKind::Protocol, e);
-                    break;
-                }
-            }
-            let parsed = match parse_bulk(&answer.body) {
-                Ok(p) => p,
-                Err(e) => {
-                    // Status 2xx but no readable items: resending is safe (409 → delivered).
-                    (from..to).for_each(|i| out.retry(i));
-                    out.set_error(FailureKind::Protocol, format!("{}: {e}", answer.url));
-                    continue;
-                }
-            };
-            let Some(items) = parsed.items else {
-                if parsed.errors {
-                    (from..to).for_each(|i| out.retry(i));
-                    out.set_error(
-                        FailureKind::Protocol,
-                        format!(
-                            "{}: bulk response says errors but lists no items",
-                            answer.url
-                        ),
-                    );
-                }
-                continue;
-            };
-            for (k, item) in items.iter().take(to - from).enumerate() {
-                let i = from + k;
-                match item.outcome(self.action) {
-                    ItemOutcome::Delivered => {}
-                    ItemOutcome::Retry(reason) => {
-                        out.retry(i);
-                        retried += 1;
-                        if item.status == 429 || reason.starts_with("es_rejected_execution") {
-                            retry_kind = FailureKind::Throttled;
-                        }
-                        retry_reason.get_or_insert(reason);
-                    }
-                    ItemOutcome::Rejected(reason) => {
-                        self.dead_letter_write(&body, i, item.status, &reason);
-                        out.reject(i, reason);
-                    }
-                }
-            }
-            if items.len() < to - from {
-                (from + items.len()..to).for_each(|i| out.retry(i));
-                out.set_error(
-                    FailureKind::Protocol,
-                    format!(
-                        "{}: bulk response lists {} items for {} documents; the rest are resent",
-                        answer.url,
-                        items.len(),
-                        to - from
-                    ),
-                );
-            }
-        }
-        if let Some(reason) = retry_reason {
-            if out.error().is_none() {
-                out.set_error(
-                    retry_kind,
-                    format!("{retried} of {count} documents to retry: {reason}"),
-                );
+        while let Some(range) = progress.todo.pop() {
+            if self
+                .send_range(&body, range, &mut progress)
+                .await
+                .is_break()
+            {
+                break;
             }
         }
         // Reuse the buffer when no request holds a slice of it any more (the usual case).
         if let Ok(buf) = body.try_into_mut() {
             self.encoded.body = buf.into();
         }
-        out
+        progress.finish()
+    }
+}
+
+/// Records `from..to` of the encoded batch: what one request carries.
+type Range = (usize, usize);
+
+/// One `send` under way: the outcomes so far, the ranges still to send (a 413 adds halves),
+/// and the first reason items were retried, for the error of a batch that otherwise went out.
+struct Progress {
+    out: Outcomes,
+    todo: Vec<Range>,
+    count: usize,
+    retried: usize,
+    retry_reason: Option<String>,
+    retry_kind: FailureKind,
+}
+
+impl Progress {
+    /// A send of the first `count` of `n` records; the rest did not fit and are deferred.
+    fn new(n: usize, count: usize) -> Self {
+        let mut out = Outcomes::delivered(n);
+        for i in count..n {
+            out.defer(i);
+        }
+        Progress {
+            out,
+            todo: vec![(0, count)],
+            count,
+            retried: 0,
+            retry_reason: None,
+            retry_kind: FailureKind::Unavailable,
+        }
+    }
+
+    /// Ends the send early: `range` and every range still to do share its fate (retried, or
+    /// failed when `fail`), with `error` as the batch's error.
+    fn stop(
+        &mut self,
+        range: Range,
+        fail: bool,
+        kind: FailureKind,
+        error: String,
+    ) -> ControlFlow<()> {
+        for (a, b) in std::iter::once(range).chain(self.todo.drain(..)) {
+            for i in a..b {
+                if fail {
+                    self.out.fail(i)
+                } else {
+                    self.out.retry(i)
+                }
+            }
+        }
+        self.out.set_error(kind, error);
+        ControlFlow::Break(())
+    }
+
+    /// Retries `from..to` of a request whose answer cannot be trusted item by item.
+    fn retry_unread(&mut self, (from, to): Range, error: String) {
+        (from..to).for_each(|i| self.out.retry(i));
+        self.out.set_error(FailureKind::Protocol, error);
+    }
+
+    /// Retries document `i` alone; a throttled item makes the batch's error "throttled".
+    fn retry_item(&mut self, i: usize, status: u16, reason: String) {
+        self.out.retry(i);
+        self.retried += 1;
+        if status == 429 || reason.starts_with("es_rejected_execution") {
+            self.retry_kind = FailureKind::Throttled;
+        }
+        self.retry_reason.get_or_insert(reason);
+    }
+
+    /// The outcomes, with why items were retried when nothing else went wrong.
+    fn finish(mut self) -> Outcomes {
+        if let Some(reason) = self.retry_reason {
+            if self.out.error().is_none() {
+                let (retried, count) = (self.retried, self.count);
+                self.out.set_error(
+                    self.retry_kind,
+                    format!("{retried} of {count} documents to retry: {reason}"),
+                );
+            }
+        }
+        self.out
     }
 }
 
 impl EsSink {
+    /// Sends one range of the encoded batch as a `_bulk` request and applies the answer;
+    /// `Break` when the rest of the batch shares the range's fate.
+    async fn send_range(
+        &mut self,
+        body: &Bytes,
+        (from, to): Range,
+        p: &mut Progress,
+    ) -> ControlFlow<()> {
+        let range = self.encoded.range(from, to);
+        let len = range.len();
+        let (payload, gz) = match self.compression {
+            Compression::Gzip => (Bytes::from(gzip(&body[range])), true),
+            Compression::None => (body.slice(range), false),
+        };
+        let wire_len = payload.len() as u64;
+        let answer = self
+            .transport
+            .send(
+                Method::POST,
+                BULK_PATH,
+                NDJSON,
+                payload,
+                gz,
+                response_cap(len),
+            )
+            .await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(SendError::Network(kind, e)) => return p.stop((from, to), false, kind, e),
+            Err(SendError::Client(e)) => return p.stop((from, to), true, FailureKind::Internal, e),
+        };
+        p.out.add_bytes_sent(wire_len);
+        match verdict(answer.status, &answer.body, &answer.url) {
+            Verdict::Items => self.apply_items(body, (from, to), &answer, p),
+            Verdict::Split => self.split_on_413(body, (from, to), len, p),
+            Verdict::Retry(kind, e) => {
+                if let Some(d) = retry_after(answer.retry_after.as_deref()) {
+                    p.out.set_retry_after(d);
+                }
+                return p.stop((from, to), false, kind, e);
+            }
+            Verdict::Auth(e) => return p.stop((from, to), true, FailureKind::Credentials, e),
+            Verdict::Fail(e) => return p.stop((from, to), true, FailureKind::Protocol, e),
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A 413: the range goes again in halves, and later batches are cut at half its size; a
+    /// single document the server refuses is rejected.
+    fn split_on_413(&mut self, body: &[u8], (from, to): Range, len: usize, p: &mut Progress) {
+        if to - from > 1 {
+            let mid = from + (to - from) / 2;
+            p.todo.push((mid, to));
+            p.todo.push((from, mid));
+            self.max_bytes = self.max_bytes.min(len / 2).max(MIN_BATCH_BYTES);
+        } else {
+            let reason = format!(
+                "request_entity_too_large: the document ({len} bytes with its action line) is larger than the server accepts (http.max_content_length)"
+            );
+            self.dead_letter_write(body, from, 413, &reason);
+            p.out.reject(from, reason);
+        }
+    }
+
+    /// Applies a 2xx answer item by item (classified in `crate::retry`): delivered, retried
+    /// alone, or rejected (and dead-lettered).
+    fn apply_items(&mut self, body: &[u8], (from, to): Range, answer: &Answer, p: &mut Progress) {
+        let parsed = match parse_bulk(&answer.body) {
+            Ok(parsed) => parsed,
+            // Status 2xx but no readable items: resending is safe (409 → delivered).
+            Err(e) => return p.retry_unread((from, to), format!("{}: {e}", answer.url)),
+        };
+        let Some(items) = parsed.items else {
+            if parsed.errors {
+                let e = format!(
+                    "{}: bulk response says errors but lists no items",
+                    answer.url
+                );
+                p.retry_unread((from, to), e);
+            }
+            return;
+        };
+        for (k, item) in items.iter().take(to - from).enumerate() {
+            let i = from + k;
+            match item.outcome(self.action) {
+                ItemOutcome::Delivered => {}
+                ItemOutcome::Retry(reason) => p.retry_item(i, item.status, reason),
+                ItemOutcome::Rejected(reason) => {
+                    self.dead_letter_write(body, i, item.status, &reason);
+                    p.out.reject(i, reason);
+                }
+            }
+        }
+        if items.len() < to - from {
+            let e = format!(
+                "{}: bulk response lists {} items for {} documents; the rest are resent",
+                answer.url,
+                items.len(),
+                to - from
+            );
+            p.retry_unread((from + items.len(), to), e);
+        }
+    }
+
     fn dead_letter_write(&mut self, body: &[u8], i: usize, status: u16, reason: &str) {
         if let Some(dl) = &mut self.dead_letter {
             let action = &body[self.encoded.action_line(i)];

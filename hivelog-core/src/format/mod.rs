@@ -253,34 +253,10 @@ impl Format {
     fn emit_basic<E: Emit>(&self, r: &Record, key: &Key, attr: Attr, e: &mut E) {
         // ECS omits what is missing; the default schema keeps every configured key (null).
         let ecs = self.schema == Schema::Ecs;
-        macro_rules! opt {
-            ($v:expr, $write:expr) => {
-                match $v {
-                    Some(v) => {
-                        e.key_static(key);
-                        $write(e, v)
-                    }
-                    None if ecs => {}
-                    None => {
-                        e.key_static(key);
-                        e.null()
-                    }
-                }
-            };
-        }
         match attr {
             Attr::Timestamp => {
                 e.key_static(key);
-                let (secs, nanos) = r.unix_time();
-                match self.timestamp {
-                    TimestampFormat::Rfc3339Ms => e.rfc3339(secs, nanos, 3),
-                    TimestampFormat::Rfc3339Ns => e.rfc3339(secs, nanos, 9),
-                    TimestampFormat::EpochMs => e.u64(secs * 1000 + u64::from(nanos / 1_000_000)),
-                    TimestampFormat::EpochNs => e.u64(
-                        secs.saturating_mul(1_000_000_000)
-                            .saturating_add(u64::from(nanos)),
-                    ),
-                }
+                self.emit_timestamp(r, e);
             }
             Attr::Level => {
                 e.key_static(key);
@@ -294,23 +270,18 @@ impl Format {
                 e.key_static(key);
                 e.str(r.message());
             }
-            Attr::Module => opt!(r.module(), |e: &mut E, v| e.str(v)),
-            Attr::File => opt!(r.file(), |e: &mut E, v| e.str(v)),
-            Attr::Line => opt!(r.line, |e: &mut E, v| e.u64(u64::from(v))),
-            Attr::Span => opt!(r.span.as_ref().map(|s| s.name), |e: &mut E, v| e.str(v)),
+            Attr::Module => emit_optional(e, key, ecs, r.module(), |e, v| e.str(v)),
+            Attr::File => emit_optional(e, key, ecs, r.file(), |e, v| e.str(v)),
+            Attr::Line => emit_optional(e, key, ecs, r.line, |e, v| e.u64(u64::from(v))),
+            Attr::Span => {
+                let name = r.span.as_ref().map(|s| s.name);
+                emit_optional(e, key, ecs, name, |e, v| e.str(v))
+            }
             Attr::Spans => {
                 e.key_static(key);
-                e.begin_array();
-                if let Some(span) = &r.span {
-                    let mut names: Vec<&str> = span.ancestry().map(|n| n.name).collect();
-                    names.reverse();
-                    for n in names {
-                        e.str(n);
-                    }
-                }
-                e.end_array();
+                emit_spans(r, e);
             }
-            Attr::Thread => opt!(r.thread.as_deref(), |e: &mut E, v| e.str(v)),
+            Attr::Thread => emit_optional(e, key, ecs, r.thread.as_deref(), |e, v| e.str(v)),
             Attr::ThreadId => {
                 e.key_static(key);
                 e.u64(r.thread_id);
@@ -327,15 +298,19 @@ impl Format {
                 e.key_static(key);
                 e.str(&self.service);
             }
-            Attr::TraceId => opt!(
+            Attr::TraceId => emit_optional(
+                e,
+                key,
+                ecs,
                 r.trace(),
                 |e: &mut E, t: &TraceContext| match self.trace_format {
                     TraceFormat::W3c => e.str(t.trace_id.encode(&mut [0; 32])),
                     TraceFormat::Xray => e.str(t.trace_id.encode_xray(&mut [0; 35])),
-                }
+                },
             ),
-            Attr::SpanId => opt!(r.trace(), |e: &mut E, t: &TraceContext| e
-                .str(t.span_id.encode(&mut [0; 16]))),
+            Attr::SpanId => emit_optional(e, key, ecs, r.trace(), |e: &mut E, t: &TraceContext| {
+                e.str(t.span_id.encode(&mut [0; 16]))
+            }),
             Attr::Const(v) => {
                 e.key_static(key);
                 e.str(v);
@@ -355,6 +330,20 @@ impl Format {
             .filter(|(_, a)| matches!(a, Attr::TraceId | Attr::SpanId))
             .map(|(k, _)| k.as_str().len() + 5 + 40)
             .sum()
+    }
+
+    /// The record's time in the configured [`TimestampFormat`].
+    fn emit_timestamp<E: Emit>(&self, r: &Record, e: &mut E) {
+        let (secs, nanos) = r.unix_time();
+        match self.timestamp {
+            TimestampFormat::Rfc3339Ms => e.rfc3339(secs, nanos, 3),
+            TimestampFormat::Rfc3339Ns => e.rfc3339(secs, nanos, 9),
+            TimestampFormat::EpochMs => e.u64(secs * 1000 + u64::from(nanos / 1_000_000)),
+            TimestampFormat::EpochNs => e.u64(
+                secs.saturating_mul(1_000_000_000)
+                    .saturating_add(u64::from(nanos)),
+            ),
+        }
     }
 
     fn reserved(&self, name: &str) -> bool {
@@ -506,6 +495,42 @@ impl Format {
         e.key_static(k_stack);
         e.str(&stack);
     }
+}
+
+/// Writes `key` and `value`; a missing value is `key: null` in the default schema, and left
+/// out in ECS.
+#[inline]
+fn emit_optional<E: Emit, T>(
+    e: &mut E,
+    key: &Key,
+    ecs: bool,
+    value: Option<T>,
+    write: impl FnOnce(&mut E, T),
+) {
+    match value {
+        Some(v) => {
+            e.key_static(key);
+            write(e, v)
+        }
+        None if ecs => {}
+        None => {
+            e.key_static(key);
+            e.null()
+        }
+    }
+}
+
+/// The names of the record's spans, outermost first (an empty array outside any span).
+fn emit_spans<E: Emit>(r: &Record, e: &mut E) {
+    e.begin_array();
+    if let Some(span) = &r.span {
+        let mut names: Vec<&str> = span.ancestry().map(|n| n.name).collect();
+        names.reverse();
+        for n in names {
+            e.str(n);
+        }
+    }
+    e.end_array();
 }
 
 fn emit_json<E: Emit>(v: &serde_json::Value, e: &mut E) {

@@ -1,19 +1,27 @@
 //! What an answer from `_bulk` means for each document: the one file that says what is
 //! retried, what is rejected and what stops the sink.
 //!
-//! - Whole request: 2xx → read the items; 413 → split the batch; 401/403 → credentials are
-//!   wrong, fail the batch and say so once (retrying cannot help and would hammer the cluster);
-//!   408/429/5xx → retry the batch after a backoff (honouring `Retry-After`); any other status
-//!   is a configuration problem (a wrong path prefix answers 404) and fails the batch.
-//! - Each item of an `"errors": true` answer: 2xx → delivered; 409 on `create` → delivered
-//!   (the `_id` is ours and unique to the record, so a conflict means an earlier attempt
-//!   landed); 429, 5xx and `es_rejected_execution_exception` → retry that document alone;
-//!   anything else (400 `document_parsing_exception`, `mapper_parsing_exception`,
-//!   `illegal_argument_exception`, 404 `index_not_found_exception`, …) → rejected for good
-//!   with `error.type: reason`.
+//! The pipeline does the retrying (backoff, jitter, deadline, counters); this file only says
+//! which documents go back to it. A document resent after a timeout is safe: its `_id` is
+//! ours and unique to the record, so a copy that had landed answers 409.
 //!
-//! Responses are read with a size cap (see [`response_cap`]): a proxy or a hostile server
-//! answering gigabytes must not make the logging library allocate them.
+//! | answer | outcome |
+//! |---|---|
+//! | connection refused or reset, timeout, TLS failure | the request and the rest of the batch are retried |
+//! | the HTTP client cannot be built (an unusable CA certificate) | failed |
+//! | 2xx | each item is read (below) |
+//! | 2xx that cannot be read, or lists fewer items than documents | the unread documents are retried |
+//! | 413 | the request is split in halves; a single document is rejected |
+//! | 408, 429, 5xx | the request is retried after a backoff (honouring `Retry-After`) |
+//! | 401, 403 | failed, not retried: the credentials or privileges are wrong, and retrying would hammer the cluster |
+//! | 404 (a wrong path prefix) and any other status | failed: a configuration problem |
+//! | item 2xx, item 409 on `create` | delivered (a 409 means an earlier attempt landed) |
+//! | item 429, 5xx, `es_rejected_execution_exception` | that document alone is retried |
+//! | any other item error (`document_parsing_exception`, `mapper_parsing_exception`, `illegal_argument_exception`, 404 `index_not_found_exception`, …) | rejected for good with `error.type: reason` (and written to the dead-letter file) |
+//!
+//! A whole-request failure ends the send: the ranges of the batch not yet sent share its fate.
+//! Responses are read with a size cap ([`crate::limits::response_cap`]): a proxy or a hostile
+//! server answering gigabytes must not make the logging library allocate them.
 
 use hivelog_core::FailureKind;
 use std::time::Duration;
@@ -22,15 +30,6 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::config::Action;
-
-/// The smallest cap on a response body: 8 MB.
-pub const MIN_RESPONSE_CAP: usize = 8 << 20;
-
-/// How much of a response is read for a request of `request_len` bytes: 8× the request, at
-/// least [`MIN_RESPONSE_CAP`]. With `filter_path` a bulk answer is far smaller than its request.
-pub fn response_cap(request_len: usize) -> usize {
-    request_len.saturating_mul(8).max(MIN_RESPONSE_CAP)
-}
 
 /// What to do with a whole request, from its status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -410,7 +409,5 @@ mod tests {
         assert_eq!(verdict(200, b"", "u"), Verdict::Items);
         assert_eq!(retry_after(Some("7")), Some(Duration::from_secs(7)));
         assert_eq!(retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
-        assert_eq!(response_cap(100), MIN_RESPONSE_CAP);
-        assert_eq!(response_cap(5_000_000), 40_000_000);
     }
 }
