@@ -336,6 +336,7 @@ fn default_value(vars: &Vars, name: &str, r: Option<&Resolved>) -> String {
         "HIVELOG_EXTRA" | "HIVELOG_REDACT" => s("none"),
         "HIVELOG_SCHEMA" => s("default"),
         "HIVELOG_TIMESTAMP" => s("rfc3339ms"),
+        "HIVELOG_TRACE_FORMAT" => s("w3c"),
         "HIVELOG_SERVICE" => match f {
             Some(f) => f.service().to_owned(),
             None => s("(the executable's name)"),

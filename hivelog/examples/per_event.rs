@@ -11,7 +11,8 @@
 //! with N=0 to subtract it). `hivelog_pipeline` is capture + enqueue into a pipeline with a
 //! counting sink and no local output; run it with `--separate-threads=yes` and read the main
 //! thread's file, to count the caller's work only (`tracing_subscriber_plain` is its baseline,
-//! `fmt().json()`).
+//! `fmt().json()`). `traced_span` (hivelog only) is `span` with the span in a trace
+//! (`hivelog::trace::start`), so its lines carry `trace_id` and `span_id`.
 
 use std::io;
 
@@ -80,8 +81,11 @@ fn main() {
     };
     tracing::dispatcher::with_default(&dispatch, || {
         let span = info_span!("handle", request_id = 42, route = "/hit");
+        if case == "traced_span" {
+            hivelog::trace::start(&span, None);
+        }
         let nested = case.starts_with("nested");
-        let _entered = (case == "span" || nested).then(|| span.enter());
+        let _entered = (case == "span" || case == "traced_span" || nested).then(|| span.enter());
         let inner = info_span!("load", article = 7);
         let _inner = nested.then(|| inner.enter());
         if case == "nested_after_record" {
