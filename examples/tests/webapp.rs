@@ -365,13 +365,14 @@ fn trace_id_of(traceparent: &str) -> String {
     parts[1].to_owned()
 }
 
+/// Headers sent, and the trace id the request must continue (`None`: a new trace).
+type Case<'a> = (Vec<(&'a str, &'a str)>, Option<&'a str>);
+
 #[test]
 fn every_line_of_a_request_carries_its_trace_whatever_the_caller_sent() {
     const W3C: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     const XRAY: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
     let huge = format!("00-{}-b7ad6b7169203331-01", "a".repeat(10 * 1024));
-    // (headers sent, the trace id the request must continue, or None for a new one)
-    type Case<'a> = (Vec<(&'a str, &'a str)>, Option<&'a str>);
     let cases: Vec<Case> = vec![
         (
             vec![("traceparent", W3C)],

@@ -19,7 +19,7 @@ use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::record::{Fields, Record, SpanNode, Str, Value};
+use crate::record::{Fields, Record, SpanNode, SpanTrace, Str, Value};
 use crate::trace::TraceContext;
 
 /// What to capture beyond the event itself; derived from the format so unused data costs nothing.
@@ -194,7 +194,7 @@ where
     let trace = parent
         .as_ref()
         .and_then(|p| p.trace.as_ref())
-        .map(TraceContext::child);
+        .map(|t| SpanTrace::new(t.context().child()));
     let node = Arc::new(SpanNode::new(attrs.metadata().name(), fields, parent).with_trace(trace));
     span.extensions_mut().insert(node);
 }
@@ -212,11 +212,11 @@ where
     };
     match Arc::get_mut(node) {
         // No event or child holds the node yet: change it in place.
-        Some(only) => only.trace = Some(trace),
+        Some(only) => only.trace = Some(SpanTrace::new(trace)),
         None => {
             RECORDED.store(true, Ordering::Relaxed);
             let traced = SpanNode::new(node.name, node.fields.clone(), node.parent.clone())
-                .with_trace(Some(trace));
+                .with_trace(Some(SpanTrace::new(trace)));
             std::mem::replace(node, Arc::new(traced)).mark_replaced();
         }
     }
@@ -230,7 +230,7 @@ where
 {
     span.extensions()
         .get::<Arc<SpanNode>>()
-        .and_then(|n| n.trace.clone())
+        .and_then(|n| n.trace.as_ref().map(|t| t.context().clone()))
 }
 
 fn set_via<S>(d: &Dispatch, id: &Id, trace: TraceContext) -> bool

@@ -325,6 +325,42 @@ pub fn floor_char_boundary(s: &str, i: usize) -> usize {
     i
 }
 
+/// A span's trace context with its ids already in hex: they are written on every line of the
+/// span, so they are encoded once, when the span joins the trace.
+#[derive(Clone, Debug)]
+pub struct SpanTrace {
+    context: TraceContext,
+    hex: [u8; 48],
+}
+
+impl SpanTrace {
+    /// Encodes `context`'s ids.
+    pub fn new(context: TraceContext) -> Self {
+        let mut hex = [0u8; 48];
+        let (t, s) = hex.split_at_mut(32);
+        context.trace_id.encode(t.try_into().expect("32 bytes"));
+        context.span_id.encode(s.try_into().expect("16 bytes"));
+        SpanTrace { context, hex }
+    }
+
+    /// The trace context.
+    pub fn context(&self) -> &TraceContext {
+        &self.context
+    }
+
+    /// The trace id, 32 lowercase hex digits.
+    #[inline]
+    pub fn trace_id_hex(&self) -> &str {
+        std::str::from_utf8(&self.hex[..32]).unwrap_or_default()
+    }
+
+    /// The span id, 16 lowercase hex digits.
+    #[inline]
+    pub fn span_id_hex(&self) -> &str {
+        std::str::from_utf8(&self.hex[32..]).unwrap_or_default()
+    }
+}
+
 /// A span's name and fields, linked to its parent: events keep only the innermost one.
 #[derive(Debug)]
 pub struct SpanNode {
@@ -335,7 +371,7 @@ pub struct SpanNode {
     /// The enclosing span.
     pub parent: Option<Arc<SpanNode>>,
     /// The trace this span belongs to, with its own span id (see [`crate::trace`]).
-    pub trace: Option<TraceContext>,
+    pub trace: Option<SpanTrace>,
     /// Set once a newer node has taken this one's place on its span (`Span::record`).
     replaced: AtomicBool,
 }
@@ -353,7 +389,7 @@ impl SpanNode {
     }
 
     /// The same node with a trace context.
-    pub fn with_trace(mut self, trace: Option<TraceContext>) -> Self {
+    pub fn with_trace(mut self, trace: Option<SpanTrace>) -> Self {
         self.trace = trace;
         self
     }
@@ -470,7 +506,7 @@ impl Record {
 
     /// The trace of the innermost enclosing span, when it belongs to one.
     #[inline]
-    pub fn trace(&self) -> Option<&TraceContext> {
+    pub fn trace(&self) -> Option<&SpanTrace> {
         self.span.as_ref().and_then(|s| s.trace.as_ref())
     }
 

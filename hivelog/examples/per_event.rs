@@ -14,6 +14,8 @@
 //! `fmt().json()`). `hivelog_async_file` is the default local output (writer thread) into a
 //! file in the temp directory, the same way. `hivelog_level_file` and `hivelog_rate_limit` are `hivelog` with
 //! `HIVELOG_LEVEL_FILE` (after a change and back) and with `HIVELOG_RATE_LIMIT` never reached.
+//! `traced_span` (hivelog only) is `span` with the span in a trace
+//! (`hivelog::trace::start`), so its lines carry `trace_id` and `span_id`.
 
 use std::io;
 
@@ -114,8 +116,11 @@ fn main() {
     };
     tracing::dispatcher::with_default(&dispatch, || {
         let span = info_span!("handle", request_id = 42, route = "/hit");
+        if case == "traced_span" {
+            hivelog::trace::start(&span, None);
+        }
         let nested = case.starts_with("nested");
-        let _entered = (case == "span" || nested).then(|| span.enter());
+        let _entered = (case == "span" || case == "traced_span" || nested).then(|| span.enter());
         let inner = info_span!("load", article = 7);
         let _inner = nested.then(|| inner.enter());
         if case == "nested_after_record" {

@@ -23,7 +23,7 @@ use crate::ratelimit::{self, Limiter, Router};
 pub(crate) type Under = Option<crate::otel::OtelLayer>;
 /// What [`Builder::take_under`] takes out: nothing without the `otel` feature.
 #[cfg(not(feature = "otel"))]
-pub(crate) type Under = ();
+pub(crate) struct Under;
 
 /// The subscriber: the registry, the layers under hivelog's, hivelog's layer.
 #[cfg(feature = "otel")]
@@ -33,7 +33,7 @@ pub(crate) fn dispatch(layer: HivelogLayer, under: Under) -> Dispatch {
 
 /// The subscriber: the registry and hivelog's layer.
 #[cfg(not(feature = "otel"))]
-pub(crate) fn dispatch(layer: HivelogLayer, (): Under) -> Dispatch {
+pub(crate) fn dispatch(layer: HivelogLayer, _: Under) -> Dispatch {
     Dispatch::new(tracing_subscriber::registry().with(layer))
 }
 
@@ -297,7 +297,9 @@ impl Builder {
 
     /// The layers that go under hivelog's: none without the `otel` feature.
     #[cfg(not(feature = "otel"))]
-    pub(crate) fn take_under(&mut self) -> Under {}
+    pub(crate) fn take_under(&mut self) -> Under {
+        Under
+    }
 
     /// Builds the layer and outputs; the format is returned for the panic hook's and callers' use.
     pub(crate) fn build_layer(

@@ -63,7 +63,7 @@ where
     let state = span
         .extensions()
         .get::<Arc<SpanNode>>()
-        .and_then(|n| n.trace.as_ref().and_then(|t| t.state.clone()));
+        .and_then(|n| n.trace.as_ref().and_then(|t| t.context().state.clone()));
     if let Some(trace) = from_otel(&sc, state) {
         capture::set_trace(&span, trace);
     }

@@ -27,8 +27,7 @@ pub use emit::{Emit, JsonWriter, Key};
 pub use time::TimestampFormat;
 
 use crate::capture::CaptureOptions;
-use crate::record::{Field, Record, Value};
-use crate::trace::TraceContext;
+use crate::record::{Field, Record, SpanTrace, Value};
 
 /// Default cap on an event's text (`HIVELOG_MAX_EVENT_BYTES`).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -298,18 +297,20 @@ impl Format {
                 e.key_static(key);
                 e.str(&self.service);
             }
-            Attr::TraceId => emit_optional(
-                e,
-                key,
-                ecs,
-                r.trace(),
-                |e: &mut E, t: &TraceContext| match self.trace_format {
-                    TraceFormat::W3c => e.str(t.trace_id.encode(&mut [0; 32])),
-                    TraceFormat::Xray => e.str(t.trace_id.encode_xray(&mut [0; 35])),
-                },
-            ),
-            Attr::SpanId => emit_optional(e, key, ecs, r.trace(), |e: &mut E, t: &TraceContext| {
-                e.str(t.span_id.encode(&mut [0; 16]))
+            Attr::TraceId => {
+                emit_optional(
+                    e,
+                    key,
+                    ecs,
+                    r.trace(),
+                    |e: &mut E, t: &SpanTrace| match self.trace_format {
+                        TraceFormat::W3c => e.str(t.trace_id_hex()),
+                        TraceFormat::Xray => e.str(t.context().trace_id.encode_xray(&mut [0; 35])),
+                    },
+                )
+            }
+            Attr::SpanId => emit_optional(e, key, ecs, r.trace(), |e: &mut E, t: &SpanTrace| {
+                e.str(t.span_id_hex())
             }),
             Attr::Const(v) => {
                 e.key_static(key);
