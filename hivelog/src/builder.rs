@@ -307,19 +307,8 @@ impl Builder {
         dry_run: bool,
     ) -> Result<(HivelogLayer, Outputs, Arc<Format>), ConfigError> {
         let env = self.env.take().unwrap_or_else(Env::from_process);
-        let mut format = self.format.clone();
-        if let Some(spec) = &self.fields {
-            format = format
-                .fields(spec)
-                .map_err(|e| rename_var(e, "builder fields"))?;
-        }
-        let format = Arc::new(format.apply_env(&env)?.build());
+        let format = self.build_format(&env)?;
         let main = level::resolve(&env, self.level.as_deref(), dry_run)?;
-        let style = config::style(&env)?.or(self.style).unwrap_or_default();
-        let output = config::output(&env, self.output.take())?;
-        let mode = config::output_mode(&env)?
-            .or(self.output_mode)
-            .unwrap_or_default();
         // Read even without sinks: the local output has the same budget and overflow policy,
         // and a bad value is an error whether or not it is used yet.
         let pipeline = self
@@ -327,51 +316,18 @@ impl Builder {
             .clone()
             .apply_env(&env)?
             .for_service(format.service());
-
-        let mut dests = Vec::new();
-        let mut levels = Vec::new();
         let mut outputs = Outputs {
-            shutdown_timeout: self.pipeline.shutdown_timeout,
+            shutdown_timeout: pipeline.shutdown_timeout,
             ..Outputs::default()
         };
-        let local = match self.writer.take() {
-            _ if dry_run => None,
-            Some(w) => Some(Local::writer(w, style, format.clone(), mode, &pipeline)),
-            None => Local::open(&output, style, format.clone(), mode, &pipeline).transpose(),
-        }
-        .transpose()
-        .map_err(|e| {
-            ConfigError::conflict("HIVELOG_OUTPUT", format!("cannot open {output:?}: {e}"))
-        })?;
-        if let Some(local) = local {
-            let local = Arc::new(local);
-            outputs.local = Some(local.clone());
-            dests.push(Dest::Local(local));
-            levels.push(RouteLevel::Main);
-        }
-
-        let sinks = self.sinks(&env, &format)?;
-        outputs.shutdown_timeout = pipeline.shutdown_timeout;
-        for (level_var, spawn) in sinks {
-            let level = route_level(&env, level_var)?;
-            if dry_run {
-                continue;
-            }
-            let p = spawn(pipeline.clone()).map_err(|e| {
-                ConfigError::conflict(
-                    level_var.unwrap_or("sink"),
-                    format!("cannot start the sink's thread: {e}"),
-                )
-            })?;
-            outputs.sinks.push(p.clone());
-            dests.push(Dest::Sink(p));
-            levels.push(level);
-        }
+        let mut routes = Routes::default();
+        self.add_local(&env, &format, &pipeline, dry_run, &mut routes, &mut outputs)?;
+        self.add_sinks(&env, &format, &pipeline, dry_run, &mut routes, &mut outputs)?;
         let cell = volume(
             &env,
             main,
-            levels,
-            &dests,
+            routes.levels,
+            &routes.dests,
             format.max_event_bytes(),
             (!dry_run).then_some(&mut outputs),
         )?;
@@ -384,12 +340,84 @@ impl Builder {
             .unwrap_or(self.heartbeat);
         config::warn_unused(&env);
         let layer = HivelogLayer::new(
-            dests,
+            routes.dests,
             cell,
             format.capture_options(),
             outputs.limiter.clone(),
         );
         Ok((layer, outputs, format))
+    }
+
+    /// The format: the builder's defaults, then `HIVELOG_*`.
+    fn build_format(&self, env: &Env) -> Result<Arc<Format>, ConfigError> {
+        let mut format = self.format.clone();
+        if let Some(spec) = &self.fields {
+            format = format
+                .fields(spec)
+                .map_err(|e| rename_var(e, "builder fields"))?;
+        }
+        Ok(Arc::new(format.apply_env(env)?.build()))
+    }
+
+    /// Opens the local output (not in a dry run) as the first destination.
+    fn add_local(
+        &mut self,
+        env: &Env,
+        format: &Arc<Format>,
+        pipeline: &PipelineConfig,
+        dry_run: bool,
+        routes: &mut Routes,
+        outputs: &mut Outputs,
+    ) -> Result<(), ConfigError> {
+        let style = config::style(env)?.or(self.style).unwrap_or_default();
+        let output = config::output(env, self.output.take())?;
+        let mode = config::output_mode(env)?
+            .or(self.output_mode)
+            .unwrap_or_default();
+        let local = match self.writer.take() {
+            _ if dry_run => None,
+            Some(w) => Some(Local::writer(w, style, format.clone(), mode, pipeline)),
+            None => Local::open(&output, style, format.clone(), mode, pipeline).transpose(),
+        }
+        .transpose()
+        .map_err(|e| {
+            ConfigError::conflict("HIVELOG_OUTPUT", format!("cannot open {output:?}: {e}"))
+        })?;
+        if let Some(local) = local {
+            let local = Arc::new(local);
+            outputs.local = Some(local.clone());
+            routes.dests.push(Dest::Local(local));
+            routes.levels.push(RouteLevel::Main);
+        }
+        Ok(())
+    }
+
+    /// Configures every registered destination and starts the enabled ones (not in a dry run).
+    fn add_sinks(
+        &mut self,
+        env: &Env,
+        format: &Arc<Format>,
+        pipeline: &PipelineConfig,
+        dry_run: bool,
+        routes: &mut Routes,
+        outputs: &mut Outputs,
+    ) -> Result<(), ConfigError> {
+        for (level_var, spawn) in self.sinks(env, format)? {
+            let level = route_level(env, level_var)?;
+            if dry_run {
+                continue;
+            }
+            let p = spawn(pipeline.clone()).map_err(|e| {
+                ConfigError::conflict(
+                    level_var.unwrap_or("sink"),
+                    format!("cannot start the sink's thread: {e}"),
+                )
+            })?;
+            outputs.sinks.push(p.clone());
+            routes.dests.push(Dest::Sink(p));
+            routes.levels.push(level);
+        }
+        Ok(())
     }
 
     /// Each enabled sink: its level variable and how to start its pipeline.
@@ -478,6 +506,13 @@ fn volume(
         outputs.limiter = Some(limiter);
     }
     Ok(cell)
+}
+
+/// The destinations of the layer, each with the level that filters it.
+#[derive(Default)]
+struct Routes {
+    dests: Vec<Dest>,
+    levels: Vec<RouteLevel>,
 }
 
 type SpawnSink = Box<dyn FnOnce(PipelineConfig) -> std::io::Result<Pipeline>>;
