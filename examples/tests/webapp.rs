@@ -573,3 +573,24 @@ fn without_admin_bind_there_is_no_admin_listener() {
     assert!(status.success());
     assert!(lines.iter().all(|l| l["message"] != "admin listening"));
 }
+
+#[test]
+fn at_level_warn_the_error_line_still_carries_the_callers_trace() {
+    // `hivelog::tower` (the request span's target) at warn: an INFO request span would be off.
+    let mut service = Service::start(&[("HIVELOG_LEVEL", "warn,webapp=info")]);
+    let mut conn = Connection::open(service.addr.as_str()).unwrap();
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let res = conn.get_with("/article/7", &[("traceparent", tp)]).unwrap();
+    assert_eq!(res.status, 502);
+    let answered = res.header("traceparent").expect("traceparent answered");
+    assert_eq!(trace_id_of(answered), "0af7651916cd43dd8448eb211c80319c");
+    let error = service.wait_for("could not serve the article", Duration::from_secs(10));
+    assert_eq!(error["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_ne!(
+        error["span_id"],
+        answered.split('-').nth(2).unwrap(),
+        "the handler's own span, inside the request's"
+    );
+    let (status, _, stderr) = service.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+}

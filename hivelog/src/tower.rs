@@ -7,6 +7,10 @@
 //! request's `traceparent` so a client can find the request's lines. A malformed header only
 //! means a new trace: it never fails the request.
 //!
+//! The trace lives on the request span, so the span must be enabled: it is an ERROR-level span
+//! (target `hivelog::tower`), on whenever anything is logged. With `HIVELOG_OUTPUT=none` and no
+//! sink, or a filter that turns `hivelog::tower` off, there is no span and no trace.
+//!
 //! ```
 //! use hivelog::tower::TraceLayer;
 //! let layer = TraceLayer::new().route(|parts| parts.uri.path().strip_prefix("/api").map(str::to_owned));
@@ -137,7 +141,9 @@ where
             .route
             .and_then(|f| f(&parts))
             .unwrap_or_else(|| parts.uri.path().to_owned());
-        let span = tracing::info_span!("request", method = %parts.method, route = %route);
+        // ERROR level: the span exists whenever anything is logged (`HIVELOG_LEVEL=warn` too),
+        // so the trace is kept and propagated; a span's level is not written on lines.
+        let span = tracing::error_span!("request", method = %parts.method, route = %route);
         let ctx = trace::start(&span, parent_from(&parts.headers).as_ref());
         let traceparent = HeaderValue::from_str(&ctx.traceparent()).ok();
         let inner = span.in_scope(|| self.inner.call(Request::from_parts(parts, body)));

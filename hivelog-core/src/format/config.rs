@@ -226,8 +226,16 @@ impl FormatBuilder {
                 !basic.iter().any(|(_, b)| b == a) && !self.extras.iter().any(|(x, _)| x == k)
             })
             .map(|(k, a)| (Key::new(k), a))
-            .collect();
+            .collect::<Vec<_>>();
+        let trace_key_starts = trace_keys
+            .iter()
+            .filter_map(|(k, _)| k.as_str().bytes().next())
+            .fold(
+                0u128,
+                |set, b| if b < 128 { set | (1u128 << b) } else { set },
+            );
         Format {
+            trace_key_starts,
             trace_format: self.trace_format,
             trace_keys,
             basic,

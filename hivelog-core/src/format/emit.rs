@@ -51,6 +51,10 @@ pub trait Emit {
     fn key_prefixed(&mut self, prefix: &str, key: &str);
     /// A string value.
     fn str(&mut self, v: &str);
+    /// A string value known to need no escaping in any format (hex digits, say).
+    fn str_plain(&mut self, v: &str) {
+        self.str(v);
+    }
     /// A value that is the timestamp in RFC 3339 form (`nanos_digits` 3 or 9).
     fn rfc3339(&mut self, secs: u64, nanos: u32, nanos_digits: usize);
     /// A signed integer.
@@ -129,6 +133,14 @@ impl Emit for JsonWriter<'_> {
     fn str(&mut self, v: &str) {
         self.sep();
         write_json_str(self.out, v);
+        self.comma = true;
+    }
+    #[inline]
+    fn str_plain(&mut self, v: &str) {
+        self.sep();
+        self.out.push(b'"');
+        self.out.extend_from_slice(v.as_bytes());
+        self.out.push(b'"');
         self.comma = true;
     }
     fn rfc3339(&mut self, secs: u64, nanos: u32, nanos_digits: usize) {

@@ -147,6 +147,8 @@ pub struct Format {
     trace_format: TraceFormat,
     /// The trace fields written on traced lines that `HIVELOG_FIELDS` does not place itself.
     trace_keys: Vec<(Key, Attr)>,
+    /// The first bytes of `trace_keys` (ASCII bit set), see [`Format::maybe_trace_key`].
+    trace_key_starts: u128,
 }
 
 /// `[redacted]`: what a redacted field's value is replaced with.
@@ -223,9 +225,10 @@ impl Format {
                 Extra::Json(v) => emit_json(v, e),
             }
         }
-        if record.trace().is_some() {
+        if let Some(t) = record.trace() {
             for (key, attr) in &self.trace_keys {
-                self.emit_basic(record, key, *attr, e);
+                e.key_static(key);
+                self.emit_trace(t, *attr, e);
             }
         }
         let own = record.fields.as_slice();
@@ -297,25 +300,25 @@ impl Format {
                 e.key_static(key);
                 e.str(&self.service);
             }
-            Attr::TraceId => {
-                emit_optional(
-                    e,
-                    key,
-                    ecs,
-                    r.trace(),
-                    |e: &mut E, t: &SpanTrace| match self.trace_format {
-                        TraceFormat::W3c => e.str(t.trace_id_hex()),
-                        TraceFormat::Xray => e.str(t.context().trace_id.encode_xray(&mut [0; 35])),
-                    },
-                )
+            Attr::TraceId | Attr::SpanId => {
+                emit_optional(e, key, ecs, r.trace(), |e: &mut E, t: &SpanTrace| {
+                    self.emit_trace(t, attr, e)
+                })
             }
-            Attr::SpanId => emit_optional(e, key, ecs, r.trace(), |e: &mut E, t: &SpanTrace| {
-                e.str(t.span_id_hex())
-            }),
             Attr::Const(v) => {
                 e.key_static(key);
                 e.str(v);
             }
+        }
+    }
+
+    /// A trace field's value: hex digits, written without an escape scan.
+    #[inline]
+    fn emit_trace<E: Emit>(&self, t: &SpanTrace, attr: Attr, e: &mut E) {
+        match (attr, self.trace_format) {
+            (Attr::SpanId, _) => e.str_plain(t.span_id_hex()),
+            (_, TraceFormat::W3c) => e.str_plain(t.trace_id_hex()),
+            (_, TraceFormat::Xray) => e.str_plain(t.context().trace_id.encode_xray(&mut [0; 35])),
         }
     }
 
@@ -384,11 +387,24 @@ impl Format {
         }
     }
 
+    /// A cheap first test for [`Format::owned_by_hivelog`], run for every user field: whether
+    /// `name` starts like one of the automatic trace keys.
+    #[inline]
+    fn maybe_trace_key(&self, name: &str) -> bool {
+        match name.as_bytes().first() {
+            Some(&b) if b < 128 => self.trace_key_starts & (1u128 << b) != 0,
+            Some(_) => true,
+            None => false,
+        }
+    }
+
     /// Whether `name` is written by hivelog itself (basic fields, extras, `truncated`).
     fn owned_by_hivelog(&self, r: &Record, name: &str) -> bool {
         self.reserved(name)
             || (name == "truncated" && r.truncated())
-            || (r.trace().is_some() && self.trace_keys.iter().any(|(k, _)| k.as_str() == name))
+            || (self.maybe_trace_key(name)
+                && r.trace().is_some()
+                && self.trace_keys.iter().any(|(k, _)| k.as_str() == name))
     }
 
     /// Writes a user field's key: its name, or when hivelog owns that name `fields.<name>`,
