@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hivelog_core::{ConfigError, Env, Secret};
+use hivelog_core::{ConfigError, Env, Secret, Var};
 
 use crate::tag::TagTemplate;
 
@@ -42,6 +42,89 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default longest time one write may block (`HIVELOG_FLUENT_WRITE_TIMEOUT`): 10 s. A receiver
 /// that stops reading fills the socket buffer; the write timeout turns that into a retry.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every variable this destination reads: the one list the warnings, `hivelog check`, the
+/// README test and the fuzz list use.
+pub const VARS: &[Var] = &[
+    Var::new(
+        "HIVELOG_FLUENT_ADDR",
+        "off",
+        "servers: tcp://, tls://, unix:// or host:port, each with ?weight=N or ?standby; switches the sink on",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_LEVEL",
+        "(HIVELOG_LEVEL)",
+        "filter for this destination only",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_TAG",
+        "{service}",
+        "tag template: {service}, {target}",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_ACK",
+        "true",
+        "ask for an ack per message and resend until it comes",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_COMPRESS",
+        "none",
+        "gzip (CompressedPackedForward) or none",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_TIME",
+        "eventtime",
+        "eventtime or integer (Fluentd v0.12)",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_SHARED_KEY",
+        "none",
+        "shared key of the HELO/PING/PONG handshake",
+    )
+    .secret(),
+    Var::new(
+        "HIVELOG_FLUENT_USERNAME",
+        "none",
+        "user name in that handshake",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_PASSWORD",
+        "none",
+        "password in that handshake",
+    )
+    .secret(),
+    Var::new(
+        "HIVELOG_FLUENT_HOSTNAME",
+        "(host name)",
+        "the client host name sent in PING",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_CA_CERT",
+        "none",
+        "PEM file of CAs trusted for tls://",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_MAX_MESSAGE_BYTES",
+        "4MiB",
+        "largest message (64KiB-64MiB)",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_ACK_TIMEOUT",
+        "30s",
+        "waiting for an ack before the message is resent",
+    ),
+    Var::new(
+        "HIVELOG_FLUENT_CONNECT_TIMEOUT",
+        "5s",
+        "TCP/TLS connect and handshake",
+    ),
+    Var::new("HIVELOG_FLUENT_WRITE_TIMEOUT", "10s", "writing one message"),
+    Var::new(
+        "HIVELOG_FLUENT_HEARTBEAT_INTERVAL",
+        "1s",
+        "how often idle servers of a list are checked",
+    ),
+];
 
 /// Where one receiver listens (an entry of `HIVELOG_FLUENT_ADDR`, without its options).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,7 +382,7 @@ impl FluentConfig {
         match env.get("HIVELOG_FLUENT_ADDR") {
             None => {
                 // Read the others anyway, so they are not reported as unknown variables.
-                for v in crate::destination::VARS {
+                for v in VARS {
                     env.get(v.name);
                 }
                 Ok(None)
@@ -670,7 +753,7 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("pa55"), "{dbg}");
         assert!(e.unused().is_empty());
-        for v in crate::destination::VARS {
+        for v in VARS {
             assert!(v.name.starts_with("HIVELOG_FLUENT_"));
         }
     }
