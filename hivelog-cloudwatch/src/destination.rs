@@ -1,14 +1,13 @@
 //! The CloudWatch Logs destination as the facade registers it: its variables (the AWS chain's
 //! included, for `hivelog check`), and how a configuration starts its sink or probes it.
 
-use std::any::{Any, TypeId};
 use std::sync::Arc;
-use std::time::Duration;
 
-use hivelog_core::destination::{probe_sink, BoxFuture, Configured, Destination, Probe};
-use hivelog_core::{ConfigError, Env, Format, Pipeline, PipelineConfig, Record, Var};
+use hivelog_core::destination::{SinkConfig, SinkDestination};
+use hivelog_core::{ConfigError, Env, Format, Var};
 
 use crate::config::CloudWatchConfig;
+
 use crate::sink::CloudWatchSink;
 
 /// Every variable this destination reads: the one list the warnings, `hivelog check`, the
@@ -92,43 +91,21 @@ pub const VARS: &[Var] = &[
     Var::new("AWS_EC2_METADATA_DISABLED", "false", "skip IMDS"),
 ];
 
-/// AWS CloudWatch Logs, as the facade registers it.
-pub struct CloudWatchDestination;
-
 /// The value the facade's list of destinations holds.
-pub static DESTINATION: CloudWatchDestination = CloudWatchDestination;
+pub static DESTINATION: SinkDestination<CloudWatchConfig> =
+    SinkDestination::new("cloudwatch", VARS, &["HIVELOG_CLOUDWATCH_GROUP"]);
 
-impl Destination for CloudWatchDestination {
-    fn name(&self) -> &'static str {
-        "cloudwatch"
+impl SinkConfig for CloudWatchConfig {
+    type Sink = CloudWatchSink;
+
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        CloudWatchConfig::from_env(env)
     }
 
-    fn vars(&self) -> &'static [Var] {
-        VARS
+    fn apply_env(self, env: &Env) -> Result<Self, ConfigError> {
+        CloudWatchConfig::apply_env(self, env)
     }
 
-    fn switches(&self) -> &'static [&'static str] {
-        &["HIVELOG_CLOUDWATCH_GROUP"]
-    }
-
-    fn config_type(&self) -> Option<TypeId> {
-        Some(TypeId::of::<CloudWatchConfig>())
-    }
-
-    fn configure(
-        &self,
-        env: &Env,
-        code: Option<Box<dyn Any + Send>>,
-    ) -> Result<Option<Box<dyn Configured>>, ConfigError> {
-        let config = match code.and_then(|c| c.downcast::<CloudWatchConfig>().ok()) {
-            Some(code) => Some(code.apply_env(env)?),
-            None => CloudWatchConfig::from_env(env)?,
-        };
-        Ok(config.map(|c| Box::new(c) as Box<dyn Configured>))
-    }
-}
-
-impl Configured for CloudWatchConfig {
     fn target(&self) -> String {
         let var = |names: [&str; 2]| {
             names
@@ -144,27 +121,8 @@ impl Configured for CloudWatchConfig {
         }
     }
 
-    fn start(
-        self: Box<Self>,
-        format: Arc<Format>,
-        pipeline: PipelineConfig,
-    ) -> std::io::Result<Pipeline> {
-        Pipeline::spawn(CloudWatchSink::new(*self, format), pipeline)
-    }
-
-    fn probe(
-        self: Box<Self>,
-        format: Arc<Format>,
-        record: Record,
-        timeout: Duration,
-    ) -> BoxFuture<Probe> {
-        let target = self.target();
-        Box::pin(probe_sink(
-            CloudWatchSink::new(*self, format),
-            target,
-            record,
-            timeout,
-        ))
+    fn into_sink(self, format: Arc<Format>) -> CloudWatchSink {
+        CloudWatchSink::new(self, format)
     }
 }
 

@@ -173,6 +173,121 @@ pub trait Configured: Send {
     ) -> BoxFuture<Probe>;
 }
 
+/// A sink crate's configuration type: implementing it (and declaring a [`SinkDestination`])
+/// is all a sink crate writes to become a destination; [`Configured`] comes with it.
+pub trait SinkConfig: Send + Sized + 'static {
+    /// The sink this configuration builds.
+    type Sink: Sink;
+
+    /// Reads the destination's variables over its defaults; `None` when it is off.
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError>;
+
+    /// These settings (made in code) with every variable that is set applied over them.
+    fn apply_env(self, env: &Env) -> Result<Self, ConfigError>;
+
+    /// Where it sends (address, node URLs, log group), for `hivelog check`.
+    fn target(&self) -> String;
+
+    /// Builds the sink.
+    fn into_sink(self, format: Arc<Format>) -> Self::Sink;
+
+    /// A caveat `hivelog check` adds to a successful probe (an event written, not confirmed).
+    fn probe_note(&self) -> Option<String> {
+        None
+    }
+}
+
+impl<C: SinkConfig> Configured for C {
+    fn target(&self) -> String {
+        SinkConfig::target(self)
+    }
+
+    fn start(
+        self: Box<Self>,
+        format: Arc<Format>,
+        pipeline: PipelineConfig,
+    ) -> std::io::Result<Pipeline> {
+        Pipeline::spawn(self.into_sink(format), pipeline)
+    }
+
+    fn probe(
+        self: Box<Self>,
+        format: Arc<Format>,
+        record: Record,
+        timeout: Duration,
+    ) -> BoxFuture<Probe> {
+        let target = SinkConfig::target(&*self);
+        let note = self.probe_note();
+        let sink = self.into_sink(format);
+        Box::pin(async move {
+            let mut p = probe_sink(sink, target, record, timeout).await;
+            if p.accepted {
+                p.note = note;
+            }
+            p
+        })
+    }
+}
+
+/// A destination made of a [`SinkConfig`]: its name, its variables and its switches.
+///
+/// ```ignore
+/// pub static DESTINATION: SinkDestination<FluentConfig> =
+///     SinkDestination::new("fluent", VARS, &["HIVELOG_FLUENT_ADDR"]);
+/// ```
+pub struct SinkDestination<C> {
+    name: &'static str,
+    vars: &'static [Var],
+    switches: &'static [&'static str],
+    config: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C> SinkDestination<C> {
+    /// The destination `name`, reading `vars`, switched on by any of `switches`.
+    pub const fn new(
+        name: &'static str,
+        vars: &'static [Var],
+        switches: &'static [&'static str],
+    ) -> Self {
+        SinkDestination {
+            name,
+            vars,
+            switches,
+            config: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<C: SinkConfig> Destination for SinkDestination<C> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn vars(&self) -> &'static [Var] {
+        self.vars
+    }
+
+    fn switches(&self) -> &'static [&'static str] {
+        self.switches
+    }
+
+    fn config_type(&self) -> Option<TypeId> {
+        Some(TypeId::of::<C>())
+    }
+
+    fn configure(
+        &self,
+        env: &Env,
+        code: Option<Box<dyn Any + Send>>,
+    ) -> Result<Option<Box<dyn Configured>>, ConfigError> {
+        let config = match code.and_then(|c| c.downcast::<C>().ok()) {
+            Some(code) => Some(code.apply_env(env)?),
+            None => C::from_env(env)?,
+        };
+        Ok(config.map(|c| Box::new(c) as Box<dyn Configured>))
+    }
+}
+
 /// Takes the configuration set in code for `dest` out of `code`, if one is there.
 pub fn take_code(
     dest: &dyn Destination,
@@ -222,6 +337,7 @@ pub async fn probe_sink<S: Sink>(
     timeout: Duration,
 ) -> Probe {
     let name = sink.name();
+    let endpoints = sink.endpoints();
     let deadline = tokio::time::Instant::now() + timeout;
     let t0 = Instant::now();
     let mut start = None;
@@ -252,6 +368,7 @@ pub async fn probe_sink<S: Sink>(
     };
     p.start = start;
     p.round_trip = round_trip;
+    p.endpoints = endpoints.map(|e| e.snapshot()).unwrap_or_default();
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
     p
 }

@@ -1,14 +1,13 @@
 //! The Elasticsearch destination as the facade registers it: its variables, and how a
 //! configuration starts its sink or probes it for `hivelog check`.
 
-use std::any::{Any, TypeId};
 use std::sync::Arc;
-use std::time::Duration;
 
-use hivelog_core::destination::{probe_sink, BoxFuture, Configured, Destination, Probe};
-use hivelog_core::{ConfigError, Env, Format, Pipeline, PipelineConfig, Record, Var};
+use hivelog_core::destination::{SinkConfig, SinkDestination};
+use hivelog_core::{ConfigError, Env, Format, Var};
 
 use crate::config::EsConfig;
+
 use crate::sink::EsSink;
 
 /// Every variable this destination reads: the one list the warnings, `hivelog check`, the
@@ -58,67 +57,29 @@ pub const VARS: &[Var] = &[
     ),
 ];
 
-/// Elasticsearch / OpenSearch `_bulk`, as the facade registers it.
-pub struct EsDestination;
-
 /// The value the facade's list of destinations holds.
-pub static DESTINATION: EsDestination = EsDestination;
+pub static DESTINATION: SinkDestination<EsConfig> = SinkDestination::new(
+    "elasticsearch",
+    VARS,
+    &["HIVELOG_ES_URL", "HIVELOG_ES_CLOUD_ID"],
+);
 
-impl Destination for EsDestination {
-    fn name(&self) -> &'static str {
-        "elasticsearch"
+impl SinkConfig for EsConfig {
+    type Sink = EsSink;
+
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        EsConfig::from_env(env)
     }
 
-    fn vars(&self) -> &'static [Var] {
-        VARS
+    fn apply_env(self, env: &Env) -> Result<Self, ConfigError> {
+        EsConfig::apply_env(self, env)
     }
 
-    fn switches(&self) -> &'static [&'static str] {
-        &["HIVELOG_ES_URL", "HIVELOG_ES_CLOUD_ID"]
-    }
-
-    fn config_type(&self) -> Option<TypeId> {
-        Some(TypeId::of::<EsConfig>())
-    }
-
-    fn configure(
-        &self,
-        env: &Env,
-        code: Option<Box<dyn Any + Send>>,
-    ) -> Result<Option<Box<dyn Configured>>, ConfigError> {
-        let config = match code.and_then(|c| c.downcast::<EsConfig>().ok()) {
-            Some(code) => Some(code.apply_env(env)?),
-            None => EsConfig::from_env(env)?,
-        };
-        Ok(config.map(|c| Box::new(c) as Box<dyn Configured>))
-    }
-}
-
-impl Configured for EsConfig {
     fn target(&self) -> String {
         self.nodes().join(",")
     }
 
-    fn start(
-        self: Box<Self>,
-        format: Arc<Format>,
-        pipeline: PipelineConfig,
-    ) -> std::io::Result<Pipeline> {
-        Pipeline::spawn(EsSink::new(*self, format), pipeline)
-    }
-
-    fn probe(
-        self: Box<Self>,
-        format: Arc<Format>,
-        record: Record,
-        timeout: Duration,
-    ) -> BoxFuture<Probe> {
-        let target = self.target();
-        Box::pin(probe_sink(
-            EsSink::new(*self, format),
-            target,
-            record,
-            timeout,
-        ))
+    fn into_sink(self, format: Arc<Format>) -> EsSink {
+        EsSink::new(self, format)
     }
 }

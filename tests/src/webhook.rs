@@ -2,7 +2,7 @@
 //! that takes the JSON lines as NDJSON (`POST`, one request per batch).
 //!
 //! It exists to prove the plug-in contract: this file is the whole destination (variables,
-//! configuration, sink, probe), and it reaches `init`, the warnings and `hivelog check` with
+//! configuration, sink; the probe comes with `SinkConfig`), and it reaches `init`, the warnings and `hivelog check` with
 //! one registration line, `hivelog::register_destination(&hivelog_tests::webhook::DESTINATION)`,
 //! without a change to the facade or the CLI.
 //!
@@ -15,14 +15,12 @@
 //! | other 4xx | each record rejected with the answer's status |
 //! | connection refused, reset | retry (`unreachable`); no answer in 10 s: retry (`timed_out`) |
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hivelog_core::destination::{probe_sink, BoxFuture, Configured, Destination, Probe};
+use hivelog_core::destination::{SinkConfig, SinkDestination};
 use hivelog_core::{
-    BatchLimits, ConfigError, Env, FailureKind, Format, Outcomes, Pipeline, PipelineConfig, Record,
-    Secret, Sink, Var,
+    BatchLimits, ConfigError, Env, FailureKind, Format, Outcomes, Record, Secret, Sink, Var,
 };
 
 /// Longest time one request may take.
@@ -48,11 +46,9 @@ pub const VARS: &[Var] = &[
     .secret(),
 ];
 
-/// The webhook destination.
-pub struct Webhook;
-
 /// The value to register: `hivelog::register_destination(&DESTINATION)`.
-pub static DESTINATION: Webhook = Webhook;
+pub static DESTINATION: SinkDestination<WebhookConfig> =
+    SinkDestination::new("webhook", VARS, &["HIVELOG_WEBHOOK_URL"]);
 
 /// The webhook's validated configuration.
 pub struct WebhookConfig {
@@ -60,24 +56,10 @@ pub struct WebhookConfig {
     token: Option<Secret>,
 }
 
-impl Destination for Webhook {
-    fn name(&self) -> &'static str {
-        "webhook"
-    }
+impl SinkConfig for WebhookConfig {
+    type Sink = WebhookSink;
 
-    fn vars(&self) -> &'static [Var] {
-        VARS
-    }
-
-    fn switches(&self) -> &'static [&'static str] {
-        &["HIVELOG_WEBHOOK_URL"]
-    }
-
-    fn configure(
-        &self,
-        env: &Env,
-        _code: Option<Box<dyn Any + Send>>,
-    ) -> Result<Option<Box<dyn Configured>>, ConfigError> {
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
         let token = env.secret("HIVELOG_WEBHOOK_TOKEN");
         let Some(url) = env.get("HIVELOG_WEBHOOK_URL") else {
             return Ok(None);
@@ -90,39 +72,22 @@ impl Destination for Webhook {
                 "http://host:port/path or https://…",
             ));
         }
-        Ok(Some(Box::new(WebhookConfig {
+        Ok(Some(WebhookConfig {
             url: url.to_owned(),
             token,
-        })))
+        }))
     }
-}
 
-impl Configured for WebhookConfig {
+    fn apply_env(self, env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self::from_env(env)?.unwrap_or(self))
+    }
+
     fn target(&self) -> String {
         self.url.clone()
     }
 
-    fn start(
-        self: Box<Self>,
-        format: Arc<Format>,
-        pipeline: PipelineConfig,
-    ) -> std::io::Result<Pipeline> {
-        Pipeline::spawn(WebhookSink::new(*self, format), pipeline)
-    }
-
-    fn probe(
-        self: Box<Self>,
-        format: Arc<Format>,
-        record: Record,
-        timeout: Duration,
-    ) -> BoxFuture<Probe> {
-        let target = self.target();
-        Box::pin(probe_sink(
-            WebhookSink::new(*self, format),
-            target,
-            record,
-            timeout,
-        ))
+    fn into_sink(self, format: Arc<Format>) -> WebhookSink {
+        WebhookSink::new(self, format)
     }
 }
 
