@@ -28,7 +28,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use hivelog_core::format::{Attr, Emit, Key};
 use hivelog_core::record::{Fields, Str, Value};
-use hivelog_core::{Format, Record};
+use hivelog_core::{Format, Record, RecordId};
 use sha2::{Digest, Sha256};
 
 use crate::config::TimeFormat;
@@ -447,15 +447,28 @@ pub fn close_message(
     }
 }
 
-/// The chunk id of a message: base64 of 16 bytes of SHA-256 over the process's salt, the tag,
-/// and the first and last `seq` and count of its records. Identical for identical resends.
-pub fn chunk_id(salt: &[u8; 16], tag: &str, first_seq: u64, last_seq: u64, count: usize) -> String {
+/// The chunk id of a message: base64 of 16 bytes of SHA-256 over the tag, the identities of
+/// its first and last records ([`RecordId`]: origin and seq, which a spill folder keeps across
+/// a restart) and their count. Identical for identical resends, in this process or, for
+/// replayed records cut into the same message, in the next one. Records that never went
+/// through a pipeline (origin 0) are keyed by this encoder's `salt` instead.
+pub fn chunk_id(
+    salt: &[u8; 16],
+    tag: &str,
+    first: RecordId,
+    last: RecordId,
+    count: usize,
+) -> String {
     let mut h = Sha256::new();
-    h.update(salt);
     h.update((tag.len() as u64).to_be_bytes());
     h.update(tag.as_bytes());
-    h.update(first_seq.to_be_bytes());
-    h.update(last_seq.to_be_bytes());
+    for id in [first, last] {
+        match id.origin {
+            0 => h.update(salt),
+            origin => h.update(origin.to_be_bytes()),
+        }
+        h.update(id.seq.to_be_bytes());
+    }
     h.update((count as u64).to_be_bytes());
     let d = h.finalize();
     base64::engine::general_purpose::STANDARD.encode(&d[..16])
@@ -723,7 +736,7 @@ mod tests {
             enc.entry(&rich_record(3), &mut out);
             enc.entry(&rich_record(4), &mut out);
             let entries = out[at..].to_vec();
-            let chunk = chunk_id(&[7; 16], "svc.app", 10, 11, 2);
+            let chunk = chunk_id(&[7; 16], "svc.app", id(0, 10), id(0, 11), 2);
             close_message(&mut out, at, 2, Some(&chunk), gzip, &mut Vec::new());
             let v = rmpv::decode::read_value(&mut &out[..]).unwrap();
             let a = v.as_array().unwrap();
@@ -756,11 +769,23 @@ mod tests {
 
     #[test]
     fn chunk_ids_are_stable_per_records_and_differ_otherwise() {
-        let a = chunk_id(&[1; 16], "t", 1, 5, 5);
-        assert_eq!(a, chunk_id(&[1; 16], "t", 1, 5, 5));
+        let a = chunk_id(&[1; 16], "t", id(0, 1), id(0, 5), 5);
+        assert_eq!(a, chunk_id(&[1; 16], "t", id(0, 1), id(0, 5), 5));
         assert_eq!(a.len(), 24);
-        assert_ne!(a, chunk_id(&[2; 16], "t", 1, 5, 5));
-        assert_ne!(a, chunk_id(&[1; 16], "u", 1, 5, 5));
-        assert_ne!(a, chunk_id(&[1; 16], "t", 1, 6, 6));
+        assert_ne!(a, chunk_id(&[2; 16], "t", id(0, 1), id(0, 5), 5));
+        assert_ne!(a, chunk_id(&[1; 16], "u", id(0, 1), id(0, 5), 5));
+        assert_ne!(a, chunk_id(&[1; 16], "t", id(0, 1), id(0, 6), 6));
+    }
+
+    #[test]
+    fn records_with_an_identity_keep_their_chunk_id_whatever_the_salt() {
+        // A replay after a restart: another encoder (salt), the same records.
+        let a = chunk_id(&[1; 16], "t", id(9, 1), id(9, 5), 5);
+        assert_eq!(a, chunk_id(&[2; 16], "t", id(9, 1), id(9, 5), 5));
+        assert_ne!(a, chunk_id(&[1; 16], "t", id(8, 1), id(8, 5), 5));
+    }
+
+    fn id(origin: u64, seq: u64) -> RecordId {
+        RecordId { origin, seq }
     }
 }

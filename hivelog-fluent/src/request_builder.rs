@@ -269,7 +269,11 @@ impl RequestBuilder {
         }
         let first = batch[records[0]].seq;
         let last = batch[*records.last().expect("not empty")].seq;
-        let chunk = encode::chunk_id(&self.salt, tag, first, last, records.len());
+        let ids = (
+            batch[records[0]].id,
+            batch[*records.last().expect("not empty")].id,
+        );
+        let chunk = encode::chunk_id(&self.salt, tag, ids.0, ids.1, records.len());
         let ack = self.ack.then_some(chunk.as_str());
         encode::close_message(
             &mut buf,
