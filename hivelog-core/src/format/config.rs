@@ -227,15 +227,18 @@ impl FormatBuilder {
             })
             .map(|(k, a)| (Key::new(k), a))
             .collect::<Vec<_>>();
-        let trace_key_starts = trace_keys
-            .iter()
-            .filter_map(|(k, _)| k.as_str().bytes().next())
-            .fold(
-                0u128,
-                |set, b| if b < 128 { set | (1u128 << b) } else { set },
+        let trace_key_starts = first_bytes(trace_keys.iter().map(|(k, _)| k.as_str()));
+        let owned_key_starts = trace_key_starts
+            | first_bytes(
+                basic
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .chain(self.extras.iter().map(|(k, _)| k.as_str()))
+                    .chain(["truncated"]),
             );
         Format {
             trace_key_starts,
+            owned_key_starts,
             trace_format: self.trace_format,
             trace_keys,
             basic,
@@ -352,4 +355,13 @@ pub fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The first bytes of `names` as an ASCII bit set; a name starting with a non-ASCII byte (or
+/// an empty one) sets bit 0, which [`Format`] reads as "may be any name".
+fn first_bytes<'a>(names: impl Iterator<Item = &'a str>) -> u128 {
+    names.fold(0u128, |set, n| match n.bytes().next() {
+        Some(b) if b < 128 => set | (1u128 << b),
+        _ => set | 1,
+    })
 }

@@ -149,6 +149,10 @@ pub struct Format {
     trace_keys: Vec<(Key, Attr)>,
     /// The first bytes of `trace_keys` (ASCII bit set), see [`Format::maybe_trace_key`].
     trace_key_starts: u128,
+    /// The first bytes of every key hivelog writes itself (basic fields, extras, `truncated`,
+    /// trace keys): a user field starting with another byte cannot collide, and is written
+    /// without comparing names (the common case, on every field of every line).
+    owned_key_starts: u128,
 }
 
 /// `[redacted]`: what a redacted field's value is replaced with.
@@ -400,6 +404,16 @@ impl Format {
 
     /// Whether `name` is written by hivelog itself (basic fields, extras, `truncated`).
     fn owned_by_hivelog(&self, r: &Record, name: &str) -> bool {
+        let may_be_owned = match name.as_bytes().first() {
+            Some(&b) if b < 128 && self.owned_key_starts & 1 == 0 => {
+                self.owned_key_starts & (1u128 << b) != 0
+            }
+            _ => true,
+        };
+        may_be_owned && self.owned_slow(r, name)
+    }
+
+    fn owned_slow(&self, r: &Record, name: &str) -> bool {
         self.reserved(name)
             || (name == "truncated" && r.truncated())
             || (self.maybe_trace_key(name)
