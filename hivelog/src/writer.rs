@@ -9,8 +9,9 @@
 //! whole and in the order they were queued.
 //!
 //! There is no flush interval: the thread drains continuously. When lines arrive slower than it
-//! writes them, each is written as soon as it is queued; when faster, they gather while the
-//! previous write runs, and the next write takes them all. File rotation happens here too,
+//! writes them, each is written as soon as it is queued (or when the writer's short nap after a
+//! write ends, see `line_queue::LINGER`); when faster, they gather while the previous write
+//! runs, and the next write takes them all. File rotation happens here too,
 //! between two lines.
 //!
 //! Nothing on this thread logs through `tracing` (its diagnostics go to stderr), so unlike the
