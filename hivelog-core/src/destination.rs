@@ -15,6 +15,10 @@
 //! Why [`Configured`] is a trait object and not the sink itself: [`Sink`] is generic (its
 //! futures are `impl Future`), so the facade cannot hold a list of sinks; it holds a list of
 //! configurations that know how to start or probe their own sink.
+//!
+//! Most sink crates write neither trait by hand: their configuration type implements
+//! [`SinkConfig`] (read the variables, build the sink), which gives it [`Configured`], and a
+//! `static DESTINATION: SinkDestination<TheirConfig>` gives the [`Destination`].
 
 use std::any::{Any, TypeId};
 use std::future::Future;
