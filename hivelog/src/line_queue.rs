@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use hivelog_core::pipeline::Overflow;
+use hivelog_core::pipeline::{level_rank as rank, Overflow};
 
 /// How long the writer naps after the queue ran empty, before it sleeps until woken: lines
 /// queued during the nap need no wake-up (a futex call costs more than a whole log call), and
@@ -72,17 +72,6 @@ struct State {
     finished: bool,
     room_waiters: u32,
     done_waiters: u32,
-}
-
-/// A level's place, most verbose first.
-fn rank(level: tracing::Level) -> usize {
-    match level {
-        tracing::Level::TRACE => 0,
-        tracing::Level::DEBUG => 1,
-        tracing::Level::INFO => 2,
-        tracing::Level::WARN => 3,
-        _ => 4,
-    }
 }
 
 impl State {

@@ -50,7 +50,7 @@ pub use config::{
     DEFAULT_FLUSH_INTERVAL, DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_MAX_ELAPSED,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FSYNC, PIPELINE_VARS,
 };
-pub use stats::{LevelCounts, Stats};
+pub use stats::{level_rank, LevelCounts, Stats};
 pub(crate) use worker::current_deadline;
 
 use crate::record::Record;

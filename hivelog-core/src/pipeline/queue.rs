@@ -43,7 +43,7 @@ use tokio::sync::Notify;
 use tracing_core::Level;
 
 use super::config::{Overflow, PipelineConfig, SpillMode};
-use super::stats::Stats;
+use super::stats::{level_rank as rank, Stats};
 use crate::diag;
 use crate::record::{Record, RecordId};
 use crate::sink::BatchLimits;
@@ -108,17 +108,6 @@ struct State {
     woken: bool,
     room_waiters: u32,
     done_waiters: u32,
-}
-
-/// A level's place from least (`TRACE`, 0) to most important (`ERROR`, 4).
-fn rank(level: Level) -> usize {
-    match level {
-        Level::TRACE => 0,
-        Level::DEBUG => 1,
-        Level::INFO => 2,
-        Level::WARN => 3,
-        _ => 4,
-    }
 }
 
 /// How a full budget ended for a new event.

@@ -123,3 +123,20 @@ impl LevelCounts {
         self.error + self.warn + self.info + self.debug + self.trace
     }
 }
+
+/// A level's place from least (`TRACE`, 0) to most important (`ERROR`, 4): the order in which
+/// `drop_lowest` gives way, in the sinks' queues and the local output's.
+///
+/// ```
+/// use hivelog_core::pipeline::level_rank;
+/// assert!(level_rank(tracing::Level::ERROR) > level_rank(tracing::Level::DEBUG));
+/// ```
+pub fn level_rank(level: tracing_core::Level) -> usize {
+    match level {
+        tracing_core::Level::TRACE => 0,
+        tracing_core::Level::DEBUG => 1,
+        tracing_core::Level::INFO => 2,
+        tracing_core::Level::WARN => 3,
+        _ => 4,
+    }
+}

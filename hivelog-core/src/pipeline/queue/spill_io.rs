@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use super::{Shared, State};
 use crate::diag;
+use crate::pipeline::level_rank as rank;
 use crate::record::Record;
 use crate::spill::{Replay, Sealed};
 
@@ -34,14 +35,7 @@ impl Shared {
             }
             Ok(false) => false,
             Err(e) => {
-                diag::warn(
-                    self.name,
-                    "spill",
-                    format_args!(
-                        "cannot write to the spill folder {}: {e}; keeping events in memory only",
-                        store.folder.display()
-                    ),
-                );
+                spill_failed(self.name, &store.folder, &e);
                 false
             }
         }
@@ -61,14 +55,7 @@ impl Shared {
         match store.next_sealed() {
             Ok(s) => s,
             Err(e) => {
-                diag::warn(
-                    self.name,
-                    "spill",
-                    format_args!(
-                        "cannot write to the spill folder {}: {e}; keeping events in memory only",
-                        store.folder.display()
-                    ),
-                );
+                spill_failed(self.name, &store.folder, &e);
                 store.next_sealed().ok().flatten()
             }
         }
@@ -87,7 +74,7 @@ impl Shared {
             st.next_seq += 1;
             st.counters.pending_bytes += size as u64;
             st.queued_bytes += size;
-            st.level_bytes[super::rank(record.level)] += size;
+            st.level_bytes[rank(record.level)] += size;
             st.queue.push_back(record);
         }
         let c = &mut st.counters;
@@ -137,14 +124,7 @@ impl Shared {
         match store.flush() {
             Ok(files) => files,
             Err(e) => {
-                diag::warn(
-                    self.name,
-                    "spill",
-                    format_args!(
-                        "cannot write to the spill folder {}: {e}; keeping events in memory only",
-                        store.folder.display()
-                    ),
-                );
+                spill_failed(self.name, &store.folder, &e);
                 Vec::new()
             }
         }
@@ -192,4 +172,17 @@ impl Shared {
         st.counters.spill_bytes = store.bytes;
         saved
     }
+}
+
+/// One stderr line (rate-limited) saying the spill folder failed and the destination keeps its
+/// backlog in memory only.
+fn spill_failed(sink: &str, folder: &std::path::Path, e: &dyn std::fmt::Display) {
+    diag::warn(
+        sink,
+        "spill",
+        format_args!(
+            "cannot write to the spill folder {}: {e}; keeping events in memory only",
+            folder.display()
+        ),
+    );
 }
