@@ -36,8 +36,9 @@
 //! is resent on another connection, so the resend happens before the deadline rather than the
 //! process waiting out the ack timeout with its events unsent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Poll;
@@ -64,6 +65,22 @@ const MAX_ROUNDS: usize = 8;
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 /// A name is resolved again at most this often.
 const RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Addresses a host name and port resolve to, in the resolver's order.
+type Lookup = Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>;
+/// How names are resolved: the system's resolver, or a test's fixed answers.
+type Resolver = Arc<dyn Fn(String, u16) -> Lookup + Send + Sync>;
+
+/// The system's resolver, as `tokio::net::lookup_host`.
+fn system_resolver() -> Resolver {
+    Arc::new(|host: String, port: u16| -> Lookup {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .collect())
+        })
+    })
+}
 
 #[derive(Clone, Debug)]
 enum Health {
@@ -124,6 +141,9 @@ impl Endpoint {
     }
 }
 
+/// What identifies an endpoint across resolutions: its server and its address.
+type EndpointKey = (usize, Target);
+
 /// A wait for one endpoint's acks, borrowing it.
 type Wait<'a> = Pin<Box<dyn Future<Output = Option<Failure>> + Send + 'a>>;
 
@@ -148,8 +168,10 @@ pub struct Service {
     published: Endpoints,
     board: Option<Arc<Board>>,
     resolved_at: Vec<Option<Instant>>,
-    /// Endpoints the running deficit is kept for, and the events given to each.
-    spread: (Vec<usize>, Vec<u64>),
+    resolver: Resolver,
+    /// The endpoints the running deficit is kept for, by identity (server and address, not
+    /// index: a new resolution reorders the list), and the events given to each.
+    spread: Vec<(EndpointKey, u64)>,
     /// The most telling failure of the current send.
     failure: Option<Failure>,
     bytes_sent: u64,
@@ -184,6 +206,7 @@ impl Service {
             .collect();
         Service {
             resolved_at: vec![None; servers.len()],
+            resolver: system_resolver(),
             servers,
             endpoints,
             connector: Connector::new(config),
@@ -193,7 +216,7 @@ impl Service {
             heartbeat_interval: config.heartbeat_interval,
             published: Endpoints::default(),
             board: None,
-            spread: (Vec::new(), Vec::new()),
+            spread: Vec::new(),
             failure: None,
             bytes_sent: 0,
         }
@@ -272,12 +295,14 @@ impl Service {
         }
         self.resolved_at[i] = Some(Instant::now());
         let timeout = self.connector.connect_timeout();
-        let lookup = tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)));
-        let Ok(Ok(addrs)) = lookup.await else {
+        let lookup = tokio::time::timeout(timeout, (self.resolver)(host, port));
+        let Ok(Ok(mut addrs)) = lookup.await else {
             return; // Keep what we have; connecting will say why the name does not resolve.
         };
-        let mut addrs: Vec<std::net::SocketAddr> = addrs.collect();
-        addrs.dedup();
+        // A resolver may repeat an address anywhere in its answer (one per A record, per
+        // search domain): keep the first of each, in the resolver's order.
+        let mut seen = HashSet::new();
+        addrs.retain(|a| seen.insert(*a));
         if addrs.is_empty() {
             return;
         }
@@ -285,7 +310,7 @@ impl Service {
     }
 
     /// Makes server `i`'s endpoints the resolved `addrs`, keeping those still there.
-    fn reconcile(&mut self, i: usize, addrs: &[std::net::SocketAddr]) {
+    fn reconcile(&mut self, i: usize, addrs: &[SocketAddr]) {
         let base = self.servers[i].address.to_string();
         let several = addrs.len() > 1;
         self.endpoints.retain(|e| {
@@ -347,19 +372,27 @@ impl Service {
         if active.is_empty() || events == 0 {
             return Vec::new();
         }
-        if self.spread.0 != active {
-            self.spread = (active.clone(), vec![0; active.len()]);
+        let keys: Vec<EndpointKey> = active.iter().map(|&i| self.key(i)).collect();
+        if !self.spread.iter().map(|(k, _)| k).eq(keys.iter()) {
+            self.spread = keys.into_iter().map(|k| (k, 0)).collect();
         }
         let weights: Vec<u64> = active.iter().map(|&i| self.weight(i)).collect();
-        let pieces = split_by_deficit(events, &weights, &self.spread.1, min_piece);
+        let sent: Vec<u64> = self.spread.iter().map(|(_, n)| *n).collect();
+        let pieces = split_by_deficit(events, &weights, &sent, min_piece);
         let mut out = Vec::new();
         for (k, n) in pieces.into_iter().enumerate() {
             if n > 0 {
-                self.spread.1[k] += n as u64;
+                self.spread[k].1 += n as u64;
                 out.push((active[k], n));
             }
         }
         out
+    }
+
+    /// Endpoint `i`'s identity, which survives a reordering of the list.
+    fn key(&self, i: usize) -> EndpointKey {
+        let e = &self.endpoints[i];
+        (e.server, e.target.clone())
     }
 
     fn weight(&self, endpoint: usize) -> u64 {
@@ -397,8 +430,12 @@ impl Service {
         let mut active = self.active();
         active.sort_by(|&a, &b| {
             let load = |i: usize| {
-                let k = self.spread.0.iter().position(|&x| x == i);
-                let sent = k.map_or(0, |k| self.spread.1[k]);
+                let key = self.key(i);
+                let sent = self
+                    .spread
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map_or(0, |(_, n)| *n);
                 sent as f64 / self.weight(i) as f64
             };
             load(a).total_cmp(&load(b))
@@ -918,6 +955,110 @@ mod tests {
         assert_eq!(s.endpoints[0].delivered, 7);
         // Both addresses of the primary take traffic; the standby waits.
         assert_eq!(s.active(), [0, 1]);
+    }
+
+    /// A resolver that gives `answers` in turn, the last one from then on.
+    fn answering(answers: Vec<Vec<SocketAddr>>) -> Resolver {
+        let answers = Arc::new(Mutex::new(answers));
+        Arc::new(move |_host: String, _port: u16| -> Lookup {
+            let mut a = lock(&answers);
+            let next = if a.len() > 1 {
+                a.remove(0)
+            } else {
+                a[0].clone()
+            };
+            Box::pin(async move { Ok(next) })
+        })
+    }
+
+    fn at(last: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, last], 24224))
+    }
+
+    fn names(s: &Service) -> Vec<String> {
+        s.endpoints.iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// Resolves server 0 again now, as a connection attempt would after a second.
+    fn resolve_now(s: &mut Service) {
+        s.resolved_at[0] = None;
+        for e in &mut s.endpoints {
+            e.conn = None;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(s.resolve(0));
+    }
+
+    #[test]
+    fn a_dns_answer_that_repeats_addresses_gives_one_endpoint_per_address_in_its_order() {
+        let config = FluentConfig::new("tcp://agg:24224").unwrap();
+        let mut s = Service::new(&config, None);
+        s.resolver = answering(vec![
+            vec![at(2), at(1), at(2), at(1), at(2)],
+            vec![at(3), at(4), at(3)],
+        ]);
+        resolve_now(&mut s);
+        assert_eq!(
+            names(&s),
+            [
+                "tcp://agg:24224 (10.0.0.2:24224)",
+                "tcp://agg:24224 (10.0.0.1:24224)"
+            ]
+        );
+        resolve_now(&mut s);
+        assert_eq!(
+            names(&s),
+            [
+                "tcp://agg:24224 (10.0.0.3:24224)",
+                "tcp://agg:24224 (10.0.0.4:24224)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_dns_answer_never_credits_one_address_with_what_another_was_given() {
+        let config = FluentConfig::new("tcp://agg:24224,10.0.0.9:24224").unwrap();
+        let mut s = Service::new(&config, None);
+        s.resolver = answering(vec![vec![at(1), at(2)], vec![at(3), at(2)]]);
+        resolve_now(&mut s);
+        // Single events go whole to whoever is furthest behind: what each address was given.
+        let mut given: HashMap<String, u64> = HashMap::new();
+        for _ in 0..5 {
+            for (i, n) in s.apportion(1, 64) {
+                *given.entry(s.endpoints[i].name.clone()).or_default() += n as u64;
+            }
+        }
+        assert_eq!(given.values().sum::<u64>(), 5);
+        // .1 leaves and .3 joins: the list is re-sorted, and each address that stays keeps at
+        // most its own share; the newcomer starts from nothing.
+        resolve_now(&mut s);
+        let shares: Vec<(String, u64)> = (0..s.endpoints.len())
+            .map(|i| {
+                let key = s.key(i);
+                let n = s
+                    .spread
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map_or(0, |(_, n)| *n);
+                (s.endpoints[i].name.clone(), n)
+            })
+            .collect();
+        for (name, n) in &shares {
+            let had = given.get(name).copied().unwrap_or(0);
+            assert!(
+                *n <= had,
+                "{name} is credited with {n} but was given {had}: {shares:?}"
+            );
+        }
+        // And the next events go by the new spread: 300 equal shares over three endpoints.
+        let mut after: HashMap<String, usize> = HashMap::new();
+        for (i, n) in s.apportion(300, 64) {
+            *after.entry(s.endpoints[i].name.clone()).or_default() += n;
+        }
+        assert_eq!(after.values().sum::<usize>(), 300, "{after:?}");
     }
 
     #[test]
