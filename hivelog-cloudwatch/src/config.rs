@@ -2,8 +2,10 @@
 //! `HIVELOG_CLOUDWATCH_*` variables, validated once at init so a typo fails `try_init` with a
 //! message naming the variable instead of surfacing as rejected requests later.
 //!
-//! Nothing here does I/O: the AWS chain (credentials, region, `AWS_ENDPOINT_URL`) and the
-//! `{instance}` lookup run later, on the sink's thread.
+//! The AWS chain's variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, access keys) are read from the
+//! same `Env` as the rest, so a configuration built from a given `Env` never depends on the
+//! process's. Nothing here does I/O: the rest of the AWS chain (profile, task role, IMDS) and
+//! the `{instance}` lookup run later, on the sink's thread.
 
 use hivelog_core::{ConfigError, Env, Secret};
 
@@ -49,7 +51,15 @@ pub struct CloudWatchConfig {
     max_concurrency: usize,
     endpoint_url: Option<String>,
     region: Option<String>,
-    credentials: Option<(String, Secret)>,
+    credentials: Option<Keys>,
+}
+
+/// Fixed AWS credentials: access key id, secret key, and a session token for temporary ones.
+#[derive(Clone, Debug)]
+struct Keys {
+    id: String,
+    secret: Secret,
+    session_token: Option<Secret>,
 }
 
 impl CloudWatchConfig {
@@ -130,8 +140,34 @@ impl CloudWatchConfig {
         if let Some(instance) = env.get("HIVELOG_INSTANCE") {
             self.instance = Some(instance.to_owned());
         }
+        self.apply_aws_env(env);
         self.validate()?;
         Ok(self)
+    }
+
+    /// The AWS chain's variables, read from the same `Env` as the rest (the process's, or the
+    /// one a builder or a test gave), so the sink and `hivelog check` use what that `Env`
+    /// says. Settings made in code win: they are documented as overriding the AWS chain.
+    fn apply_aws_env(&mut self, env: &Env) {
+        let first = |names: [&str; 2]| names.iter().find_map(|n| env.get(n)).map(str::to_owned);
+        if self.endpoint_url.is_none() {
+            self.endpoint_url = first(["AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_ENDPOINT_URL"]);
+        }
+        if self.region.is_none() {
+            self.region = first(["AWS_REGION", "AWS_DEFAULT_REGION"]);
+        }
+        if self.credentials.is_none() {
+            if let (Some(id), Some(secret)) = (
+                env.get("AWS_ACCESS_KEY_ID"),
+                env.secret("AWS_SECRET_ACCESS_KEY"),
+            ) {
+                self.credentials = Some(Keys {
+                    id: id.to_owned(),
+                    secret,
+                    session_token: env.secret("AWS_SESSION_TOKEN"),
+                });
+            }
+        }
     }
 
     /// Checks every setting, naming the variable that sets it in the error.
@@ -246,7 +282,11 @@ impl CloudWatchConfig {
         access_key_id: impl Into<String>,
         secret_access_key: Secret,
     ) -> Self {
-        self.credentials = Some((access_key_id.into(), secret_access_key));
+        self.credentials = Some(Keys {
+            id: access_key_id.into(),
+            secret: secret_access_key,
+            session_token: None,
+        });
         self
     }
 
@@ -300,8 +340,11 @@ impl CloudWatchConfig {
         self.region.as_deref()
     }
 
-    pub(crate) fn credentials(&self) -> Option<(&str, &Secret)> {
-        self.credentials.as_ref().map(|(k, s)| (k.as_str(), s))
+    /// The access key id, secret key and session token set in code or in the `Env`.
+    pub(crate) fn credentials(&self) -> Option<(&str, &Secret, Option<&Secret>)> {
+        self.credentials
+            .as_ref()
+            .map(|k| (k.id.as_str(), &k.secret, k.session_token.as_ref()))
     }
 }
 

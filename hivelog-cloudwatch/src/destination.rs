@@ -107,14 +107,7 @@ impl SinkConfig for CloudWatchConfig {
     }
 
     fn target(&self) -> String {
-        let var = |names: [&str; 2]| {
-            names
-                .iter()
-                .find_map(|n| std::env::var(n).ok())
-                .filter(|v| !v.trim().is_empty())
-        };
-        let endpoint = var(["AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_ENDPOINT_URL"]);
-        match (endpoint, var(["AWS_REGION", "AWS_DEFAULT_REGION"])) {
+        match (self.endpoint(), self.region_override()) {
             (Some(e), _) => format!("log group {} at {e}", self.group_name()),
             (None, Some(r)) => format!("log group {} in {r}", self.group_name()),
             (None, None) => format!("log group {}", self.group_name()),
@@ -129,6 +122,53 @@ impl SinkConfig for CloudWatchConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hivelog_core::Secret;
+
+    #[test]
+    fn the_aws_variables_come_from_the_env_it_is_given_not_the_process() {
+        let env = Env::from_pairs([
+            ("HIVELOG_CLOUDWATCH_GROUP", "app"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9/only-in-this-env"),
+            ("AWS_DEFAULT_REGION", "eu-west-3"),
+            ("AWS_ACCESS_KEY_ID", "AKIDFROMENV"),
+            ("AWS_SECRET_ACCESS_KEY", "secret-from-env"),
+            ("AWS_SESSION_TOKEN", "token-from-env"),
+        ]);
+        let config = CloudWatchConfig::from_env(&env).unwrap().unwrap();
+        assert_eq!(
+            SinkConfig::target(&config),
+            "log group app at http://127.0.0.1:9/only-in-this-env"
+        );
+        assert_eq!(config.region_override(), Some("eu-west-3"));
+        let (id, secret, token) = config.credentials().unwrap();
+        assert_eq!(
+            (id, secret.expose(), token.map(Secret::expose)),
+            ("AKIDFROMENV", "secret-from-env", Some("token-from-env"))
+        );
+        // The service's own endpoint wins over the general one; without one, the region shows.
+        let env = Env::from_pairs([
+            ("HIVELOG_CLOUDWATCH_GROUP", "app"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9/general"),
+            (
+                "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
+                "http://127.0.0.1:9/logs",
+            ),
+        ]);
+        let config = CloudWatchConfig::from_env(&env).unwrap().unwrap();
+        assert_eq!(config.endpoint(), Some("http://127.0.0.1:9/logs"));
+        let env = Env::from_pairs([
+            ("HIVELOG_CLOUDWATCH_GROUP", "app"),
+            ("AWS_REGION", "ap-south-2"),
+        ]);
+        let config = CloudWatchConfig::from_env(&env).unwrap().unwrap();
+        assert_eq!(SinkConfig::target(&config), "log group app in ap-south-2");
+        // Settings made in code override the AWS chain, the Env's variables included.
+        let config = CloudWatchConfig::new("app")
+            .region("us-west-1")
+            .apply_env(&env)
+            .unwrap();
+        assert_eq!(SinkConfig::target(&config), "log group app in us-west-1");
+    }
 
     #[test]
     fn the_table_lists_every_variable_the_config_reads() {

@@ -153,11 +153,11 @@ impl Service {
         if let Some(url) = config.endpoint() {
             loader = loader.endpoint_url(url);
         }
-        if let Some((key, secret)) = config.credentials() {
+        if let Some((key, secret, token)) = config.credentials() {
             loader = loader.credentials_provider(Credentials::new(
                 key,
                 secret.expose(),
-                None,
+                token.map(|t| t.expose().to_owned()),
                 None,
                 "hivelog",
             ));

@@ -56,30 +56,54 @@ pub struct WebhookConfig {
     token: Option<Secret>,
 }
 
+impl WebhookConfig {
+    /// POSTs to `url` (checked as `HIVELOG_WEBHOOK_URL` is), without a token.
+    ///
+    /// ```
+    /// let config = hivelog_tests::webhook::WebhookConfig::new("http://127.0.0.1:9/logs")?;
+    /// # Ok::<(), hivelog_core::ConfigError>(())
+    /// ```
+    pub fn new(url: &str) -> Result<WebhookConfig, ConfigError> {
+        Ok(WebhookConfig {
+            url: checked_url(url)?,
+            token: None,
+        })
+    }
+}
+
+/// `url` when it is an http(s) URL; the error names `HIVELOG_WEBHOOK_URL` otherwise.
+fn checked_url(url: &str) -> Result<String, ConfigError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::invalid(
+            "HIVELOG_WEBHOOK_URL",
+            url,
+            "a webhook URL",
+            "http://host:port/path or https://…",
+        ));
+    }
+    Ok(url.to_owned())
+}
+
 impl SinkConfig for WebhookConfig {
     type Sink = WebhookSink;
 
     fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
-        let token = env.secret("HIVELOG_WEBHOOK_TOKEN");
         let Some(url) = env.get("HIVELOG_WEBHOOK_URL") else {
             return Ok(None);
         };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ConfigError::invalid(
-                "HIVELOG_WEBHOOK_URL",
-                url,
-                "a webhook URL",
-                "http://host:port/path or https://…",
-            ));
-        }
-        Ok(Some(WebhookConfig {
-            url: url.to_owned(),
-            token,
-        }))
+        Ok(Some(WebhookConfig::new(url)?.apply_env(env)?))
     }
 
-    fn apply_env(self, env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self::from_env(env)?.unwrap_or(self))
+    /// Each variable that is set replaces its setting: a URL made in code keeps the token
+    /// from the environment, and the other way round.
+    fn apply_env(mut self, env: &Env) -> Result<Self, ConfigError> {
+        if let Some(url) = env.get("HIVELOG_WEBHOOK_URL") {
+            self.url = checked_url(url)?;
+        }
+        if let Some(token) = env.secret("HIVELOG_WEBHOOK_TOKEN") {
+            self.token = Some(token);
+        }
+        Ok(self)
     }
 
     fn target(&self) -> String {

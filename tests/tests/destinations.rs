@@ -43,6 +43,28 @@ fn a_registered_destination_is_configured_by_its_variables_and_ships_events() {
 }
 
 #[test]
+fn a_webhook_url_set_in_code_keeps_the_token_from_the_environment() {
+    register();
+    let server = HttpServer::start(|_| Response::new(200));
+    let env = Env::from_pairs([("HIVELOG_WEBHOOK_TOKEN", "s3cret")]);
+    let url = server.url() + "/logs";
+    let (dispatch, guard) = hivelog::builder()
+        .env(env)
+        .destination(hivelog_tests::webhook::WebhookConfig::new(&url).unwrap())
+        .output(hivelog::Output::None)
+        .panic_hook(false)
+        .try_build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || tracing::warn!("with a token"));
+    let report = guard.shutdown(Duration::from_secs(5));
+    let sink = report.sinks.iter().find(|s| s.sink == "webhook").unwrap();
+    assert_eq!(sink.delivered, 1, "{report}");
+    let requests = server.requests();
+    assert_eq!(requests[0].path(), "/logs");
+    assert_eq!(requests[0].header("authorization"), Some("Bearer s3cret"));
+}
+
+#[test]
 fn a_registered_destination_reports_typed_failures() {
     register();
     let server = HttpServer::start(|_| Response::new(401));
