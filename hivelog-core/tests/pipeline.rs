@@ -343,7 +343,7 @@ fn shutdown_returns_by_its_deadline_with_a_hung_sink_and_reports_what_is_pending
     assert!(report.pending_bytes > 0);
     assert_balanced(&report);
     // The abandoned send was cancelled and the sink closed.
-    assert!(eventually(Duration::from_secs(2), || ctl
+    assert!(wait_until(Duration::from_secs(2), || ctl
         .closed
         .load(Ordering::SeqCst)));
 }
@@ -354,7 +354,7 @@ fn shutdown_returns_by_its_deadline_even_when_the_sink_blocks_its_thread() {
     ctl.script().block_thread = Duration::from_secs(3);
     let p = spawn(TestSink::new(&ctl), fast_config());
     p.push(numbered(0));
-    assert!(eventually(Duration::from_secs(2), || !ctl
+    assert!(wait_until(Duration::from_secs(2), || !ctl
         .seen()
         .attempts
         .is_empty()));
@@ -423,7 +423,7 @@ fn dropping_the_last_handle_does_not_wait_and_still_delivers() {
         "{:?}",
         t0.elapsed()
     );
-    assert!(eventually(Duration::from_secs(5), || ctl
+    assert!(wait_until(Duration::from_secs(5), || ctl
         .closed
         .load(Ordering::SeqCst)));
     assert_eq!(ctl.delivered().len(), 10);
@@ -645,7 +645,7 @@ fn a_partial_batch_leaves_after_the_flush_interval() {
     let p = spawn(TestSink::new(&ctl), config);
     p.push(numbered(0));
     let t0 = Instant::now();
-    assert!(eventually(Duration::from_secs(2), || p.stats().delivered == 1));
+    assert!(wait_until(Duration::from_secs(2), || p.stats().delivered == 1));
     assert!(
         t0.elapsed() < Duration::from_millis(500),
         "{:?}",
@@ -664,7 +664,7 @@ fn a_full_batch_leaves_without_waiting_for_the_interval() {
     for i in 0..10 {
         p.push(numbered(i));
     }
-    assert!(eventually(Duration::from_secs(2), || p.stats().delivered == 10));
+    assert!(wait_until(Duration::from_secs(2), || p.stats().delivered == 10));
 }
 
 #[test]

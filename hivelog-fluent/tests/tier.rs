@@ -17,6 +17,7 @@ use hivelog_core::{Format, Pipeline, PipelineConfig, Record, Stats};
 use hivelog_fluent::{FluentConfig, FluentSink};
 use hivelog_tests::forward::{ForwardReceiver, ReceiverConfig};
 use hivelog_tests::proxy::{FaultProxy, Mode as Net};
+use hivelog_tests::wait_until;
 
 fn format() -> Arc<Format> {
     Arc::new(Format::builder().service("svc").build())
@@ -210,10 +211,10 @@ fn at_shutdown_unacked_messages_are_resent_before_the_deadline_not_after_the_ack
     let proxy = FaultProxy::start(r.addr());
     let p = pipeline(FluentConfig::new(&proxy.tcp_url()).unwrap());
     // The sink connects at start; that connection goes silent before carrying anything.
-    let t = Instant::now();
-    while proxy.stats().accepted == 0 && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(wait_until(Duration::from_secs(5), || proxy
+        .stats()
+        .accepted
+        > 0));
     proxy.set(Net::Silent);
     stream(&p, 0..1000, |_| {});
     let stats = p.shutdown(Instant::now() + Duration::from_secs(4));
@@ -269,19 +270,14 @@ fn the_heartbeat_finds_a_dead_standby_before_it_is_needed() {
         .unwrap()
         .heartbeat_interval(Duration::from_millis(50));
     let p = pipeline(cfg);
-    let deadline = Instant::now() + Duration::from_secs(5);
     let mut i = 0;
-    let state = loop {
+    let found = wait_until(Duration::from_secs(5), || {
         p.push(record(i));
         i += 1;
         let stats = p.flush(Instant::now() + Duration::from_secs(2));
-        let state = endpoint(&stats, &standby.url()).state;
-        if state == EndpointState::Down || Instant::now() > deadline {
-            break state;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(state, EndpointState::Down);
+        endpoint(&stats, &standby.url()).state == EndpointState::Down
+    });
+    assert!(found, "{:?}", p.stats().endpoints);
     assert_eq!(a.count(), i);
 }
 

@@ -164,3 +164,38 @@ pub(crate) fn warn_unused(env: &Env) {
         hivelog_core::diag::warn("config", &var, &msg);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default the table documents for `name`.
+    fn documented(name: &str) -> &'static str {
+        VARS.iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("{name} is not in the table"))
+            .default
+    }
+
+    fn set(name: &str) -> Env {
+        Env::from_pairs([(name, documented(name))])
+    }
+
+    #[test]
+    fn every_default_in_the_table_is_the_one_the_code_uses() {
+        let unset = Env::from_pairs::<&str, &str>([]);
+        assert_eq!(documented("HIVELOG_FILE_KEEP").parse(), Ok(DEFAULT_KEEP));
+        assert_eq!(
+            parse_rotation(documented("HIVELOG_FILE_ROTATION")),
+            Ok(Rotation::default())
+        );
+        assert_eq!(level(&unset, None).0, documented("HIVELOG_LEVEL"));
+        assert_eq!(style(&set("HIVELOG_FORMAT")), Ok(Some(Style::default())));
+        assert_eq!(
+            output_mode(&set("HIVELOG_OUTPUT_MODE")),
+            Ok(Some(OutputMode::default()))
+        );
+        assert_eq!(output(&set("HIVELOG_OUTPUT"), None), output(&unset, None));
+        assert_eq!(output(&unset, None), Ok(Output::default()));
+    }
+}

@@ -462,14 +462,8 @@ impl ForwardReceiver {
 
     /// Like [`ForwardReceiver::wait_for`] without blocking an async runtime.
     pub async fn wait_for_async(&self, n: u64, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let c = self.count();
-            if c >= n || Instant::now() >= deadline {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        crate::wait::wait_until_async(timeout, || self.count() >= n).await;
+        self.count()
     }
 }
 

@@ -4,25 +4,31 @@
 //! - the destination is down while a service logs more than its memory budget and exits; it
 //!   comes back; the next run sends everything, and the destination holds every event once
 //!   (Elasticsearch through noida-db, Fluentd through the in-repo Forward receiver);
-//! - `HIVELOG_SPILL_MODE=always` and SIGKILL mid-stream, then a restart: nothing logged more
-//!   than one `HIVELOG_SPILL_FSYNC` interval before the kill is missing, and Elasticsearch
-//!   holds no duplicate although the replay resends events that had landed (a proxy forwards
-//!   the first run's requests and cuts every answer, so nothing is ever acknowledged).
+//! - `HIVELOG_SPILL_MODE=always` and SIGKILL mid-stream, once the segment files hold the last
+//!   event logged (the sync task writes them within one `HIVELOG_SPILL_FSYNC` interval; the
+//!   test waits for that, not for the interval), then a restart: nothing logged before the
+//!   kill is missing, and Elasticsearch holds no duplicate although the replay resends events
+//!   that had landed (a proxy forwards the first run's requests and cuts every answer, so
+//!   nothing is ever acknowledged).
 //!
 //! Run with the servers: `scripts/test.sh -p hivelog-tests --test spill`.
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{es_documents, to_json, unique};
+use hivelog_core::record::Value;
+use hivelog_core::spill::codec;
+use hivelog_core::spill::segment::{self, Frame};
 use hivelog_tests::forward::{ForwardReceiver, ReceiverConfig};
 use hivelog_tests::peers::es_url;
 use hivelog_tests::proxy::{FaultProxy, Mode};
+use hivelog_tests::wait_until;
 
 /// Settings of every child: a 64 KiB memory budget (a few hundred events), quick batches.
 const BASE: &[(&str, &str)] = &[
@@ -132,6 +138,34 @@ fn segments(dir: &Path) -> Vec<(u64, u64)> {
     hivelog_core::spill::list(&dir.join("svc.elasticsearch"))
         .or_else(|_| hivelog_core::spill::list(&dir.join("svc.fluent")))
         .unwrap_or_default()
+}
+
+/// The `seq` of every event the segment files of `dir` hold, read as a restart would.
+fn spilled_seqs(dir: &Path) -> BTreeSet<u64> {
+    let folder = dir.join("svc.elasticsearch");
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        if entry.path().extension() != Some("seg".as_ref()) {
+            continue;
+        }
+        let Ok(data) = std::fs::read(entry.path()) else {
+            continue; // deleted between the listing and the read
+        };
+        for frame in segment::frames(&data) {
+            let Frame::Record(bytes) = frame else {
+                continue;
+            };
+            let Ok(record) = codec::decode(bytes) else {
+                continue;
+            };
+            for f in record.fields.iter().filter(|f| f.name == "seq") {
+                if let Value::U64(seq) = f.value {
+                    out.insert(seq);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn dead_url() -> String {
@@ -279,7 +313,7 @@ fn a_full_disk_is_one_line_naming_the_folder_then_memory_only() {
 }
 
 #[test]
-fn sigkill_in_always_mode_loses_nothing_older_than_one_fsync_interval() {
+fn sigkill_in_always_mode_loses_nothing_the_segment_files_hold_and_stores_nothing_twice() {
     let index = unique("hl-kill");
     let run_id = unique("run");
     let dir = tempfile::tempdir().unwrap();
@@ -316,8 +350,12 @@ fn sigkill_in_always_mode_loses_nothing_older_than_one_fsync_interval() {
             break seq;
         }
     };
-    // One fsync interval and a margin for the sync task to run.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The sync task hands what was logged to the files within one HIVELOG_SPILL_FSYNC
+    // interval: wait until the segment files hold the last event logged, then kill.
+    let written = wait_until(Duration::from_secs(30), || {
+        spilled_seqs(dir.path()).contains(&logged)
+    });
+    assert!(written, "event {logged} never reached the segment files");
     proc.kill().unwrap();
     proc.wait().unwrap();
     let landed = copies(&es_documents(&es_url(), &index), &run_id).len();

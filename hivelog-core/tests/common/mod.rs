@@ -87,14 +87,13 @@ impl Control {
     }
     /// Waits until a send is waiting on `hold` (or panics after 5 s).
     pub fn wait_holding(&self) {
-        let t0 = Instant::now();
-        while self.holding.load(Ordering::SeqCst) == 0 {
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "the sink never received a batch"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        assert!(
+            wait_until(Duration::from_secs(5), || self
+                .holding
+                .load(Ordering::SeqCst)
+                > 0),
+            "the sink never received a batch"
+        );
     }
     pub fn delivered(&self) -> Vec<u64> {
         self.seen().delivered.clone()
@@ -274,14 +273,9 @@ pub fn secs(s: f64) -> Instant {
     Instant::now() + Duration::from_secs_f64(s)
 }
 
-/// Polls `f` until true, for at most `timeout`.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    f()
-}
+// The one `wait_until` of the workspace's tests; this crate sits below `hivelog-tests`, so it
+// takes the file rather than the crate.
+#[allow(dead_code)]
+#[path = "../../../tests/src/wait.rs"]
+mod wait;
+pub use wait::wait_until;
