@@ -6,17 +6,11 @@ use std::sync::Arc;
 use hivelog_core::{ConfigError, Env, FormatBuilder};
 
 use crate::args::CheckOptions;
+use crate::exit::EXIT_DESTINATION;
 use crate::probe;
 use crate::report::{self, Report};
 use crate::scrub::Scrubber;
 use crate::settings::{self, Resolved, Vars};
-
-/// Exit code: the configuration is valid and every destination accepted the test event.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: a destination is unreachable, refused the credentials or the event.
-pub const EXIT_DESTINATION: u8 = 1;
-/// Exit code: the configuration (or the command line) is invalid.
-pub const EXIT_CONFIG: u8 = 2;
 
 /// Runs the check on the process environment and prints the report; returns the exit code.
 pub fn run(opts: &CheckOptions) -> u8 {

@@ -31,6 +31,7 @@
 
 mod args;
 mod check;
+mod exit;
 mod probe;
 mod report;
 mod scrub;
@@ -56,7 +57,7 @@ pub fn main() -> ExitCode {
         Ok(Command::Check(opts)) => ExitCode::from(check::run(&opts)),
         Err(e) => {
             eprintln!("hivelog: {e}\n\n{}", args::USAGE);
-            ExitCode::from(check::EXIT_CONFIG)
+            ExitCode::from(exit::EXIT_CONFIG)
         }
     }
 }

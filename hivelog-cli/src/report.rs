@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::exit::{EXIT_CONFIG, EXIT_DESTINATION, EXIT_OK};
 use crate::scrub::Scrubber;
 use crate::settings::Section;
 use hivelog_core::destination::Probe;
@@ -29,11 +30,11 @@ impl Report {
     /// 0 when all is well, 1 when a destination failed, 2 when the configuration is invalid.
     pub fn exit_code(&self) -> u8 {
         if self.config_error.is_some() {
-            crate::check::EXIT_CONFIG
+            EXIT_CONFIG
         } else if self.destinations.iter().any(|p| !p.accepted) {
-            crate::check::EXIT_DESTINATION
+            EXIT_DESTINATION
         } else {
-            crate::check::EXIT_OK
+            EXIT_OK
         }
     }
 }
@@ -123,8 +124,8 @@ pub fn destinations_text(r: &Report, s: &Scrubber) -> String {
         }
     }
     let verdict = match r.exit_code() {
-        crate::check::EXIT_OK => "OK".to_owned(),
-        crate::check::EXIT_CONFIG => "FAILED: invalid configuration".to_owned(),
+        EXIT_OK => "OK".to_owned(),
+        EXIT_CONFIG => "FAILED: invalid configuration".to_owned(),
         _ => {
             let failed: Vec<&str> = r
                 .destinations
@@ -176,7 +177,7 @@ pub fn json(r: &Report, s: &Scrubber) -> String {
         })
         .collect();
     let mut v = json!({
-        "ok": r.exit_code() == crate::check::EXIT_OK,
+        "ok": r.exit_code() == EXIT_OK,
         "exit_code": r.exit_code(),
         "config": {
             "valid": r.config_error.is_none(),

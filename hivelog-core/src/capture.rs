@@ -22,6 +22,10 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use crate::record::{Fields, Record, SpanNode, SpanTrace, Str, Value};
 use crate::trace::TraceContext;
 
+/// Default cap on an event's text (`HIVELOG_MAX_EVENT_BYTES`): the capture enforces it, the
+/// format documents it.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+
 /// What to capture beyond the event itself; derived from the format so unused data costs nothing.
 #[derive(Clone, Copy, Debug)]
 pub struct CaptureOptions {
@@ -36,7 +40,7 @@ pub struct CaptureOptions {
 impl Default for CaptureOptions {
     fn default() -> Self {
         CaptureOptions {
-            max_event_bytes: crate::format::DEFAULT_MAX_EVENT_BYTES,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             thread_name: false,
             thread_id: false,
         }

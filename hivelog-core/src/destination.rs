@@ -31,46 +31,7 @@ use crate::format::Format;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::record::Record;
 use crate::sink::{FailureKind, Outcome, Outcomes, Sink};
-
-/// One `HIVELOG_*` variable (or another variable a destination reads, such as `AWS_REGION`).
-///
-/// ```
-/// use hivelog_core::Var;
-/// const TOKEN: Var = Var::new("HIVELOG_WEBHOOK_TOKEN", "none", "bearer token").secret();
-/// assert!(TOKEN.secret && TOKEN.default == "none");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Var {
-    /// The variable's name.
-    pub name: &'static str,
-    /// The documented default, as a user would write it (`30s`, `4MiB`), or what applies when
-    /// it is unset (`off`, `(HIVELOG_LEVEL)`).
-    pub default: &'static str,
-    /// Whether its value must never be shown (`hivelog check` prints `***`).
-    pub secret: bool,
-    /// One line: what it sets.
-    pub doc: &'static str,
-}
-
-impl Var {
-    /// A variable that is not secret.
-    pub const fn new(name: &'static str, default: &'static str, doc: &'static str) -> Var {
-        Var {
-            name,
-            default,
-            secret: false,
-            doc,
-        }
-    }
-
-    /// The same variable, marked secret.
-    pub const fn secret(self) -> Var {
-        Var {
-            secret: true,
-            ..self
-        }
-    }
-}
+pub use crate::var::Var;
 
 /// A future a [`Configured`] destination returns (boxed: trait objects cannot return
 /// `impl Future`).

@@ -16,10 +16,11 @@ pub mod record;
 pub mod sink;
 pub mod spill;
 pub mod trace;
+pub mod var;
 
-pub use destination::Var;
 pub use env::{ConfigError, Env, Secret};
 pub use format::{Format, FormatBuilder};
 pub use pipeline::{Pipeline, PipelineConfig, Stats};
 pub use record::{Record, RecordId};
 pub use sink::{BatchLimits, FailureKind, Outcome, Outcomes, Sink};
+pub use var::Var;

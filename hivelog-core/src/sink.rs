@@ -64,7 +64,7 @@ pub trait Sink: Send + 'static {
 /// A sink reads it inside [`Sink::send`] to bound its own waits (an ack, a retry on another
 /// server) by the time left, rather than be cut off at the deadline with its batch unsent.
 pub fn shutdown_deadline() -> Option<std::time::Instant> {
-    crate::pipeline::current_deadline()
+    crate::pipeline::thread::current_deadline()
 }
 
 /// Longest error or rejection reason kept: a destination's answer can be anything, and hivelog

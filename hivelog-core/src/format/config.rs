@@ -4,8 +4,8 @@ use super::{
     Attr, Extra, Format, Key, Schema, TimestampFormat, TraceFormat, DEFAULT_MAX_EVENT_BYTES,
     ECS_VERSION,
 };
-use crate::destination::Var;
 use crate::env::{ConfigError, Env};
+use crate::var::Var;
 
 /// Code defaults for the format; [`FormatBuilder::apply_env`] lets variables override them.
 #[derive(Clone, Debug, Default)]

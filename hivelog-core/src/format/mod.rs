@@ -29,8 +29,7 @@ pub use time::TimestampFormat;
 use crate::capture::CaptureOptions;
 use crate::record::{Field, Record, SpanTrace, Value};
 
-/// Default cap on an event's text (`HIVELOG_MAX_EVENT_BYTES`).
-pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+pub use crate::capture::DEFAULT_MAX_EVENT_BYTES;
 
 /// The ECS version written in `ecs.version`.
 pub const ECS_VERSION: &str = "8.11.0";

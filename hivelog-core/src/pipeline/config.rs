@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::destination::Var;
 use crate::env::{parse_duration, ConfigError, Env};
+use crate::var::Var;
 
 /// The variables [`PipelineConfig::apply_env`] reads: every destination's delivery settings.
 pub const PIPELINE_VARS: &[Var] = &[

@@ -39,6 +39,7 @@ mod config;
 mod queue;
 mod retry;
 mod stats;
+pub(crate) mod thread;
 mod worker;
 
 use std::fmt;
@@ -51,7 +52,6 @@ pub use config::{
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SPILL_BYTES, DEFAULT_SPILL_FSYNC, PIPELINE_VARS,
 };
 pub use stats::{level_rank, LevelCounts, Stats};
-pub(crate) use worker::current_deadline;
 
 use crate::record::Record;
 use crate::sink::Sink;

@@ -44,6 +44,7 @@ use tracing_core::Level;
 
 use super::config::{Overflow, PipelineConfig, SpillMode};
 use super::stats::{level_rank as rank, Stats};
+use super::thread::{on_pipeline_thread, ShutdownClock};
 use crate::diag;
 use crate::record::{Record, RecordId};
 use crate::sink::BatchLimits;
@@ -561,7 +562,7 @@ impl Shared {
     /// `deadline`.
     pub fn flush(&self, deadline: Instant) -> Stats {
         let mut st = self.lock();
-        if super::worker::on_pipeline_thread() {
+        if on_pipeline_thread() {
             return st.counters.clone();
         }
         let target = st.next_seq;
@@ -602,7 +603,7 @@ impl Shared {
     pub fn shutdown(&self, deadline: Instant) -> Stats {
         self.begin_shutdown(deadline);
         let st = self.lock();
-        if super::worker::on_pipeline_thread() {
+        if on_pipeline_thread() {
             return st.counters.clone();
         }
         let mut st = self.wait_until(st, deadline, |st| st.finished);
@@ -618,5 +619,11 @@ impl Shared {
     /// The shutdown deadline, once shutdown began.
     pub fn deadline(&self) -> Option<Instant> {
         self.lock().deadline
+    }
+}
+
+impl ShutdownClock for Shared {
+    fn deadline(&self) -> Option<Instant> {
+        Shared::deadline(self)
     }
 }

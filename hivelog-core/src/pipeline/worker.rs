@@ -33,7 +33,6 @@
 //! `close` is reported and otherwise ignored.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -42,10 +41,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tracing::Dispatch;
-
 use super::queue::{Resolution, Shared};
 use super::retry::Backoff;
+use super::thread::{enter_pipeline_thread, set_current};
 use crate::diag;
 use crate::record::Record;
 use crate::sink::{FailureKind, Outcome, Outcomes, Sink};
@@ -60,32 +58,6 @@ const MIN_TICK: Duration = Duration::from_millis(1);
 /// Time `Sink::close` gets when the shutdown deadline has already passed.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
-thread_local! {
-    static ON_PIPELINE_THREAD: Cell<bool> = const { Cell::new(false) };
-    /// The pipeline this worker thread runs, for [`crate::sink::shutdown_deadline`].
-    static CURRENT: std::cell::RefCell<Option<Arc<Shared>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// The shutdown deadline of the pipeline this thread works for, once shutdown began.
-pub(crate) fn current_deadline() -> Option<Instant> {
-    CURRENT.with(|c| c.borrow().as_ref().and_then(|s| s.deadline()))
-}
-
-/// Whether this thread is a pipeline's worker or one of its runtime's threads: `flush` and
-/// `shutdown` called there (from a panic hook) must not wait for a worker that may be waiting
-/// for this very thread.
-pub(crate) fn on_pipeline_thread() -> bool {
-    ON_PIPELINE_THREAD.with(Cell::get)
-}
-
-/// Makes `Dispatch::none()` this thread's default dispatcher for the thread's whole life, and
-/// marks it as a pipeline thread.
-fn enter_pipeline_thread() {
-    // The guard restores the previous default when dropped; the thread never wants it back.
-    std::mem::forget(tracing::dispatcher::set_default(&Dispatch::none()));
-    ON_PIPELINE_THREAD.with(|t| t.set(true));
-}
-
 /// Builds the runtime and starts the thread `hivelog-<sink>`.
 pub(crate) fn spawn<S: Sink>(sink: S, shared: Arc<Shared>) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -97,7 +69,7 @@ pub(crate) fn spawn<S: Sink>(sink: S, shared: Arc<Shared>) -> std::io::Result<()
         .name(format!("hivelog-{}", shared.name))
         .spawn(move || {
             enter_pipeline_thread();
-            CURRENT.with(|c| *c.borrow_mut() = Some(shared.clone()));
+            set_current(shared.clone());
             // Marks the pipeline finished even if the worker itself panics, so that no
             // `flush` or `shutdown` waits for a thread that is gone.
             let _finish = FinishOnDrop(shared.clone());
