@@ -110,17 +110,16 @@ impl Service {
     fn stop(mut self, signal: i32, timeout: Duration) -> (ExitStatus, Vec<Value>, String) {
         let pid = i32::try_from(self.child.id()).unwrap();
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("webapp still running {timeout:?} after signal {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let mut status = None;
+        let exited = hivelog_tests::wait_until(timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        if !exited {
+            let _ = self.child.kill();
+            panic!("webapp still running {timeout:?} after signal {signal}");
+        }
+        let status = status.expect("exited");
         let bad = self.stdout.take().unwrap().join().unwrap();
         assert!(
             bad.is_empty(),

@@ -40,7 +40,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -181,14 +181,10 @@ impl FaultProxy {
         }
         self.mode.send_replace(mode);
         let want = mode != Mode::Refuse;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.shared.listening.load(Ordering::SeqCst) != want {
-            assert!(
-                Instant::now() < deadline,
-                "fault proxy did not switch to {mode:?}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let switched = crate::wait_until(Duration::from_secs(5), || {
+            self.shared.listening.load(Ordering::SeqCst) == want
+        });
+        assert!(switched, "fault proxy did not switch to {mode:?}");
     }
 
     /// Back to `Pass`: listening again, blackholed connections reset.
