@@ -338,7 +338,7 @@ impl Builder {
                 crate::heartbeat::parse,
             )?
             .unwrap_or(self.heartbeat);
-        config::warn_unused(&env);
+        crate::destinations::warn_unused(&env);
         let layer = HivelogLayer::new(
             routes.dests,
             cell,

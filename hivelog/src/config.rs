@@ -145,26 +145,6 @@ pub(crate) fn output(env: &Env, code: Option<Output>) -> Result<Output, ConfigEr
     })
 }
 
-/// One warning per `HIVELOG_*` variable nothing read (a typo, or a sink not compiled in).
-pub(crate) fn warn_unused(env: &Env) {
-    let destinations = crate::destinations::all();
-    for var in env.unused() {
-        let of_a_destination = destinations
-            .iter()
-            .any(|d| d.vars().iter().any(|v| v.name == var));
-        let msg = match crate::destinations::missing_feature(&var) {
-            Some(feature) => format!(
-                "{var} is set but this program was built without hivelog's `{feature}` feature; it is ignored"
-            ),
-            None if of_a_destination => format!(
-                "{var} is set but that sink is not enabled (its address, URL or group is not set); it is ignored"
-            ),
-            None => format!("{var} is not a hivelog variable; it is ignored (typo?)"),
-        };
-        hivelog_core::diag::warn("config", &var, &msg);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

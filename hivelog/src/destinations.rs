@@ -12,7 +12,7 @@ use std::sync::RwLock;
 use hivelog_core::destination::Destination;
 use hivelog_core::format::FORMAT_VARS;
 use hivelog_core::pipeline::PIPELINE_VARS;
-use hivelog_core::Var;
+use hivelog_core::{Env, Var};
 
 /// A sink crate, compiled in or not.
 // Which variant is ever built depends on the features.
@@ -122,4 +122,24 @@ pub fn variables() -> Vec<(&'static str, Vec<Var>)> {
         out.push((d.name(), d.vars().to_vec()));
     }
     out
+}
+
+/// One warning per `HIVELOG_*` variable nothing read (a typo, or a sink not compiled in).
+pub(crate) fn warn_unused(env: &Env) {
+    let destinations = all();
+    for var in env.unused() {
+        let of_a_destination = destinations
+            .iter()
+            .any(|d| d.vars().iter().any(|v| v.name == var));
+        let msg = match missing_feature(&var) {
+            Some(feature) => format!(
+                "{var} is set but this program was built without hivelog's `{feature}` feature; it is ignored"
+            ),
+            None if of_a_destination => format!(
+                "{var} is set but that sink is not enabled (its address, URL or group is not set); it is ignored"
+            ),
+            None => format!("{var} is not a hivelog variable; it is ignored (typo?)"),
+        };
+        hivelog_core::diag::warn("config", &var, &msg);
+    }
 }
