@@ -5,6 +5,7 @@
 //! - [`http`]: a scripted HTTP/1.1 server for fault injection (429, 413, 5xx, resets, slowness).
 #![allow(missing_docs)]
 
+pub mod collect;
 pub mod forward;
 pub mod http;
 pub mod peers;
