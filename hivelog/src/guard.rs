@@ -188,6 +188,9 @@ impl fmt::Display for Report {
                     s.spilled, s.replayed, s.corrupt_skipped, s.spill_bytes
                 )?;
             }
+            if s.spill_sync_failed > 0 {
+                write!(f, ", spill syncs failed {}", s.spill_sync_failed)?;
+            }
             match (&s.last_error, s.last_failure) {
                 (Some(e), Some(kind)) => write!(f, " (last error, {kind}: {e})")?,
                 (Some(e), None) => write!(f, " (last error: {e})")?,

@@ -47,6 +47,9 @@ pub struct Stats {
     pub corrupt_skipped: u64,
     /// Bytes the destination's spill folder holds now.
     pub spill_bytes: u64,
+    /// `sync_data` calls on spill segments that failed (or never finished): the frames they
+    /// covered may not survive a power loss, whatever `HIVELOG_SPILL_FSYNC` says.
+    pub spill_sync_failed: u64,
     /// The last error, if any: a retried or failed send's error (`gave up after …: <error>`
     /// once retries ran out), or `rejected: <the destination's reason>`.
     pub last_error: Option<String>,

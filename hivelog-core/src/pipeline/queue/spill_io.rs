@@ -130,6 +130,24 @@ impl Shared {
         }
     }
 
+    /// For the worker: `failed` `sync_data` calls failed with `error`; counts them and says so
+    /// on stderr (once per cause and interval, as the folder's other errors).
+    pub fn sync_failed(&self, failed: u64, error: &str) {
+        let mut st = self.lock();
+        st.counters.spill_sync_failed += failed;
+        let folder = st.store.as_ref().map(|s| s.folder.display().to_string());
+        drop(st);
+        diag::warn(
+            self.name,
+            "fsync",
+            format_args!(
+                "cannot sync the spill folder {}: {error}; events written there may not survive \
+                 a power loss (counted as spill_sync_failed)",
+                folder.as_deref().unwrap_or("(not open)")
+            ),
+        );
+    }
+
     /// For the worker at the shutdown deadline: writes `held` and the queued records to the
     /// spill folder, except those whose `seq` is in `backed` (already on disk); returns how
     /// many were written. They stay `pending`.

@@ -1,6 +1,11 @@
 //! The worker's side of the spill folder: reading segments back while memory has room,
 //! deleting them once every record read from them is resolved, syncing written frames on a
 //! timer of their own, and saving what is pending at the shutdown deadline.
+//!
+//! A failed `sync_data` (or a sync task that never finished) is counted
+//! ([`Stats::spill_sync_failed`](crate::Stats::spill_sync_failed)) and said on stderr, like the
+//! folder's other errors: `HIVELOG_SPILL_FSYNC` promises what a power loss can lose, and a
+//! silent failure would make that promise false.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +68,7 @@ impl<S: Sink> Worker<S> {
         let held: Vec<Record> = self.held.drain(..).map(|h| h.record).collect();
         let backed: Vec<_> = self.replaying.iter().map(|(_, r)| r.clone()).collect();
         let saved = self.shared.save_pending(held, &backed);
-        sync_files(self.shared.flush_spill()).await;
+        sync_files(&self.shared, self.shared.flush_spill()).await;
         saved
     }
 }
@@ -73,19 +78,67 @@ impl<S: Sink> Worker<S> {
 pub(super) async fn sync_spill(shared: Arc<Shared>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        sync_files(shared.flush_spill()).await;
+        sync_files(&shared, shared.flush_spill()).await;
     }
 }
 
-/// `sync_data` on a blocking thread, so a slow disk never stalls the runtime.
-async fn sync_files(files: Vec<std::fs::File>) {
+/// `sync_data` on a blocking thread, so a slow disk never stalls the runtime; failures are
+/// counted and reported.
+async fn sync_files(shared: &Shared, files: Vec<std::fs::File>) {
     if files.is_empty() {
         return;
     }
-    let _ = tokio::task::spawn_blocking(move || {
+    let n = files.len() as u64;
+    let synced = tokio::task::spawn_blocking(move || {
+        let mut failed = (0u64, None);
         for f in files {
-            let _ = f.sync_data();
+            if let Err(e) = f.sync_data() {
+                failed.0 += 1;
+                failed.1.get_or_insert(e.to_string());
+            }
         }
+        failed
     })
     .await;
+    let (failed, error) = match synced {
+        Ok(r) => r,
+        Err(e) => (n, Some(format!("the sync task did not finish ({e})"))),
+    };
+    if failed > 0 {
+        shared.sync_failed(failed, error.as_deref().unwrap_or("unknown error"));
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use crate::pipeline::PipelineConfig;
+    use crate::sink::BatchLimits;
+
+    #[test]
+    fn a_failed_sync_is_counted_not_ignored() {
+        let shared = Shared::new(
+            "sync-test",
+            PipelineConfig::default(),
+            BatchLimits {
+                max_events: 10,
+                max_bytes: 1 << 20,
+            },
+        );
+        // A character device: `fdatasync` fails on it with EINVAL, without privileges.
+        let open = || {
+            std::fs::File::options()
+                .write(true)
+                .open("/dev/null")
+                .unwrap()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(sync_files(&shared, vec![open(), open()]));
+        assert_eq!(shared.stats().spill_sync_failed, 2);
+        rt.block_on(sync_files(&shared, vec![open()]));
+        assert_eq!(shared.stats().spill_sync_failed, 3);
+    }
 }
