@@ -297,3 +297,50 @@ fn truncated_and_bit_flipped_segments_are_skipped_and_counted() {
     );
     assert!(spill::list(&folder(dir.path())).unwrap().is_empty());
 }
+
+#[test]
+fn a_segment_that_passes_its_checksum_but_does_not_decode_is_set_aside_and_the_rest_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    outage(dir.path(), SpillMode::Always, 20);
+    let folder = folder(dir.path());
+    assert!(!spill::list(&folder).unwrap().is_empty());
+
+    // Before the others: one good record, then the same record with a time in the year
+    // 584 billion (its seconds varint replaced), both with valid checksums.
+    let mut good = Vec::new();
+    spill::codec::encode(&record("crafted-good"), &mut good);
+    let secs_len = good[3..].iter().position(|b| *b < 0x80).unwrap() + 1;
+    let mut huge = good.clone();
+    huge.splice(3..3 + secs_len, [0xff; 9].into_iter().chain([0x01]));
+    let crafted = folder.join("00000000000000000001.seg");
+    let mut w = spill::segment::SegmentWriter::create(&crafted).unwrap();
+    w.append(&good).unwrap();
+    w.append(&huge).unwrap();
+    w.flush().unwrap();
+    drop(w);
+
+    let ctl = Control::new();
+    let p = Pipeline::spawn(
+        TestSink::new(&ctl),
+        spilling(dir.path(), SpillMode::Overflow),
+    )
+    .unwrap();
+    let s = p.shutdown(soon(5000));
+    assert_eq!(
+        (s.delivered, s.corrupt_skipped, s.spill_set_aside, s.pending),
+        (21, 1, 1, 0),
+        "{s:?}"
+    );
+    let messages = ctl.messages();
+    assert_eq!(messages[0], "crafted-good", "replayed first: {messages:?}");
+    assert!(
+        spill::list(&folder).unwrap().is_empty(),
+        "every segment resolved"
+    );
+    let bad = folder.join("00000000000000000001.bad");
+    assert_eq!(
+        spill::segment::frames(&std::fs::read(&bad).unwrap()).count(),
+        2,
+        "the set-aside file is kept as it was found"
+    );
+}

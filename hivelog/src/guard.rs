@@ -188,6 +188,9 @@ impl fmt::Display for Report {
                     s.spilled, s.replayed, s.corrupt_skipped, s.spill_bytes
                 )?;
             }
+            if s.spill_set_aside > 0 {
+                write!(f, ", spill segments set aside {}", s.spill_set_aside)?;
+            }
             if s.spill_sync_failed > 0 {
                 write!(f, ", spill syncs failed {}", s.spill_sync_failed)?;
             }

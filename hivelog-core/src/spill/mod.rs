@@ -23,6 +23,14 @@
 //! write is a copy into a 64 KiB buffer; the system call happens once per buffer, and `fsync`
 //! runs on the pipeline's own runtime, never under the lock ([`SpillConfig::fsync`]).
 //!
+//! Why a segment that cannot be read back is set aside rather than deleted or retried: a frame
+//! whose checksum holds but that does not decode (written by another version, or by a bug), or
+//! a file that cannot be read, is not a torn write. Its readable records are replayed, then the
+//! file is renamed `<number>.bad` ([`BAD_EXT`]) and counted
+//! ([`Stats::spill_set_aside`](crate::Stats::spill_set_aside)): it is kept for inspection, out
+//! of the replay and of the disk budget, and never stops the other segments. Reading runs under
+//! `catch_unwind` too, so even a decoder bug costs one segment, not the destination.
+//!
 //! Errors never stop the application: a folder that cannot be created, a full disk or an
 //! unwritable file is one stderr line naming the folder and the error, and the destination
 //! continues in memory only.
@@ -51,6 +59,8 @@ const NUMBER_STEP: u64 = 1 << 20;
 pub const LOCK_FILE: &str = "lock";
 /// The extension of segment files.
 pub const SEGMENT_EXT: &str = "seg";
+/// The extension a segment that could not be read back is renamed to (kept for inspection).
+pub const BAD_EXT: &str = "bad";
 
 /// Why a destination's spill folder cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +133,15 @@ pub(crate) struct Sealed {
     /// Records this process wrote into it and the lowest `seq` of their ids (`None`: written
     /// by an earlier process).
     pub written: Option<Own>,
+    /// It could not be read back whole: renamed `.bad` instead of deleted once replayed.
+    pub set_aside: bool,
+}
+
+impl Sealed {
+    /// Where the segment goes when it is set aside.
+    pub fn bad_path(&self) -> PathBuf {
+        self.path.with_extension(BAD_EXT)
+    }
 }
 
 /// What this process wrote into one segment.
@@ -297,6 +316,7 @@ impl Store {
             path: self.segment_path(number),
             bytes,
             written: self.written.remove(&number),
+            set_aside: false,
         }))
     }
 
@@ -354,7 +374,11 @@ fn lock_exclusive(_file: &File) -> io::Result<()> {
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     pub records: Vec<Record>,
+    /// Frames skipped: failed their checks, or did not decode.
     pub corrupt: u64,
+    /// Frames whose checksum held but that did not decode (or whose decoding panicked): the
+    /// segment is set aside.
+    pub undecodable: u64,
 }
 
 /// Reads and decodes a sealed segment; frames or records that fail their checks are counted.
@@ -363,10 +387,16 @@ pub(crate) fn read(path: &Path) -> io::Result<Replay> {
     let mut out = Replay::default();
     for frame in segment::frames(&data) {
         match frame {
-            segment::Frame::Record(bytes) => match codec::decode(bytes) {
-                Ok(r) => out.records.push(r),
-                Err(_) => out.corrupt += 1,
-            },
+            segment::Frame::Record(bytes) => {
+                let decoded = std::panic::catch_unwind(|| codec::decode(bytes));
+                match decoded {
+                    Ok(Ok(r)) => out.records.push(r),
+                    Ok(Err(_)) | Err(_) => {
+                        out.corrupt += 1;
+                        out.undecodable += 1;
+                    }
+                }
+            }
             segment::Frame::Corrupt => out.corrupt += 1,
         }
     }

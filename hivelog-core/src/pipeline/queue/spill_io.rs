@@ -80,6 +80,7 @@ impl Shared {
         let c = &mut st.counters;
         c.replayed += n;
         c.corrupt_skipped += replay.corrupt;
+        c.spill_set_aside += u64::from(segment.set_aside);
         match segment.written {
             // Written by this process: already counted; the unreadable ones are lost.
             Some(own) => {

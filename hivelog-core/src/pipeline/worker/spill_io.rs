@@ -7,6 +7,7 @@
 //! folder's other errors: `HIVELOG_SPILL_FSYNC` promises what a power loss can lose, and a
 //! silent failure would make that promise false.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,15 +24,35 @@ impl<S: Sink> Worker<S> {
         if self.shared.spill_mode.is_none() {
             return;
         }
-        while let Some(segment) = self.shared.next_replay() {
-            let replay = spill::read(&segment.path).unwrap_or_else(|e| {
+        while let Some(mut segment) = self.shared.next_replay() {
+            // Outside the send's `catch_unwind`: a panic here would stop the destination at
+            // every start, so reading is guarded too (see `spill`'s module docs).
+            let read = catch_unwind(AssertUnwindSafe(|| spill::read(&segment.path)));
+            let (replay, why) = match read {
+                Ok(Ok(r)) if r.undecodable == 0 => (r, None),
+                Ok(Ok(r)) => {
+                    let why = format!("{} records do not decode", r.undecodable);
+                    (r, Some(why))
+                }
+                Ok(Err(e)) => (spill::Replay::default(), Some(e.to_string())),
+                Err(_) => (
+                    spill::Replay::default(),
+                    Some("reading it panicked".to_owned()),
+                ),
+            };
+            if let Some(why) = why {
+                segment.set_aside = true;
                 diag::warn(
                     self.shared.name,
-                    "spill",
-                    format_args!("cannot read {}: {e}; skipping it", segment.path.display()),
+                    "spill-set-aside",
+                    format_args!(
+                        "cannot read back {} whole ({why}); its readable records are sent, \
+                         and the file is kept as {} (counted as spill_set_aside)",
+                        segment.path.display(),
+                        segment.bad_path().display()
+                    ),
                 );
-                spill::Replay::default()
-            });
+            }
             let range = self.shared.enqueue_replayed(&segment, replay);
             self.replaying.push_back((segment, range));
         }
@@ -44,12 +65,20 @@ impl<S: Sink> Worker<S> {
         }
         let oldest = self.shared.oldest_pending();
         while let Some((segment, _)) = self.replaying.front().filter(|(_, r)| r.end <= oldest) {
-            if let Err(e) = std::fs::remove_file(&segment.path) {
+            let (done, what) = if segment.set_aside {
+                (
+                    std::fs::rename(&segment.path, segment.bad_path()),
+                    "set aside",
+                )
+            } else {
+                (std::fs::remove_file(&segment.path), "delete")
+            };
+            if let Err(e) = done {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     diag::warn(
                         self.shared.name,
                         "spill",
-                        format_args!("cannot delete {}: {e}", segment.path.display()),
+                        format_args!("cannot {what} {}: {e}", segment.path.display()),
                     );
                 }
             }
