@@ -18,10 +18,13 @@
 //! it again. Records keep their [`RecordId`](crate::record::RecordId), so a destination that
 //! deduplicates by id (Elasticsearch `create` with a client `_id`) stores each event once.
 //!
-//! Why the writer sits under the queue's lock: the choice "memory or disk" and the write must be
-//! one step, or a record could land on disk after the worker decided the disk was drained. The
-//! write is a copy into a 64 KiB buffer; the system call happens once per buffer, and `fsync`
-//! runs on the pipeline's own runtime, never under the lock ([`SpillConfig::fsync`]).
+//! Why the log call never writes here: a write, even into a 64 KiB buffer, ends in a system
+//! call that can block on a slow or full disk. The log call only queues the event in the
+//! pipeline's outbox, under the queue's lock, where the choice "memory or disk" is made; the
+//! worker's thread encodes and writes the outbox under this folder's own lock, and says when
+//! outbox and folder are both drained (holding both locks), so no record can be sent ahead of
+//! older ones still on their way to disk. `fsync` runs on a blocking thread of the pipeline's
+//! runtime, outside both locks ([`SpillConfig::fsync`]).
 //!
 //! Why a segment that cannot be read back is set aside rather than deleted or retried: a frame
 //! whose checksum holds but that does not decode (written by another version, or by a bug), or
@@ -153,7 +156,7 @@ pub(crate) struct Own {
     pub first_id: u64,
 }
 
-/// One destination's open spill folder; lives under the queue's lock.
+/// One destination's open spill folder; only the pipeline's worker thread uses it.
 pub(crate) struct Store {
     pub folder: PathBuf,
     /// Holds the folder's lock for the store's life.

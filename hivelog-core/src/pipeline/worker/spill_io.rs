@@ -93,6 +93,7 @@ impl<S: Sink> Worker<S> {
         if self.shared.spill_mode.is_none() {
             return 0;
         }
+        self.shared.write_outbox();
         self.ack_segments();
         let held: Vec<Record> = self.held.drain(..).map(|h| h.record).collect();
         let backed: Vec<_> = self.replaying.iter().map(|(_, r)| r.clone()).collect();
@@ -102,11 +103,21 @@ impl<S: Sink> Worker<S> {
     }
 }
 
-/// Hands spilled frames to the disk every `every`, off the worker's loop (a send in progress
-/// does not delay it).
+/// Writes the outbox whenever the log calls have queued a batch's worth, off the worker's
+/// loop (a send in progress does not delay it).
+pub(super) async fn write_spill(shared: Arc<Shared>) {
+    loop {
+        shared.disk_work.notified().await;
+        shared.write_outbox();
+    }
+}
+
+/// Writes the outbox and hands spilled frames to the disk every `every`, off the worker's
+/// loop (a send in progress does not delay it).
 pub(super) async fn sync_spill(shared: Arc<Shared>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
+        shared.write_outbox();
         sync_files(&shared, shared.flush_spill()).await;
     }
 }
