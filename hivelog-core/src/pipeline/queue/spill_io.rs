@@ -58,7 +58,7 @@ impl Shared {
         if st.outbox.is_empty() {
             return;
         }
-        let records = std::mem::take(&mut st.outbox);
+        let mut records = std::mem::take(&mut st.outbox);
         st.outbox_bytes = 0;
         if st.room_waiters > 0 {
             self.room.notify_all();
@@ -67,7 +67,7 @@ impl Shared {
         let mut refused = Vec::new();
         let mut written = 0u64;
         let mut error = None;
-        for r in records {
+        for r in records.drain(..) {
             if let Some(s) = store.as_mut().filter(|s| error.is_none() && !s.broken) {
                 match s.append(&r) {
                     Ok(true) => {
@@ -85,6 +85,10 @@ impl Shared {
         }
         let mut st = self.lock();
         let st = &mut *st;
+        if st.outbox.is_empty() && st.outbox.capacity() < records.capacity() {
+            // The log calls reuse the allocation rather than grow a new outbox each time.
+            std::mem::swap(&mut st.outbox, &mut records);
+        }
         self.mirror(st, store.as_ref());
         st.counters.spilled += written;
         for r in refused {
