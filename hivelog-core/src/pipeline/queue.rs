@@ -36,9 +36,14 @@
 //! own task, so a send in progress does not delay it; at least every `HIVELOG_SPILL_FSYNC`).
 //! Why: a write, even buffered, can block on a slow or full disk, and the log call must never
 //! wait on I/O. The outbox has a byte budget of its own (the memory budget again, at least
-//! 1 MiB, [`outbox_budget`]); when it is full (the disk is behind) `block:<d>` waits for the
-//! writer, at most `d`, and the other policies drop the new event and count it: it cannot go
-//! to memory ahead of older events, nor, in `always` mode, be sent without its copy on disk.
+//! 1 MiB, [`outbox_budget`]); only when it is full, the disk being that far behind, does a log
+//! call wait: for the writer to take the outbox, at most `d` under `block:<d>` and
+//! [`DISK_BEHIND_WAIT`] otherwise, and then the event is dropped and counted (it cannot go to
+//! memory ahead of older events, nor, in `always` mode, be sent without its copy on disk).
+//! Why wait at all: a burst of a few thousand events must reach the disk as it did when the
+//! log call wrote it, and this is the same backpressure, paid only when the disk is behind.
+//! Why at most once per stall (except under `block`): a hung disk must not make every log
+//! call wait; after one wait in vain, a full outbox drops at once until the writer catches up.
 //! An event the disk refuses after its log call (its budget full, the folder broken) joins the
 //! memory queue if it fits, else is dropped and counted. The worker reads
 //! segments back into this queue while memory is at most half used; a replayed segment may
@@ -61,6 +66,10 @@ use crate::sink::BatchLimits;
 use crate::spill::{self, Store};
 
 mod spill_io;
+
+/// Longest wait of a log call for the spill writer when the outbox is full (except under
+/// `block:<d>`, which waits `d`): once per stall, see the module docs.
+pub(crate) const DISK_BEHIND_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long `shutdown` waits past its deadline for the worker to write what is pending to
 /// the spill folder (the worker stops sending at the deadline, then writes and closes).
@@ -129,6 +138,9 @@ struct State {
     outbox_bytes: usize,
     /// The spill writer was notified and has not taken the outbox since.
     disk_woken: bool,
+    /// A log call waited [`DISK_BEHIND_WAIT`] for the writer in vain: until the writer takes
+    /// the outbox again, a full outbox drops at once.
+    disk_behind: bool,
     /// What the log call needs to know of the spill folder, kept by the worker.
     disk: Disk,
     queued_bytes: usize,
@@ -243,6 +255,7 @@ impl Shared {
                 outbox: VecDeque::new(),
                 outbox_bytes: 0,
                 disk_woken: false,
+                disk_behind: false,
                 disk,
                 queued_bytes: 0,
                 level_bytes: [0; 5],
@@ -320,15 +333,23 @@ impl Shared {
             }
             if st.disk.on {
                 // The outbox is full: the disk is behind. Memory would send the event ahead of
-                // older ones (and in `always` mode without its copy on disk): `block` waits
-                // for the writer, the other policies drop it.
-                if let Overflow::Block(max_wait) = self.config.overflow {
+                // older ones (and in `always` mode without its copy on disk): wait for the
+                // writer (see the module docs), else drop it.
+                let max_wait = match self.config.overflow {
+                    // The writer runs on the pipeline's thread: it cannot wait for itself.
+                    _ if super::worker::on_pipeline_thread() => std::time::Duration::ZERO,
+                    Overflow::Block(d) => d,
+                    _ if st.disk_behind => std::time::Duration::ZERO,
+                    _ => DISK_BEHIND_WAIT,
+                };
+                if !max_wait.is_zero() {
                     let (guard, room) = self.wait_for_outbox(st, size, max_wait);
                     st = guard;
                     if room && self.outbox_room(&st, size) {
                         self.to_disk(&mut st, record);
                         return;
                     }
+                    st.disk_behind |= !room;
                 }
                 if st.disk.on || st.closing {
                     let closing = st.closing;

@@ -60,6 +60,7 @@ impl Shared {
         }
         let mut records = std::mem::take(&mut st.outbox);
         st.outbox_bytes = 0;
+        st.disk_behind = false;
         if st.room_waiters > 0 {
             self.room.notify_all();
         }
