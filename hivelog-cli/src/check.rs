@@ -37,7 +37,11 @@ pub fn run(opts: &CheckOptions) -> u8 {
         let _ = stdout.flush();
     }
     if let Some(r) = resolved {
-        let dest = r.destinations.into_iter().filter_map(|(_, c)| c).collect();
+        let dest = r
+            .destinations
+            .into_iter()
+            .filter_map(|(d, c)| c.map(|c| (d.name(), c)))
+            .collect();
         let id = probe::check_id(&r.format);
         report.check_id = Some(id.clone());
         match probe::probe_all(dest, &r.format, &id, opts.timeout) {

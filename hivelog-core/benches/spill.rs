@@ -5,9 +5,10 @@
 //!   operating system at the end.
 //! - `spill/replay`: the same segments read back: frames checked (length, CRC32) and records
 //!   decoded, as at the next start.
-//! - `spill/push_no_dir` and `spill/push_overflow_dir`: the log call's `Pipeline::push` into a
-//!   healthy destination, without a spill folder and with one in `overflow` mode: the folder
-//!   must cost nothing while the destination keeps up.
+//! - `spill/push_no_dir`, `spill/push_overflow_dir` and `spill/push_always_dir`: the log call's
+//!   `Pipeline::push` into a healthy destination, without a spill folder, with one in
+//!   `overflow` mode (it must cost nothing while the destination keeps up), and in `always`
+//!   mode (every event goes to disk, by the pipeline's worker, not by the log call).
 //! - `spill/always_throughput`: 100,000 events through a pipeline in `always` mode (each written,
 //!   read back and delivered), until the sink has them all.
 //!
@@ -137,15 +138,24 @@ fn push(c: &mut Criterion) {
     let plain = Pipeline::spawn(Discard(Arc::default()), PipelineConfig::default()).unwrap();
     let overflow =
         Pipeline::spawn(Discard(Arc::default()), spilling(&dir, SpillMode::Overflow)).unwrap();
+    let always = Pipeline::spawn(
+        Discard(Arc::default()),
+        spilling(&dir.join("always"), SpillMode::Always),
+    )
+    .unwrap();
     let mut g = c.benchmark_group("spill");
     g.throughput(Throughput::Elements(1));
-    for (name, p) in [("push_no_dir", &plain), ("push_overflow_dir", &overflow)] {
+    for (name, p) in [
+        ("push_no_dir", &plain),
+        ("push_overflow_dir", &overflow),
+        ("push_always_dir", &always),
+    ] {
         g.bench_function(name, |b| {
             b.iter_batched(article_hit, |r| p.push(r), BatchSize::SmallInput)
         });
     }
     g.finish();
-    for p in [plain, overflow] {
+    for p in [plain, overflow, always] {
         let s = p.shutdown(Instant::now() + Duration::from_secs(10));
         println!(
             "{}: spilled {}, dropped {}",

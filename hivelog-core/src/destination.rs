@@ -78,7 +78,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// }
 /// let env = Env::from_pairs([("HIVELOG_COUNTER", "true")]);
 /// assert!(CounterDestination.configure(&env, None).unwrap().is_some());
-/// assert_eq!(CounterDestination.level_var(), "HIVELOG_COUNTER_LEVEL");
+/// assert_eq!(CounterDestination.level_var(), Some("HIVELOG_COUNTER_LEVEL"));
 /// ```
 pub trait Destination: Sync + 'static {
     /// Its short name (`fluent`, `elasticsearch`, `cloudwatch`), as in the report.
@@ -91,13 +91,13 @@ pub trait Destination: Sync + 'static {
     fn switches(&self) -> &'static [&'static str];
 
     /// The variable with this destination's own level filter: the one of [`Destination::vars`]
-    /// ending in `_LEVEL` (`HIVELOG_FLUENT_LEVEL`); its value is parsed by the facade.
-    fn level_var(&self) -> &'static str {
+    /// ending in `_LEVEL` (`HIVELOG_FLUENT_LEVEL`); its value is parsed by the facade. `None`
+    /// when it has none: it then follows the main level, changes at run time included.
+    fn level_var(&self) -> Option<&'static str> {
         self.vars()
             .iter()
             .map(|v| v.name)
             .find(|n| n.ends_with("_LEVEL"))
-            .unwrap_or("HIVELOG_LEVEL")
     }
 
     /// The type of the configuration a program may set in code (`FluentConfig`), so that the

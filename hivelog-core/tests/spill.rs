@@ -31,6 +31,19 @@ fn folder(dir: &Path) -> std::path::PathBuf {
     spill::folder(dir, "svc", "test")
 }
 
+/// The pipeline's counters once `ready` holds of them (the log call leaves the disk writes to
+/// the worker), or after 10 s.
+fn stats_once(p: &Pipeline, ready: impl Fn(&Stats) -> bool) -> Stats {
+    let until = soon(10_000);
+    loop {
+        let s = p.stats();
+        if ready(&s) || Instant::now() >= until {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Runs a pipeline whose destination hangs, logs `n` records, shuts down after 200 ms.
 fn outage(dir: &Path, mode: SpillMode, n: usize) -> Stats {
     let ctl = Control::new();
@@ -218,7 +231,7 @@ fn a_second_process_on_the_same_folder_keeps_to_memory() {
         first.push(numbered(i));
         second.push(numbered(i));
     }
-    let (a, b) = (first.stats(), second.stats());
+    let (a, b) = (stats_once(&first, |s| s.spilled > 0), second.stats());
     assert!(a.spilled > 0 && a.dropped() == 0, "{a:?}");
     assert!(b.spilled == 0 && b.dropped() > 0, "{b:?}");
     first.shutdown(soon(100));
@@ -251,7 +264,8 @@ fn the_disk_budget_bounds_the_folder_and_the_rest_is_dropped_and_counted() {
     for i in 0..500 {
         p.push(numbered(i));
     }
-    let s = p.stats();
+    // The worker writes (and refuses) what the log calls queued for the disk.
+    let s = stats_once(&p, |s| s.spilled > 0 && s.dropped_overflow > 0);
     assert!(s.spilled > 0 && s.dropped_overflow > 0, "{s:?}");
     assert!(s.spill_bytes <= 2000, "{s:?}");
     assert!(s.is_balanced());
@@ -296,4 +310,101 @@ fn truncated_and_bit_flipped_segments_are_skipped_and_counted() {
         "no garbage replayed"
     );
     assert!(spill::list(&folder(dir.path())).unwrap().is_empty());
+}
+
+#[test]
+fn a_segment_that_passes_its_checksum_but_does_not_decode_is_set_aside_and_the_rest_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    outage(dir.path(), SpillMode::Always, 20);
+    let folder = folder(dir.path());
+    assert!(!spill::list(&folder).unwrap().is_empty());
+
+    // Before the others: one good record, then the same record with a time in the year
+    // 584 billion (its seconds varint replaced), both with valid checksums.
+    let mut good = Vec::new();
+    spill::codec::encode(&record("crafted-good"), &mut good);
+    let secs_len = good[3..].iter().position(|b| *b < 0x80).unwrap() + 1;
+    let mut huge = good.clone();
+    huge.splice(3..3 + secs_len, [0xff; 9].into_iter().chain([0x01]));
+    let crafted = folder.join("00000000000000000001.seg");
+    let mut w = spill::segment::SegmentWriter::create(&crafted).unwrap();
+    w.append(&good).unwrap();
+    w.append(&huge).unwrap();
+    w.flush().unwrap();
+    drop(w);
+
+    let ctl = Control::new();
+    let p = Pipeline::spawn(
+        TestSink::new(&ctl),
+        spilling(dir.path(), SpillMode::Overflow),
+    )
+    .unwrap();
+    let s = p.shutdown(soon(5000));
+    assert_eq!(
+        (s.delivered, s.corrupt_skipped, s.spill_set_aside, s.pending),
+        (21, 1, 1, 0),
+        "{s:?}"
+    );
+    let messages = ctl.messages();
+    assert_eq!(messages[0], "crafted-good", "replayed first: {messages:?}");
+    assert!(
+        spill::list(&folder).unwrap().is_empty(),
+        "every segment resolved"
+    );
+    let bad = folder.join("00000000000000000001.bad");
+    assert_eq!(
+        spill::segment::frames(&std::fs::read(&bad).unwrap()).count(),
+        2,
+        "the set-aside file is kept as it was found"
+    );
+}
+
+/// Write system calls made by the calling thread so far, and the bytes they wrote (Linux's
+/// per-thread I/O accounting).
+#[cfg(target_os = "linux")]
+fn thread_writes() -> (u64, u64) {
+    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+    let field = |name: &str| -> u64 {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (field("syscw:"), field("wchar:"))
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn in_always_mode_the_log_call_writes_nothing_and_every_event_still_goes_through_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = Control::new();
+    let mut config = spilling(dir.path(), SpillMode::Always);
+    // A burst larger than the outbox: the log calls wait for the writer rather than drop.
+    config.overflow = hivelog_core::pipeline::Overflow::Block(Duration::from_secs(10));
+    let p = Pipeline::spawn(TestSink::new(&ctl), config).unwrap();
+    // About 300 KB of frames: several 64 KiB buffers and segments.
+    let records: Vec<_> = (0..3000).map(numbered).collect();
+    let before = thread_writes();
+    for r in records {
+        p.push(r);
+    }
+    let after = thread_writes();
+    let (calls, bytes) = (after.0 - before.0, after.1 - before.1);
+    let s = p.shutdown(soon(10_000));
+    // The only writes a log call may make are the 8-byte wake-ups of the worker's runtime
+    // (an eventfd), never frames.
+    assert_eq!(
+        bytes,
+        8 * calls,
+        "the log calls wrote {bytes} bytes in {calls} calls"
+    );
+    assert_eq!(
+        (s.spilled, s.replayed, s.delivered, s.dropped(), s.pending),
+        (3000, 3000, 3000, 0, 0),
+        "{s:?}"
+    );
+    let expected: Vec<String> = (0..3000).map(|i| format!("m{i:04}")).collect();
+    assert_eq!(ctl.messages(), expected, "in order, each once");
 }

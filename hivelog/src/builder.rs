@@ -436,7 +436,7 @@ impl Builder {
             if let Some(configured) = dest.configure(env, code)? {
                 let format = format.clone();
                 sinks.push((
-                    Some(dest.level_var()),
+                    dest.level_var(),
                     Box::new(move |p| configured.start(format, p)),
                 ));
             }

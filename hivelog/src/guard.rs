@@ -78,12 +78,21 @@ impl Outputs {
         }
     }
 
-    /// Runs `local` on the local output, then `f` on every pipeline at once (each waits on its
-    /// own thread's work; the local writer drains meanwhile), then reports.
-    fn each(&self, local: impl FnOnce(&Local), f: impl Fn(&Pipeline) -> Stats + Sync) -> Report {
-        if let Some(l) = &self.local {
-            local(l);
-        }
+    /// Runs `local` on the local output and `f` on every pipeline, all at once against the
+    /// same deadline, then reports.
+    ///
+    /// Why at once: each output waits for its own thread's work, and a stalled reader of
+    /// stdout can hold the local output until the deadline (its last flush, longer still);
+    /// waiting for it first would leave the sinks a deadline that has passed. The local output
+    /// gets a thread of its own and is waited for until the deadline plus [`LOCAL_GRACE`]; a
+    /// write still blocked then is left running and the report says what is pending.
+    fn each(
+        &self,
+        deadline: Instant,
+        local: impl FnOnce(&Local) + Send + 'static,
+        f: impl Fn(&Pipeline) -> Stats + Sync,
+    ) -> Report {
+        let local_done = self.local.clone().map(|l| run_local(l, local));
         let sinks = match self.sinks.as_slice() {
             [] => Vec::new(),
             [one] => vec![f(one)],
@@ -96,6 +105,10 @@ impl Outputs {
                     .collect()
             }),
         };
+        if let Some(done) = local_done {
+            let wait = (deadline + LOCAL_GRACE).saturating_duration_since(Instant::now());
+            let _ = done.recv_timeout(wait);
+        }
         Report {
             local: self.local.as_ref().map(|l| l.report()),
             sinks,
@@ -104,7 +117,7 @@ impl Outputs {
 
     pub(crate) fn flush(&self, timeout: Duration) -> Report {
         let deadline = Instant::now() + timeout;
-        self.each(|l| l.flush(deadline), |p| p.flush(deadline))
+        self.each(deadline, move |l| l.flush(deadline), |p| p.flush(deadline))
     }
 
     /// Waits for the local writer only (the `atexit` handler).
@@ -125,8 +138,50 @@ impl Outputs {
             limiter.finish();
         }
         let deadline = Instant::now() + timeout;
-        self.each(|l| l.shutdown(deadline), |p| p.shutdown(deadline))
+        self.each(
+            deadline,
+            move |l| l.shutdown(deadline),
+            |p| p.shutdown(deadline),
+        )
     }
+}
+
+/// How long past the deadline a flush or shutdown still waits for the local output's last
+/// step (flushing a file's buffer once its writer stopped); a write blocked on an unread pipe
+/// is not waited for.
+const LOCAL_GRACE: Duration = Duration::from_millis(100);
+
+/// Runs `step` on the local output on a thread of its own (inline if none can be started);
+/// the receiver gets a message when it is done.
+fn run_local(
+    l: Arc<Local>,
+    step: impl FnOnce(&Local) + Send + 'static,
+) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let step = Arc::new(std::sync::Mutex::new(Some((step, tx))));
+    let run = {
+        let step = step.clone();
+        let l = l.clone();
+        move || {
+            let taken = step.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some((step, tx)) = taken {
+                step(&l);
+                let _ = tx.send(());
+            }
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("hivelog-local-flush".into())
+        .spawn(run);
+    if spawned.is_err() {
+        // No thread: the step runs here, before the sinks' (the old order, still bounded).
+        let taken = step.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((step, tx)) = taken {
+            step(&l);
+            let _ = tx.send(());
+        }
+    }
+    rx
 }
 
 /// What each output did: the local output's lines, and each sink's counters.
@@ -187,6 +242,12 @@ impl fmt::Display for Report {
                     ", spilled {}, replayed {}, corrupt skipped {}, spill bytes {}",
                     s.spilled, s.replayed, s.corrupt_skipped, s.spill_bytes
                 )?;
+            }
+            if s.spill_set_aside > 0 {
+                write!(f, ", spill segments set aside {}", s.spill_set_aside)?;
+            }
+            if s.spill_sync_failed > 0 {
+                write!(f, ", spill syncs failed {}", s.spill_sync_failed)?;
             }
             match (&s.last_error, s.last_failure) {
                 (Some(e), Some(kind)) => write!(f, " (last error, {kind}: {e})")?,

@@ -6,6 +6,7 @@
 //! - [`wait`]: [`wait_until`], waiting on an event rather than on time.
 #![allow(missing_docs)]
 
+pub mod collect;
 pub mod forward;
 pub mod http;
 pub mod peers;

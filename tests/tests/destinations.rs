@@ -147,3 +147,61 @@ fn hivelog_check_reads_a_registered_destinations_failures_by_kind() {
     assert!(out.contains("reachable: no"), "{out}");
     assert!(out.contains("failure: unreachable"), "{out}");
 }
+
+#[test]
+fn a_registered_destination_without_a_level_of_its_own_follows_run_time_level_changes() {
+    hivelog::register_destination(&hivelog_tests::collect::DESTINATION);
+    let key = "follows-set-level";
+    let env = Env::from_pairs([("HIVELOG_COLLECT", key), ("HIVELOG_LEVEL", "info")]);
+    let (dispatch, guard) = hivelog::builder()
+        .env(env)
+        .output(hivelog::Output::None)
+        .panic_hook(false)
+        .try_build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || {
+        tracing::debug!("debug before");
+        tracing::info!("info before");
+        guard.set_level("debug").unwrap();
+        tracing::debug!("debug after");
+        guard.set_level("warn").unwrap();
+        tracing::info!("info after warn");
+        tracing::warn!("warn after warn");
+    });
+    let report = guard.shutdown(Duration::from_secs(5));
+    assert!(report.is_complete(), "{report}");
+    assert_eq!(
+        hivelog_tests::collect::messages(key),
+        ["info before", "debug after", "warn after warn"]
+    );
+}
+
+#[test]
+fn hivelog_check_reports_a_probe_that_panics_as_an_internal_failure() {
+    let o = Command::new(env!("CARGO_BIN_EXE_hivelog-with-collect"))
+        .args(["check", "--json", "--timeout", "5s"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs([
+            ("HIVELOG_COLLECT", "probe"),
+            ("HIVELOG_COLLECT_PANIC", "true"),
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+    assert_eq!(o.status.code(), Some(1), "{v:#}");
+    let dests = v["destinations"].as_array().unwrap();
+    assert_eq!(dests.len(), 1, "{v:#}");
+    let d = &dests[0];
+    assert_eq!(d["sink"], "collect", "{d:#}");
+    assert_eq!(d["accepted"], false, "{d:#}");
+    assert_eq!(d["failure"], "internal", "{d:#}");
+    assert!(
+        d["error"]
+            .as_str()
+            .unwrap()
+            .contains("HIVELOG_COLLECT_PANIC"),
+        "{d:#}"
+    );
+}

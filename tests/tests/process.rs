@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::to_json;
 use hivelog_tests::forward::{ForwardReceiver, ReceiverConfig};
+use hivelog_tests::http::{HttpServer, Response};
 
 fn child(case: &str, vars: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -109,6 +110,22 @@ fn child_main() {
             });
             // What a service does on SIGTERM: return from main, dropping the guard.
             drop(logs);
+        }
+        "stdout-unread-slow-sink" => {
+            hivelog::register_destination(&hivelog_tests::webhook::DESTINATION);
+            let logs = hivelog::init();
+            // Far more than a pipe holds: the writer blocks on the unread stdout.
+            for i in 0..20_000u64 {
+                tracing::info!(
+                    i,
+                    pad = "a line long enough to fill a pipe soon",
+                    "to stdout"
+                );
+            }
+            tracing::warn!("for the sink");
+            // What a service does at the end of main: the guard's drop prints the report.
+            drop(logs);
+            eprintln!("SHUTDOWN RETURNED");
         }
         other => panic!("unknown case {other}"),
     }
@@ -277,4 +294,67 @@ fn sigterm_while_destinations_hang_exits_at_the_shutdown_deadline() {
         );
         assert!(report.contains(sink), "{report}");
     }
+}
+
+#[test]
+fn shutdown_gives_a_slow_sink_its_time_while_stdout_is_unread() {
+    // Every request is answered after 1.5 s: the sink needs half the 3 s deadline.
+    let server = HttpServer::start(|_| Response::new(200).delay(Duration::from_millis(1500)));
+    let url = server.url();
+    let mut proc = child(
+        "stdout-unread-slow-sink",
+        &[
+            ("HIVELOG_WEBHOOK_URL", &url),
+            ("HIVELOG_WEBHOOK_LEVEL", "warn"),
+            // Nothing is sent before the shutdown starts.
+            ("HIVELOG_FLUSH_INTERVAL", "60s"),
+            ("HIVELOG_SHUTDOWN_TIMEOUT", "3s"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stderr = BufReader::new(proc.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Nobody reads the child's stdout until its guard has returned.
+    let mut seen = Vec::new();
+    let returned = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line == "SHUTDOWN RETURNED" => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    if !returned {
+        let _ = proc.kill();
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut proc.stdout.take().unwrap(), &mut out).unwrap();
+    let _ = proc.wait();
+    let seen = seen.join("\n");
+    assert!(
+        returned,
+        "the guard's drop never returned while stdout was unread: {seen}"
+    );
+    let report = seen
+        .lines()
+        .find(|l| l.starts_with("hivelog: shutdown:"))
+        .unwrap_or_else(|| panic!("no shutdown report: {seen}"));
+    assert!(
+        report.contains("webhook: delivered 1, pending 0"),
+        "the sink got its time: {report}"
+    );
+    let sent: Vec<_> = server
+        .requests()
+        .iter()
+        .flat_map(|r| r.ndjson())
+        .map(|l| l["message"].clone())
+        .collect();
+    assert_eq!(sent, ["for the sink"]);
 }

@@ -345,7 +345,10 @@ impl Format {
         match self.timestamp {
             TimestampFormat::Rfc3339Ms => e.rfc3339(secs, nanos, 3),
             TimestampFormat::Rfc3339Ns => e.rfc3339(secs, nanos, 9),
-            TimestampFormat::EpochMs => e.u64(secs * 1000 + u64::from(nanos / 1_000_000)),
+            TimestampFormat::EpochMs => e.u64(
+                secs.saturating_mul(1000)
+                    .saturating_add(u64::from(nanos / 1_000_000)),
+            ),
             TimestampFormat::EpochNs => e.u64(
                 secs.saturating_mul(1_000_000_000)
                     .saturating_add(u64::from(nanos)),

@@ -28,12 +28,28 @@
 //! Every drop is counted, by reason and by level. An event larger than the whole budget is
 //! always dropped.
 //!
-//! With a spill folder ([`crate::spill`]), an event that does not fit is first written to disk
-//! (the overflow policy applies only when the disk budget is full or the folder broke), and so
-//! is every later event while older ones still wait on disk, so that delivery stays in order.
-//! In `always` mode every event goes to disk. The worker reads segments back into this queue
-//! while memory is at most half used; a replayed segment may exceed the budget by its own size
-//! (a quarter of the budget at most, 4 MiB at most).
+//! With a spill folder ([`crate::spill`]), an event that does not fit goes to disk (the
+//! overflow policy applies only when the disk budget is full or the folder broke), and so does
+//! every later event while older ones still wait on disk, so that delivery stays in order. In
+//! `always` mode every event goes to disk. The log call does not write it: it queues it in the
+//! *outbox*, and the worker's thread encodes and writes the outbox to the segment files (its
+//! own task, so a send in progress does not delay it; at least every `HIVELOG_SPILL_FSYNC`).
+//! Why: a write, even buffered, can block on a slow or full disk, and the log call must never
+//! wait on I/O. The outbox has a byte budget of its own (the memory budget again, at least
+//! 1 MiB, [`outbox_budget`]); only when it is full, the disk being that far behind, does a log
+//! call wait: for the writer to take the outbox, at most `d` under `block:<d>` and
+//! [`DISK_BEHIND_WAIT`] otherwise, and then the event is dropped and counted (it cannot go to
+//! memory ahead of older events, nor, in `always` mode, be sent without its copy on disk).
+//! Why wait at all: a burst of a few thousand events must reach the disk as it did when the
+//! log call wrote it, and this is the same backpressure, paid only when the disk is behind.
+//! Why at most once per stall (except under `block`): a hung disk must not make every log
+//! call wait; after one wait in vain, a full outbox drops at once until the writer catches up.
+//! An event the disk refuses after its log call (its budget full, the folder broken) joins the
+//! memory queue if it fits, else is dropped and counted. The worker reads
+//! segments back into this queue while memory is at most half used; a replayed segment may
+//! exceed the budget by its own size (a quarter of the budget at most, 4 MiB at most). Per
+//! destination, memory is therefore bounded by twice `HIVELOG_BUFFER_BYTES` (at least 1 MiB for
+//! the outbox) plus one segment.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -52,9 +68,19 @@ use crate::spill::{self, Store};
 
 mod spill_io;
 
+/// Longest wait of a log call for the spill writer when the outbox is full (except under
+/// `block:<d>`, which waits `d`): once per stall, see the module docs.
+pub(crate) const DISK_BEHIND_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long `shutdown` waits past its deadline for the worker to write what is pending to
 /// the spill folder (the worker stops sending at the deadline, then writes and closes).
 pub(crate) const SPILL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The outbox's byte budget for a memory budget of `buffer_bytes`: as much again, at least
+/// 1 MiB, so that a burst of log calls does not outrun the writer before it is scheduled.
+pub(crate) fn outbox_budget(buffer_bytes: usize) -> usize {
+    buffer_bytes.max(1 << 20)
+}
 
 /// State shared by the pipeline's handles and its worker.
 pub(crate) struct Shared {
@@ -72,6 +98,14 @@ pub(crate) struct Shared {
     /// Queued bytes that wake the worker (the sink's `max_bytes`, or half the budget).
     wake_bytes: usize,
     state: Mutex<State>,
+    /// The destination's spill folder, when configured and usable. Only the worker's thread
+    /// takes this lock, and always before the queue's (never while holding it): writes happen
+    /// under it, so the log calls, which take only the queue's lock, never wait on the disk.
+    store: Mutex<Option<Store>>,
+    /// The outbox's byte budget ([`outbox_budget`]).
+    outbox_budget: usize,
+    /// Wakes the worker's spill writer: the outbox holds a batch's worth.
+    pub disk_work: Notify,
     /// Signalled when the worker frees budget (for `Overflow::Block`).
     room: Condvar,
     /// Signalled when records resolve or the worker stops (for `flush`/`shutdown`).
@@ -84,12 +118,32 @@ pub(crate) struct Shared {
     pub endpoints: std::sync::OnceLock<crate::endpoints::Endpoints>,
 }
 
+/// The queue's copy of the spill folder's state (the folder itself is the worker's).
+#[derive(Default)]
+struct Disk {
+    /// A folder is open and writable.
+    on: bool,
+    /// Events wait in the outbox or in the folder: later ones go to disk too, to keep order.
+    /// Set by the log call, cleared by the worker when both are empty.
+    unread: bool,
+    /// Lowest `seq` among this process's events in the outbox or in segments not yet read
+    /// back (for `flush`).
+    oldest_own: Option<u64>,
+}
+
 struct State {
     queue: VecDeque<Record>,
-    /// The destination's spill folder, when configured and usable.
-    store: Option<Store>,
-    /// Events spilled since the worker last looked at the folder.
-    on_disk_unwoken: usize,
+    /// Events on their way to the spill folder, in `seq` order (see the module docs).
+    outbox: VecDeque<Record>,
+    /// [`Record::size`] of the outbox's events.
+    outbox_bytes: usize,
+    /// The spill writer was notified and has not taken the outbox since.
+    disk_woken: bool,
+    /// A log call waited [`DISK_BEHIND_WAIT`] for the writer in vain: until the writer takes
+    /// the outbox again, a full outbox drops at once.
+    disk_behind: bool,
+    /// What the log call needs to know of the spill folder, kept by the worker.
+    disk: Disk,
     queued_bytes: usize,
     /// `queued_bytes` by level ([`rank`]), so `drop_lowest` knows what it may evict.
     level_bytes: [usize; 5],
@@ -183,6 +237,11 @@ impl Shared {
                 .map_err(|e| diag::warn(name, "spill", e))
                 .ok()
         });
+        let disk = Disk {
+            on: store.is_some(),
+            unread: store.as_ref().is_some_and(Store::has_unread),
+            oldest_own: None,
+        };
         Shared {
             name,
             origin: rand::random::<u64>().max(1),
@@ -190,10 +249,15 @@ impl Shared {
             spill_active: store.is_some(),
             wake_events: limits.max_events.max(1),
             wake_bytes: limits.max_bytes.clamp(1, half_budget),
+            outbox_budget: outbox_budget(config.buffer_bytes),
             config,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
-                on_disk_unwoken: 0,
+                outbox: VecDeque::new(),
+                outbox_bytes: 0,
+                disk_woken: false,
+                disk_behind: false,
+                disk,
                 queued_bytes: 0,
                 level_bytes: [0; 5],
                 counters: Stats {
@@ -201,7 +265,6 @@ impl Shared {
                     spill_bytes: store.as_ref().map_or(0, |s| s.bytes),
                     ..Stats::default()
                 },
-                store,
                 next_seq: 0,
                 inflight_min: None,
                 flush_upto: 0,
@@ -213,6 +276,8 @@ impl Shared {
                 room_waiters: 0,
                 done_waiters: 0,
             }),
+            store: Mutex::new(store),
+            disk_work: Notify::new(),
             room: Condvar::new(),
             done: Condvar::new(),
             work: Notify::new(),
@@ -249,9 +314,9 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Enqueues a record, writes it to the spill folder, or drops and counts it; see the
+    /// Enqueues a record, queues it for the spill folder, or drops and counts it; see the
     /// module docs.
-    pub fn push(&self, mut record: Record) {
+    pub fn push(&self, record: Record) {
         let size = record.size();
         let mut st = self.lock();
         st.counters.enqueued += 1;
@@ -263,8 +328,35 @@ impl Shared {
         // The hook where an event would be dropped for overflow: the disk takes it first (and
         // every event while older ones wait on disk, so that order is kept).
         if !fits || self.disk_first(&st) {
-            if self.spill(&mut st, &mut record) {
+            if self.outbox_room(&st, size) {
+                self.to_disk(&mut st, record);
                 return;
+            }
+            if st.disk.on {
+                // The outbox is full: the disk is behind. Memory would send the event ahead of
+                // older ones (and in `always` mode without its copy on disk): wait for the
+                // writer (see the module docs), else drop it.
+                let max_wait = match self.config.overflow {
+                    // The writer runs on the pipeline's thread: it cannot wait for itself.
+                    _ if super::worker::on_pipeline_thread() => std::time::Duration::ZERO,
+                    Overflow::Block(d) => d,
+                    _ if st.disk_behind => std::time::Duration::ZERO,
+                    _ => DISK_BEHIND_WAIT,
+                };
+                if !max_wait.is_zero() {
+                    let (guard, room) = self.wait_for_outbox(st, size, max_wait);
+                    st = guard;
+                    if room && self.outbox_room(&st, size) {
+                        self.to_disk(&mut st, record);
+                        return;
+                    }
+                    st.disk_behind |= !room;
+                }
+                if st.disk.on || st.closing {
+                    let closing = st.closing;
+                    st.dropped(record.level, closing);
+                    return;
+                }
             }
             if !fits {
                 match self.overflow(st, record.level, size) {
@@ -279,9 +371,7 @@ impl Shared {
     /// Whether events go to disk even when memory has room: `always` mode, or older events
     /// still wait in the spill folder.
     fn disk_first(&self, st: &State) -> bool {
-        st.store.as_ref().is_some_and(|s| {
-            !s.broken && (self.spill_mode == Some(SpillMode::Always) || s.has_unread())
-        })
+        st.disk.on && (self.spill_mode == Some(SpillMode::Always) || st.disk.unread)
     }
 
     /// Applies the overflow policy to an event of `level` and `size` bytes that does not fit;
@@ -434,6 +524,37 @@ impl Shared {
         }
     }
 
+    /// `block:<d>` with the outbox full: waits for the spill writer to take it, at most
+    /// `max_wait`; whether there is room now (or the folder broke: memory then).
+    fn wait_for_outbox<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        size: usize,
+        max_wait: std::time::Duration,
+    ) -> (MutexGuard<'a, State>, bool) {
+        let until = Instant::now() + max_wait;
+        loop {
+            if !st.disk_woken {
+                st.disk_woken = true;
+                self.disk_work.notify_one();
+            }
+            let now = Instant::now();
+            if now >= until || st.closing {
+                return (st, false);
+            }
+            st.room_waiters += 1;
+            st = self
+                .room
+                .wait_timeout(st, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            st.room_waiters -= 1;
+            if !st.disk.on || st.outbox_bytes + size <= self.outbox_budget {
+                return (st, true);
+            }
+        }
+    }
+
     /// For the worker: the lowest `seq` not yet resolved (everything below is delivered,
     /// rejected or failed).
     pub fn oldest_pending(&self) -> u64 {
@@ -547,13 +668,14 @@ impl Shared {
 
     /// For the worker: the worker has stopped; wakes everyone waiting on it.
     pub fn finish(&self) {
+        // Releases the folder's lock now, not when the last handle goes.
+        if let Some(store) = self.lock_store().take() {
+            store.close();
+        }
         let mut st = self.lock();
         st.finished = true;
         st.closing = true;
-        // Releases the folder's lock now, not when the last handle goes.
-        if let Some(store) = st.store.take() {
-            store.close();
-        }
+        st.disk.on = false;
         self.done.notify_all();
         self.room.notify_all();
     }
@@ -571,11 +693,7 @@ impl Shared {
         let st = self.wait_until(st, deadline, |st| {
             st.finished
                 || (st.oldest_pending() >= target.max(st.replay_flush_end)
-                    && st
-                        .store
-                        .as_ref()
-                        .and_then(Store::oldest_unread_own)
-                        .is_none_or(|id| id >= target))
+                    && st.disk.oldest_own.is_none_or(|id| id >= target))
         });
         let stats = st.counters.clone();
         drop(st);

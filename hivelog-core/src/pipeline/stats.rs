@@ -45,8 +45,15 @@ pub struct Stats {
     /// Spilled records skipped because their length or checksum was wrong (a torn write, a
     /// flipped bit); those written by this process also count as `failed`.
     pub corrupt_skipped: u64,
+    /// Spill segments that could not be read back whole (a record that passed its checksum
+    /// but does not decode, an unreadable file): their readable records were replayed and
+    /// the file renamed `.bad` for inspection.
+    pub spill_set_aside: u64,
     /// Bytes the destination's spill folder holds now.
     pub spill_bytes: u64,
+    /// `sync_data` calls on spill segments that failed (or never finished): the frames they
+    /// covered may not survive a power loss, whatever `HIVELOG_SPILL_FSYNC` says.
+    pub spill_sync_failed: u64,
     /// The last error, if any: a retried or failed send's error (`gave up after …: <error>`
     /// once retries ran out), or `rejected: <the destination's reason>`.
     pub last_error: Option<String>,

@@ -21,7 +21,8 @@
 //!
 //! With a spill folder, retryable failures are retried for as long as it takes (new events
 //! wait on disk meanwhile, and the disk budget bounds them), not only for `max_elapsed`; the
-//! worker also reads spilled segments back into the queue (oldest
+//! worker also writes the events the log calls queued for the disk (the outbox, from a task of
+//! its own), reads spilled segments back into the queue (oldest
 //! first, while memory is at most half used), deletes a segment once every record read from it
 //! is resolved, hands written frames to the disk every `HIVELOG_SPILL_FSYNC` from a task of its
 //! own (so a send in progress does not delay it), and at the shutdown deadline writes what is
@@ -48,7 +49,7 @@ use crate::diag;
 use crate::record::Record;
 use crate::sink::{FailureKind, Outcome, Outcomes, Sink};
 use crate::spill::Sealed;
-use spill_io::sync_spill;
+use spill_io::{sync_spill, write_spill};
 
 mod spill_io;
 
@@ -154,8 +155,12 @@ impl<S: Sink> Worker<S> {
         let tick = shared.config.flush_interval.max(MIN_TICK);
         if let Some(spill) = &shared.config.spill {
             tokio::spawn(sync_spill(shared.clone(), spill.fsync.max(MIN_TICK)));
+            tokio::spawn(write_spill(shared.clone()));
         }
         loop {
+            if shared.spill_mode.is_some() {
+                shared.write_outbox();
+            }
             self.ack_segments();
             self.replay();
             let now = Instant::now();

@@ -7,7 +7,9 @@
 //! one allocation for the arena and one for the fields, as on capture. Integers are LEB128
 //! varints. Decoding checks every range against its arena, so a record that passed the
 //! segment checksum but came from a different version can never slice out of bounds: it is
-//! a [`DecodeError`], counted as corrupt.
+//! a [`DecodeError`], counted as corrupt. The same holds for every number: a time, a line or a
+//! length that no encoder writes is an error, never an overflow (a panic there would stop the
+//! destination at every start, since replay runs before anything is sent).
 //!
 //! Field and span names are `&'static str` in memory (they come from callsites). A decoded
 //! name is interned: leaked once per distinct name and reused, capped at [`MAX_NAMES`] so
@@ -28,6 +30,9 @@ const VERSION: u8 = 1;
 pub const MAX_NAMES: usize = 10_000;
 /// Deepest span chain decoded (a longer one is a [`DecodeError`]).
 const MAX_SPANS: usize = 1024;
+/// Latest time decoded: 9999-12-31T23:59:59Z, the last second RFC 3339 can write (and every
+/// sink's time arithmetic stays far from overflowing).
+pub const MAX_SECS: u64 = 253_402_300_799;
 
 /// Why bytes that passed their checksum are still not a record.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -105,7 +110,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     }
     let level = level_from(r.byte()?)?;
     let flags = r.byte()?;
-    let secs = r.varint()?;
+    let secs = Some(r.varint()?)
+        .filter(|s| *s <= MAX_SECS)
+        .ok_or(DecodeError::Malformed("time"))?;
     let nanos = u32::try_from(r.varint()?)
         .ok()
         .filter(|n| *n < 1_000_000_000)
@@ -121,7 +128,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let module = (flags & F_MODULE != 0).then(|| r.str()).transpose()?;
     let file = (flags & F_FILE != 0).then(|| r.str()).transpose()?;
     let line = (flags & F_LINE != 0)
-        .then(|| r.varint().map(|l| l as u32))
+        .then(|| {
+            let l = r.varint()?;
+            u32::try_from(l).map_err(|_| DecodeError::Malformed("line"))
+        })
         .transpose()?;
     let thread = (flags & F_THREAD != 0)
         .then(|| r.str().map(Arc::<str>::from))
@@ -135,19 +145,24 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         None => None,
     };
     let mut own = |s: &str| {
-        let start = text.len() as u32;
+        let start = u32::try_from(text.len()).map_err(|_| DecodeError::Malformed("text length"))?;
         text.push_str(s);
-        Str::Owned(TextRange::checked(&text, start, text.len() as u32).expect("appended"))
+        let end = u32::try_from(text.len()).map_err(|_| DecodeError::Malformed("text length"))?;
+        TextRange::checked(&text, start, end)
+            .map(Str::Owned)
+            .ok_or(DecodeError::Malformed("text length"))
     };
-    let target = own(target);
-    let module = module.map(&mut own);
-    let file = file.map(&mut own);
+    let target = own(target)?;
+    let module = module.map(&mut own).transpose()?;
+    let file = file.map(&mut own).transpose()?;
     let span = r.spans()?;
     if r.at != bytes.len() {
         return Err(DecodeError::Malformed("trailing bytes"));
     }
     let mut record = Record::new(level, target, 0, 0);
-    record.time = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+    record.time = SystemTime::UNIX_EPOCH
+        .checked_add(Duration::new(secs, nanos))
+        .ok_or(DecodeError::Malformed("time"))?;
     record.module = module;
     record.file = file;
     record.line = line;
@@ -438,6 +453,69 @@ mod tests {
         assert_eq!(back.time, r.time);
         assert_eq!(back.thread_id, 7);
         assert_eq!(back.span.as_ref().unwrap().ancestry().count(), 2);
+    }
+
+    /// `rich()` encoded with its seconds replaced by `secs` (the varint after the first three
+    /// bytes).
+    fn with_secs(secs: u64) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode(&rich(), &mut bytes);
+        let len = bytes[3..].iter().position(|b| *b < 0x80).unwrap() + 1;
+        let mut v = Vec::new();
+        varint(&mut v, secs);
+        bytes.splice(3..3 + len, v);
+        bytes
+    }
+
+    #[test]
+    fn a_time_no_encoder_writes_is_an_error_not_a_panic() {
+        for secs in [MAX_SECS + 1, u64::MAX / 2, u64::MAX] {
+            assert_eq!(
+                decode(&with_secs(secs)).unwrap_err(),
+                DecodeError::Malformed("time"),
+                "{secs}"
+            );
+        }
+        let last = decode(&with_secs(MAX_SECS)).unwrap();
+        assert!(
+            json(&last).contains("9999-12-31T23:59:59"),
+            "{}",
+            json(&last)
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any bytes at all (as if their checksum held): a record or an error, never a panic,
+        /// and a decoded record prints.
+        #[test]
+        fn arbitrary_bytes_decode_to_a_record_or_an_error(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            if let Ok(r) = decode(&bytes) {
+                json(&r);
+            }
+        }
+
+        /// A valid record with any one varint-sized value spliced in anywhere: never a panic.
+        #[test]
+        fn a_valid_record_with_any_value_spliced_in_never_panics(
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            value in proptest::prelude::any::<u64>(),
+            cut in 0usize..12,
+        ) {
+            let mut bytes = Vec::new();
+            encode(&rich(), &mut bytes);
+            let at = at.index(bytes.len());
+            let mut v = Vec::new();
+            varint(&mut v, value);
+            let end = (at + cut).min(bytes.len());
+            bytes.splice(at..end, v);
+            if let Ok(r) = decode(&bytes) {
+                json(&r);
+            }
+        }
     }
 
     #[test]

@@ -18,10 +18,21 @@
 //! it again. Records keep their [`RecordId`](crate::record::RecordId), so a destination that
 //! deduplicates by id (Elasticsearch `create` with a client `_id`) stores each event once.
 //!
-//! Why the writer sits under the queue's lock: the choice "memory or disk" and the write must be
-//! one step, or a record could land on disk after the worker decided the disk was drained. The
-//! write is a copy into a 64 KiB buffer; the system call happens once per buffer, and `fsync`
-//! runs on the pipeline's own runtime, never under the lock ([`SpillConfig::fsync`]).
+//! Why the log call never writes here: a write, even into a 64 KiB buffer, ends in a system
+//! call that can block on a slow or full disk. The log call only queues the event in the
+//! pipeline's outbox, under the queue's lock, where the choice "memory or disk" is made; the
+//! worker's thread encodes and writes the outbox under this folder's own lock, and says when
+//! outbox and folder are both drained (holding both locks), so no record can be sent ahead of
+//! older ones still on their way to disk. `fsync` runs on a blocking thread of the pipeline's
+//! runtime, outside both locks ([`SpillConfig::fsync`]).
+//!
+//! Why a segment that cannot be read back is set aside rather than deleted or retried: a frame
+//! whose checksum holds but that does not decode (written by another version, or by a bug), or
+//! a file that cannot be read, is not a torn write. Its readable records are replayed, then the
+//! file is renamed `<number>.bad` ([`BAD_EXT`]) and counted
+//! ([`Stats::spill_set_aside`](crate::Stats::spill_set_aside)): it is kept for inspection, out
+//! of the replay and of the disk budget, and never stops the other segments. Reading runs under
+//! `catch_unwind` too, so even a decoder bug costs one segment, not the destination.
 //!
 //! Errors never stop the application: a folder that cannot be created, a full disk or an
 //! unwritable file is one stderr line naming the folder and the error, and the destination
@@ -51,6 +62,8 @@ const NUMBER_STEP: u64 = 1 << 20;
 pub const LOCK_FILE: &str = "lock";
 /// The extension of segment files.
 pub const SEGMENT_EXT: &str = "seg";
+/// The extension a segment that could not be read back is renamed to (kept for inspection).
+pub const BAD_EXT: &str = "bad";
 
 /// Why a destination's spill folder cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +136,15 @@ pub(crate) struct Sealed {
     /// Records this process wrote into it and the lowest `seq` of their ids (`None`: written
     /// by an earlier process).
     pub written: Option<Own>,
+    /// It could not be read back whole: renamed `.bad` instead of deleted once replayed.
+    pub set_aside: bool,
+}
+
+impl Sealed {
+    /// Where the segment goes when it is set aside.
+    pub fn bad_path(&self) -> PathBuf {
+        self.path.with_extension(BAD_EXT)
+    }
 }
 
 /// What this process wrote into one segment.
@@ -134,7 +156,7 @@ pub(crate) struct Own {
     pub first_id: u64,
 }
 
-/// One destination's open spill folder; lives under the queue's lock.
+/// One destination's open spill folder; only the pipeline's worker thread uses it.
 pub(crate) struct Store {
     pub folder: PathBuf,
     /// Holds the folder's lock for the store's life.
@@ -297,6 +319,7 @@ impl Store {
             path: self.segment_path(number),
             bytes,
             written: self.written.remove(&number),
+            set_aside: false,
         }))
     }
 
@@ -354,7 +377,11 @@ fn lock_exclusive(_file: &File) -> io::Result<()> {
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     pub records: Vec<Record>,
+    /// Frames skipped: failed their checks, or did not decode.
     pub corrupt: u64,
+    /// Frames whose checksum held but that did not decode (or whose decoding panicked): the
+    /// segment is set aside.
+    pub undecodable: u64,
 }
 
 /// Reads and decodes a sealed segment; frames or records that fail their checks are counted.
@@ -363,10 +390,16 @@ pub(crate) fn read(path: &Path) -> io::Result<Replay> {
     let mut out = Replay::default();
     for frame in segment::frames(&data) {
         match frame {
-            segment::Frame::Record(bytes) => match codec::decode(bytes) {
-                Ok(r) => out.records.push(r),
-                Err(_) => out.corrupt += 1,
-            },
+            segment::Frame::Record(bytes) => {
+                let decoded = std::panic::catch_unwind(|| codec::decode(bytes));
+                match decoded {
+                    Ok(Ok(r)) => out.records.push(r),
+                    Ok(Err(_)) | Err(_) => {
+                        out.corrupt += 1;
+                        out.undecodable += 1;
+                    }
+                }
+            }
             segment::Frame::Corrupt => out.corrupt += 1,
         }
     }

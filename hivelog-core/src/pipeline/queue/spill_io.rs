@@ -1,64 +1,184 @@
-//! The queue's side of the spill folder: writing an event that memory cannot hold (or every
-//! event, in `always` mode), and what the worker asks of the folder: the next segment to
-//! replay, queueing its records, forgetting deleted segments, syncing, and saving what is
-//! pending at the shutdown deadline. Every step runs under the queue's one lock, so the
-//! choice "memory or disk" and the counters change together (see [`crate::spill`]).
+//! The queue's side of the spill folder: the log call's hand-off of an event to the outbox, and
+//! what the worker does with the folder: writing the outbox, the next segment to replay,
+//! queueing its records, forgetting deleted segments, syncing, and saving what is pending at
+//! the shutdown deadline.
+//!
+//! The folder ([`Store`]) has a lock of its own that only the worker's thread takes, always
+//! before the queue's: the disk is written under it alone, so a log call (which takes only the
+//! queue's lock) never waits on a write. The queue keeps what the log call must know of the
+//! folder ([`Disk`](super::Disk)); the worker updates it, and clears `unread` only while holding
+//! both locks with the outbox and the folder both empty, so no event can land in memory ahead
+//! of older ones on their way to disk (see [`crate::spill`]).
 
 use std::ops::Range;
+use std::sync::{MutexGuard, PoisonError};
 
-use super::{Shared, State};
+use super::{Overflow, Shared, State};
 use crate::diag;
 use crate::pipeline::level_rank as rank;
 use crate::record::Record;
-use crate::spill::{Replay, Sealed};
+use crate::spill::{Replay, Sealed, Store};
 
 impl Shared {
-    /// Writes a record to the spill folder; `false` if there is none, it is full, or it broke
-    /// (then says so once on stderr and the pipeline keeps to memory).
-    pub(super) fn spill(&self, st: &mut State, record: &mut Record) -> bool {
-        if st.store.as_ref().is_none_or(|s| s.broken) {
-            return false;
+    /// The spill folder's lock (the worker's thread only).
+    pub(crate) fn lock_store(&self) -> MutexGuard<'_, Option<Store>> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the outbox takes an event of `size` bytes now (a usable folder, room).
+    pub(super) fn outbox_room(&self, st: &State, size: usize) -> bool {
+        st.disk.on && st.outbox_bytes + size <= self.outbox_budget
+    }
+
+    /// The log call: queues `record` for the spill folder, when [`Shared::outbox_room`] said
+    /// so. No I/O: the worker writes the outbox.
+    pub(super) fn to_disk(&self, st: &mut State, mut record: Record) {
+        let size = record.size();
+        self.identify(st, &mut record);
+        st.disk.unread = true;
+        st.disk.oldest_own.get_or_insert(record.seq);
+        st.counters.pending += 1;
+        st.outbox_bytes += size;
+        st.outbox.push_back(record);
+        if !st.disk_woken
+            && (st.outbox.len() >= self.wake_events || st.outbox_bytes >= self.outbox_budget / 2)
+        {
+            st.disk_woken = true;
+            self.disk_work.notify_one();
         }
-        self.identify(st, record);
-        let store = st.store.as_mut().expect("checked above");
-        match store.append(record) {
-            Ok(true) => {
-                st.counters.spill_bytes = store.bytes;
-                st.counters.spilled += 1;
-                st.counters.pending += 1;
-                st.on_disk_unwoken += 1;
-                if !st.woken && st.on_disk_unwoken >= self.wake_events {
-                    st.woken = true;
-                    self.work.notify_one();
+    }
+
+    /// For the worker: encodes and writes the outbox to the spill folder, under the folder's
+    /// lock only. An event the folder refuses (its budget full, or it broke) joins the memory
+    /// queue if it fits, else is dropped and counted.
+    pub fn write_outbox(&self) {
+        let mut store = self.lock_store();
+        let mut st = self.lock();
+        st.disk_woken = false;
+        if st.outbox.is_empty() {
+            return;
+        }
+        let mut records = std::mem::take(&mut st.outbox);
+        st.outbox_bytes = 0;
+        st.disk_behind = false;
+        if st.room_waiters > 0 {
+            self.room.notify_all();
+        }
+        drop(st);
+        let mut refused = Vec::new();
+        let mut written = 0u64;
+        let mut error = None;
+        for r in records.drain(..) {
+            if let Some(s) = store.as_mut().filter(|s| error.is_none() && !s.broken) {
+                match s.append(&r) {
+                    Ok(true) => {
+                        written += 1;
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => error = Some(e),
                 }
-                true
             }
-            Ok(false) => false,
-            Err(e) => {
-                spill_failed(self.name, &store.folder, &e);
-                false
-            }
+            refused.push(r);
         }
+        if let (Some(e), Some(s)) = (&error, store.as_ref()) {
+            spill_failed(self.name, &s.folder, e);
+        }
+        let mut st = self.lock();
+        let st = &mut *st;
+        if st.outbox.is_empty() && st.outbox.capacity() < records.capacity() {
+            // The log calls reuse the allocation rather than grow a new outbox each time.
+            std::mem::swap(&mut st.outbox, &mut records);
+        }
+        self.mirror(st, store.as_ref());
+        st.counters.spilled += written;
+        for r in refused {
+            self.admit_refused(st, r);
+        }
+        if written > 0 && !st.woken {
+            // The main loop reads the new frames back (in `always` mode, to send them).
+            st.woken = true;
+            self.work.notify_one();
+        }
+        if st.done_waiters > 0 {
+            self.done.notify_all();
+        }
+    }
+
+    /// Copies what the log call must know of the folder into the queue's state.
+    fn mirror(&self, st: &mut State, store: Option<&Store>) {
+        let outbox = st.outbox.front().map(|r| r.seq);
+        let (on, bytes, own) = store.map_or((false, st.counters.spill_bytes, None), |s| {
+            (!s.broken, s.bytes, s.oldest_unread_own())
+        });
+        st.disk.on = on && !st.finished;
+        st.counters.spill_bytes = bytes;
+        st.disk.oldest_own = match (own, outbox) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// An event accepted for the disk that the disk refused: into memory, behind what is
+    /// queued (with a new `seq`), if it fits or the policy can make room; else dropped.
+    fn admit_refused(&self, st: &mut State, mut record: Record) {
+        let size = record.size();
+        let fits = st.counters.pending_bytes as usize + size <= self.config.buffer_bytes
+            || (size <= self.config.buffer_bytes
+                && match self.config.overflow {
+                    Overflow::DropLowest => {
+                        matches!(self.evict_lower(st, record.level, size), super::Admit::Yes)
+                    }
+                    Overflow::DropOldest => {
+                        matches!(self.evict_oldest(st, size), super::Admit::Yes)
+                    }
+                    // The worker cannot wait for itself to free room.
+                    Overflow::DropNewest | Overflow::Block(_) => false,
+                });
+        if !fits {
+            st.counters.pending -= 1;
+            st.dropped(record.level, false);
+            return;
+        }
+        let flushed = record.seq < st.flush_upto;
+        record.seq = st.next_seq;
+        st.next_seq += 1;
+        if flushed {
+            // A `flush` waiting for it now waits for its new `seq`.
+            st.flush_upto = st.next_seq;
+            st.replay_flush_end = st.next_seq;
+        }
+        st.counters.pending_bytes += size as u64;
+        st.queued_bytes += size;
+        st.level_bytes[rank(record.level)] += size;
+        st.queue.push_back(record);
     }
 
     /// For the worker: the oldest spilled segment to replay, when memory is at most half used.
     pub fn next_replay(&self) -> Option<Sealed> {
+        let mut store = self.lock_store();
         let mut st = self.lock();
-        st.on_disk_unwoken = 0;
         if st.counters.pending_bytes as usize > self.config.buffer_bytes / 2 {
             return None;
         }
-        let store = st.store.as_mut()?;
-        if !store.has_unread() {
+        let s = store.as_mut()?;
+        if !s.has_unread() {
+            if st.outbox.is_empty() {
+                // Nothing older waits anywhere: new events may go to memory again.
+                st.disk.unread = false;
+            }
             return None;
         }
-        match store.next_sealed() {
-            Ok(s) => s,
+        drop(st);
+        let sealed = match s.next_sealed() {
+            Ok(sealed) => sealed,
             Err(e) => {
-                spill_failed(self.name, &store.folder, &e);
-                store.next_sealed().ok().flatten()
+                spill_failed(self.name, &s.folder, &e);
+                s.next_sealed().ok().flatten()
             }
-        }
+        };
+        self.mirror(&mut self.lock(), Some(s));
+        sealed
     }
 
     /// For the worker: queues the records read back from `segment`, behind what is queued;
@@ -80,6 +200,7 @@ impl Shared {
         let c = &mut st.counters;
         c.replayed += n;
         c.corrupt_skipped += replay.corrupt;
+        c.spill_set_aside += u64::from(segment.set_aside);
         match segment.written {
             // Written by this process: already counted; the unreadable ones are lost.
             Some(own) => {
@@ -106,47 +227,68 @@ impl Shared {
     /// For the worker: a replayed segment was deleted (or could not be read: `bytes` is then
     /// still what it held).
     pub fn forget_segment(&self, bytes: u64) {
-        let mut st = self.lock();
-        let st = &mut *st;
-        if let Some(store) = &mut st.store {
-            store.bytes = store.bytes.saturating_sub(bytes);
-            st.counters.spill_bytes = store.bytes;
+        let mut store = self.lock_store();
+        if let Some(s) = store.as_mut() {
+            s.bytes = s.bytes.saturating_sub(bytes);
+            self.lock().counters.spill_bytes = s.bytes;
         }
     }
 
     /// For the worker: hands spilled frames to the operating system; returns the files to
     /// `sync_data` outside the lock.
     pub fn flush_spill(&self) -> Vec<std::fs::File> {
-        let mut st = self.lock();
-        let Some(store) = &mut st.store else {
+        let mut store = self.lock_store();
+        let Some(s) = store.as_mut() else {
             return Vec::new();
         };
-        match store.flush() {
+        match s.flush() {
             Ok(files) => files,
             Err(e) => {
-                spill_failed(self.name, &store.folder, &e);
+                spill_failed(self.name, &s.folder, &e);
+                self.mirror(&mut self.lock(), Some(s));
                 Vec::new()
             }
         }
     }
 
+    /// For the worker: `failed` `sync_data` calls failed with `error`; counts them and says so
+    /// on stderr (once per cause and interval, as the folder's other errors).
+    pub fn sync_failed(&self, failed: u64, error: &str) {
+        let folder = self
+            .lock_store()
+            .as_ref()
+            .map(|s| s.folder.display().to_string());
+        self.lock().counters.spill_sync_failed += failed;
+        diag::warn(
+            self.name,
+            "fsync",
+            format_args!(
+                "cannot sync the spill folder {}: {error}; events written there may not survive \
+                 a power loss (counted as spill_sync_failed)",
+                folder.as_deref().unwrap_or("(not open)")
+            ),
+        );
+    }
+
     /// For the worker at the shutdown deadline: writes `held` and the queued records to the
     /// spill folder, except those whose `seq` is in `backed` (already on disk); returns how
-    /// many were written. They stay `pending`.
+    /// many were written. They stay `pending`. The outbox must have been written first.
     pub fn save_pending(&self, held: Vec<Record>, backed: &[Range<u64>]) -> u64 {
-        let mut st = self.lock();
-        let st = &mut *st;
-        let Some(store) = st.store.as_mut().filter(|s| !s.broken) else {
+        let mut store = self.lock_store();
+        let Some(store) = store.as_mut().filter(|s| !s.broken) else {
             return 0;
         };
-        let queued = st.queue.drain(..);
-        let unsaved: Vec<Record> = held
-            .into_iter()
-            .chain(queued)
-            .filter(|r| !backed.iter().any(|b| b.contains(&r.seq)))
-            .collect();
-        st.queued_bytes = 0;
-        st.level_bytes = [0; 5];
+        let unsaved: Vec<Record> = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            st.queued_bytes = 0;
+            st.level_bytes = [0; 5];
+            let queued = st.queue.drain(..);
+            held.into_iter()
+                .chain(queued)
+                .filter(|r| !backed.iter().any(|b| b.contains(&r.seq)))
+                .collect()
+        };
         if unsaved.is_empty() {
             return 0;
         }
@@ -168,6 +310,7 @@ impl Shared {
                 format_args!("cannot write to the spill folder {}: {e}", folder.display()),
             );
         }
+        let mut st = self.lock();
         st.counters.spilled += saved;
         st.counters.spill_bytes = store.bytes;
         saved
