@@ -9,6 +9,7 @@ use hivelog_core::destination::take_code;
 use hivelog_core::format::{Schema, TimestampFormat};
 use hivelog_core::{ConfigError, Env, Format, FormatBuilder, Pipeline, PipelineConfig, Sink};
 use tracing::Dispatch;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config;
@@ -17,6 +18,7 @@ use crate::layer::{Dest, HivelogLayer};
 use crate::level::{self, FilterCell, Filters, LevelControl, RouteLevel};
 use crate::output::{Local, Output, OutputMode, Style};
 use crate::ratelimit::{self, Limiter, Router};
+use crate::request_buffer::{self, Buffers, RequestBufferConfig};
 
 /// What [`Builder::take_under`] takes out: the layers under hivelog's.
 #[cfg(feature = "otel")]
@@ -61,6 +63,7 @@ pub struct Builder {
     env: Option<Env>,
     panic_hook: bool,
     heartbeat: Option<Duration>,
+    request_buffer: Option<RequestBufferConfig>,
     custom: Vec<CustomSink>,
     code: Vec<Box<dyn Any + Send>>,
     #[cfg(feature = "otel")]
@@ -81,6 +84,7 @@ impl Default for Builder {
             env: None,
             panic_hook: true,
             heartbeat: None,
+            request_buffer: None,
             custom: Vec::new(),
             code: Vec::new(),
             #[cfg(feature = "otel")]
@@ -188,6 +192,24 @@ impl Builder {
     /// Emits a `hivelog.heartbeat` INFO event with the counters this often (`HIVELOG_HEARTBEAT`).
     pub fn heartbeat(mut self, every: Duration) -> Self {
         self.heartbeat = Some(every);
+        self
+    }
+
+    /// Holds each request's lines below the destinations' levels, down to `config.level`, and
+    /// writes them only if the request logs an error (see [`crate::request_buffer`]);
+    /// `HIVELOG_REQUEST_BUFFER_*` override each part (`HIVELOG_REQUEST_BUFFER_LEVEL=off`
+    /// switches it off).
+    ///
+    /// ```
+    /// let _logs = hivelog::builder()
+    ///     .request_buffer(hivelog::RequestBufferConfig::new(tracing::Level::DEBUG))
+    ///     .init();
+    /// let request = tracing::info_span!("request");
+    /// let _in = request.enter();
+    /// tracing::debug!("held: written only if this request logs an error");
+    /// ```
+    pub fn request_buffer(mut self, config: RequestBufferConfig) -> Self {
+        self.request_buffer = Some(config);
         self
     }
 
@@ -323,14 +345,20 @@ impl Builder {
         let mut routes = Routes::default();
         self.add_local(&env, &format, &pipeline, dry_run, &mut routes, &mut outputs)?;
         self.add_sinks(&env, &format, &pipeline, dry_run, &mut routes, &mut outputs)?;
+        let requests = request_buffer::from_env(&env, self.request_buffer)?.map(Buffers::new);
+        let floor = requests
+            .as_ref()
+            .map_or(LevelFilter::OFF, |rb| LevelFilter::from_level(rb.config.level));
         let cell = volume(
             &env,
             main,
             routes.levels,
             &routes.dests,
             format.max_event_bytes(),
+            floor,
             (!dry_run).then_some(&mut outputs),
         )?;
+        outputs.requests = requests.clone();
         outputs.heartbeat_every = env
             .parse(
                 "HIVELOG_HEARTBEAT",
@@ -344,6 +372,7 @@ impl Builder {
             cell,
             format.capture_options(),
             outputs.limiter.clone(),
+            requests,
         );
         Ok((layer, outputs, format))
     }
@@ -472,6 +501,7 @@ fn volume(
     levels: Vec<RouteLevel>,
     dests: &[Dest],
     max_text: usize,
+    floor: LevelFilter,
     outputs: Option<&mut Outputs>,
 ) -> Result<Arc<FilterCell>, ConfigError> {
     let filters = Filters::build(&levels, &main.directives, &main.var)?;
@@ -480,7 +510,7 @@ fn volume(
     let Some(outputs) = outputs else {
         return Ok(cell);
     };
-    let control = Arc::new(LevelControl::new(cell.clone(), levels, main.default));
+    let control = Arc::new(LevelControl::new(cell.clone(), levels, main.default).floor(floor));
     if let Some((path, seen)) = main.file {
         if let Err(e) = level::watch(control.clone(), path, seen) {
             hivelog_core::diag::warn(

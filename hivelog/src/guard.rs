@@ -13,6 +13,7 @@ use crate::heartbeat::Heartbeat;
 use crate::level::LevelControl;
 use crate::output::{Local, LocalReport};
 use crate::ratelimit::Limiter;
+use crate::request_buffer::{Buffers, RequestBufferReport};
 
 /// Everything hivelog writes to: the local output and each sink's pipeline.
 #[derive(Clone, Default)]
@@ -27,6 +28,8 @@ pub(crate) struct Outputs {
     pub(crate) level: Option<Arc<LevelControl>>,
     /// `HIVELOG_RATE_LIMIT`'s limiter, whose open counts are emitted at shutdown.
     pub(crate) limiter: Option<Arc<Limiter>>,
+    /// `HIVELOG_REQUEST_BUFFER_LEVEL`'s buffers, for their counters.
+    pub(crate) requests: Option<Arc<Buffers>>,
 }
 
 impl Outputs {
@@ -75,6 +78,7 @@ impl Outputs {
         Report {
             local: self.local.as_ref().map(|l| l.report()),
             sinks: self.sinks.iter().map(Pipeline::stats).collect(),
+            request_buffer: self.requests.as_ref().map(|r| r.report()),
         }
     }
 
@@ -99,6 +103,7 @@ impl Outputs {
         Report {
             local: self.local.as_ref().map(|l| l.report()),
             sinks,
+            request_buffer: self.requests.as_ref().map(|r| r.report()),
         }
     }
 
@@ -138,6 +143,9 @@ pub struct Report {
     pub local: Option<LocalReport>,
     /// One entry per enabled sink.
     pub sinks: Vec<Stats>,
+    /// The request buffer's counters (absent when `HIVELOG_REQUEST_BUFFER_LEVEL` is off).
+    /// Discarded lines are the buffer working as meant: they do not make a report incomplete.
+    pub request_buffer: Option<RequestBufferReport>,
 }
 
 impl Report {
@@ -195,6 +203,13 @@ impl fmt::Display for Report {
             }
             write_endpoints(f, &s.endpoints)?;
             sep = "; ";
+        }
+        if let Some(r) = &self.request_buffer {
+            write!(
+                f,
+                "{sep}request buffer: held {}, flushed {}, discarded {}, evicted {}, holding {}",
+                r.held, r.flushed, r.discarded, r.evicted, r.holding
+            )?;
         }
         Ok(())
     }
@@ -337,6 +352,7 @@ mod tests {
             resent,
         };
         let report = Report {
+            request_buffer: None,
             local: None,
             sinks: vec![Stats {
                 sink: "fluent",

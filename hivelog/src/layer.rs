@@ -9,6 +9,11 @@
 //!
 //! The filters live in a [`FilterCell`] so the main level can change at run time without a
 //! lock on the log call (see `level.rs`).
+//!
+//! With `HIVELOG_REQUEST_BUFFER_LEVEL` the layer also asks for the events its request buffer
+//! may hold, and routes each event three ways: written to the destinations whose level takes
+//! it, held for the others, or (at the flush level) written after its request's held lines
+//! (see `request_buffer`).
 
 use std::any::TypeId;
 use std::cell::RefCell;
@@ -24,6 +29,9 @@ use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use crate::level::FilterCell;
 use crate::ratelimit::Limiter;
+use crate::request_buffer::{self, BufferAccess, Buffers, Held, Taken};
+use hivelog_core::record::{Str, Value};
+use tracing_core::{Dispatch, Level};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -44,6 +52,8 @@ pub struct HivelogLayer {
     capture: CaptureOptions,
     /// `HIVELOG_RATE_LIMIT`, when set.
     limiter: Option<Arc<Limiter>>,
+    /// `HIVELOG_REQUEST_BUFFER_LEVEL`, when on.
+    requests: Option<Arc<Buffers>>,
 }
 
 impl HivelogLayer {
@@ -52,18 +62,153 @@ impl HivelogLayer {
         filters: Arc<FilterCell>,
         capture: CaptureOptions,
         limiter: Option<Arc<Limiter>>,
+        requests: Option<Arc<Buffers>>,
     ) -> Self {
         HivelogLayer {
             routes,
             filters,
             capture,
             limiter,
+            requests,
         }
     }
 
-    /// The most verbose level any destination wants now.
+    /// The most verbose level any destination wants now, or the request buffer holds.
     pub(crate) fn max_level(&self) -> LevelFilter {
-        self.filters.with(|f| f.max_level())
+        let routes = self.filters.with(|f| f.max_level());
+        match &self.requests {
+            Some(rb) => routes.max(LevelFilter::from_level(rb.config.level)),
+            None => routes,
+        }
+    }
+
+    /// One bit per destination whose filter takes the event.
+    fn wanted<S>(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> u64
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        self.filters.with(|f| {
+            let mut wanted: u64 = 0;
+            for (i, filter) in f.by_route.iter().enumerate().take(64) {
+                if filter.enabled(meta, ctx.clone()) {
+                    wanted |= 1 << i;
+                }
+            }
+            wanted
+        })
+    }
+
+    /// One bit per destination.
+    fn all_routes(&self) -> u64 {
+        match self.routes.len() {
+            n if n >= 64 => u64::MAX,
+            n => (1 << n) - 1,
+        }
+    }
+
+    /// Sends `record` to the destinations of `wanted`'s bits (copies for all but the last).
+    fn deliver_to(&self, record: Record, wanted: u64) {
+        if wanted == 0 {
+            return;
+        }
+        let last = 63 - wanted.leading_zeros() as usize;
+        for (i, dest) in self.routes.iter().enumerate().take(last) {
+            if wanted & (1 << i) != 0 {
+                match dest {
+                    Dest::Local(l) => l.write(&record),
+                    Dest::Sink(p) => p.push(record.clone()),
+                }
+            }
+        }
+        send(&self.routes[last], record);
+    }
+
+    fn admit(&self, event: &Event<'_>) -> bool {
+        self.limiter.as_ref().is_none_or(|l| l.admit(event))
+    }
+
+    /// `on_event` with the request buffer on: write, hold, or flush then write.
+    fn buffered<S>(&self, rb: &Arc<Buffers>, event: &Event<'_>, ctx: Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let meta = event.metadata();
+        let level = meta.level();
+        let wanted = self.wanted(meta, &ctx);
+        let hold_for = if rb.holds(level) {
+            self.all_routes() & !wanted
+        } else {
+            0
+        };
+        let flushes = wanted != 0 && rb.flushes(level);
+        let span = match hold_for != 0 || flushes {
+            true => ctx.event_span(event),
+            false => None,
+        };
+        let Some(span) = span else {
+            if wanted != 0 && self.admit(event) {
+                self.deliver_to(capture::capture_event(event, &ctx, &self.capture), wanted);
+            }
+            return;
+        };
+        if flushes {
+            let taken = request_buffer::take(span);
+            let trigger = self
+                .admit(event)
+                .then(|| capture::capture_event(event, &ctx, &self.capture));
+            match taken {
+                Some(taken) => self.flush(rb, taken, trigger, wanted),
+                None => {
+                    if let Some(record) = trigger {
+                        self.deliver_to(record, wanted);
+                    }
+                }
+            }
+            return;
+        }
+        let record = capture::capture_event(event, &ctx, &self.capture);
+        if wanted != 0 && self.admit(event) {
+            self.deliver_to(record.clone(), wanted);
+        }
+        let line = Held {
+            record,
+            routes: hold_for,
+            callsite: meta,
+        };
+        request_buffer::hold(rb, span, line);
+    }
+
+    /// Writes a request's held lines (after one WARN line when some were evicted), then the
+    /// trigger, to `to`'s destinations; one flush at a time.
+    fn flush(&self, rb: &Buffers, taken: Taken, trigger: Option<Record>, to: u64) {
+        let _one_at_a_time = rb.writing();
+        if taken.evicted > 0 {
+            let held_for = taken.lines.iter().fold(0, |m, h| m | h.routes);
+            let routes = if taken.lines.is_empty() { to } else { held_for & to };
+            let first = taken.lines.front().map(|h| &h.record).or(trigger.as_ref());
+            self.deliver_to(eviction_line(taken.evicted, first, &self.capture), routes);
+        }
+        let (mut written, mut unwanted) = (0, 0);
+        for held in taken.lines {
+            let routes = held.routes & to;
+            if routes == 0 {
+                unwanted += 1;
+                continue;
+            }
+            written += 1;
+            if self
+                .limiter
+                .as_ref()
+                .is_none_or(|l| l.admit_callsite(held.callsite))
+            {
+                self.deliver_to(held.record, routes);
+            }
+        }
+        rb.count_flushed(written);
+        rb.count_discarded(unwanted);
+        if let Some(record) = trigger {
+            self.deliver_to(record, to);
+        }
     }
 
     fn deliver<S>(&self, event: &Event<'_>, ctx: Context<'_, S>)
@@ -76,31 +221,58 @@ impl HivelogLayer {
             [only] => return send(only, capture::capture_event(event, &ctx, &self.capture)),
             _ => {}
         }
-        let meta = event.metadata();
-        let wanted = self.filters.with(|f| {
-            let mut wanted: u64 = 0;
-            for (i, filter) in f.by_route.iter().enumerate().take(64) {
-                if filter.enabled(meta, ctx.clone()) {
-                    wanted |= 1 << i;
-                }
-            }
-            wanted
-        });
+        let wanted = self.wanted(event.metadata(), &ctx);
         if wanted == 0 {
             return;
         }
-        let record = capture::capture_event(event, &ctx, &self.capture);
-        let last = 63 - wanted.leading_zeros() as usize;
-        for (i, dest) in self.routes.iter().enumerate().take(last) {
-            if wanted & (1 << i) != 0 {
-                match dest {
-                    Dest::Local(l) => l.write(&record),
-                    Dest::Sink(p) => p.push(record.clone()),
-                }
-            }
-        }
-        send(&self.routes[last], record);
+        self.deliver_to(capture::capture_event(event, &ctx, &self.capture), wanted);
     }
+}
+
+/// The WARN line a flush starts with when the request lost lines to a budget; it carries
+/// the request's span (trace ids) and the time of the first line kept.
+fn eviction_line(evicted: u64, first: Option<&Record>, opts: &CaptureOptions) -> Record {
+    let mut record = Record::new(Level::WARN, Str::Static("hivelog"), opts.max_event_bytes, 1);
+    if let Some(first) = first {
+        record.time = first.time;
+        record.span = first.span.clone();
+    }
+    record.message = Some(record.fields.push_str(
+        "request buffer: older lines of this request were evicted (HIVELOG_REQUEST_BUFFER_BYTES / _TOTAL)",
+    ));
+    record.fields.push("evicted", Value::U64(evicted));
+    record
+}
+
+fn flush_via<S>(dispatch: &Dispatch, id: &Id) -> usize
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let (Some(layer), Some(sub)) = (
+        dispatch.downcast_ref::<HivelogLayer>(),
+        dispatch.downcast_ref::<S>(),
+    ) else {
+        return 0;
+    };
+    let (Some(rb), Some(span)) = (&layer.requests, sub.span(id)) else {
+        return 0;
+    };
+    let Some(taken) = request_buffer::take(span) else {
+        return 0;
+    };
+    let n = taken.lines.len();
+    layer.flush(rb, taken, None, layer.all_routes());
+    n
+}
+
+fn discard_via<S>(dispatch: &Dispatch, id: &Id) -> usize
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    dispatch
+        .downcast_ref::<S>()
+        .and_then(|sub| sub.span(id))
+        .map_or(0, request_buffer::discard_in)
 }
 
 thread_local! {
@@ -147,7 +319,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
-        self.filters.with(|f| {
+        let routes = self.filters.with(|f| {
             let mut any_sometimes = false;
             for filter in &f.by_route {
                 let i = <EnvFilter as Layer<S>>::register_callsite(filter, meta);
@@ -161,10 +333,22 @@ where
             } else {
                 Interest::never()
             }
-        })
+        });
+        match &self.requests {
+            // Asked per event: held only inside a request.
+            Some(rb) if routes.is_never() && meta.is_event() && rb.holds(meta.level()) => {
+                Interest::sometimes()
+            }
+            _ => routes,
+        }
     }
 
     fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        if let Some(rb) = &self.requests {
+            if meta.is_event() && rb.holds(meta.level()) && request_buffer::in_span() {
+                return true;
+            }
+        }
         self.filters
             .with(|f| f.by_route.iter().any(|r| r.enabled(meta, ctx.clone())))
     }
@@ -199,6 +383,9 @@ where
         });
         #[cfg(feature = "otel")]
         crate::otel::on_enter(id, &ctx);
+        if self.requests.is_some() {
+            request_buffer::entered();
+        }
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
@@ -207,6 +394,9 @@ where
                 r.on_exit(id, ctx.clone());
             }
         });
+        if self.requests.is_some() {
+            request_buffer::exited();
+        }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -224,12 +414,31 @@ where
         } else if id == TypeId::of::<SpanAccess>() {
             let access: &'static SpanAccess = const { &SpanAccess::new::<S>() };
             Some(access as *const SpanAccess as *const ())
+        } else if id == TypeId::of::<BufferAccess>() {
+            let access: &'static BufferAccess = const {
+                &BufferAccess {
+                    flush: flush_via::<S>,
+                    discard: discard_via::<S>,
+                }
+            };
+            Some(access as *const BufferAccess as *const ())
         } else {
             None
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if let Some(rb) = &self.requests {
+            let held = std::panic::catch_unwind(AssertUnwindSafe(|| self.buffered(rb, event, ctx)));
+            if held.is_err() {
+                hivelog_core::diag::warn(
+                    "hivelog",
+                    "event-panic",
+                    "formatting an event panicked; the event was dropped",
+                );
+            }
+            return;
+        }
         if let Some(limiter) = &self.limiter {
             if !limiter.admit(event) {
                 return;

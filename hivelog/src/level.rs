@@ -173,6 +173,9 @@ pub(crate) struct LevelControl {
     wake: Condvar,
     /// The dispatch the layer is in, once built (see [`LevelControl::bind`]).
     dispatch: OnceLock<WeakDispatch>,
+    /// The most verbose level the layer asks for whatever the destinations' levels (the
+    /// request buffer's), which `log`'s max level must not go below.
+    floor: LevelFilter,
 }
 
 impl LevelControl {
@@ -186,7 +189,14 @@ impl LevelControl {
             stopped: Mutex::new(false),
             wake: Condvar::new(),
             dispatch: OnceLock::new(),
+            floor: LevelFilter::OFF,
         }
+    }
+
+    /// The same control with a floor under the max level given to `log` (see `floor`).
+    pub(crate) fn floor(mut self, floor: LevelFilter) -> Self {
+        self.floor = floor;
+        self
     }
 
     /// Remembers the dispatch the layer is in. Needed because when it is the only dispatch,
@@ -212,7 +222,7 @@ impl LevelControl {
         let _one_at_a_time = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
         let filters = Filters::build(&self.levels, directives.trim(), source)?;
         announce();
-        let max = filters.max_level();
+        let max = filters.max_level().max(self.floor);
         self.cell.store(filters);
         match self.dispatch.get().and_then(WeakDispatch::upgrade) {
             Some(d) => tracing::dispatcher::with_default(&d, rebuild_interest_cache),

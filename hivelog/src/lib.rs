@@ -35,6 +35,7 @@ mod output;
 mod panic;
 mod pretty;
 mod ratelimit;
+pub mod request_buffer;
 mod target;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -57,6 +58,7 @@ pub use layer::HivelogLayer;
 /// ([`Builder::sink`]).
 pub use hivelog_core as core;
 pub use output::{LocalReport, Output, OutputMode, Style};
+pub use request_buffer::{RequestBufferConfig, RequestBufferReport};
 
 #[cfg(feature = "cloudwatch")]
 pub use hivelog_cloudwatch as cloudwatch;

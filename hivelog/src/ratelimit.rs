@@ -152,6 +152,20 @@ impl Limiter {
         }
     }
 
+    /// Whether a held line of the request buffer, written now, may be logged: it counts as an
+    /// event of its callsite at the time it is written, not when it was held. `log` records
+    /// are not limited here (their call site is in fields that are no longer at hand).
+    pub(crate) fn admit_callsite(&self, meta: &'static Metadata<'static>) -> bool {
+        if is_log(meta) {
+            return true;
+        }
+        let key = std::ptr::from_ref(meta) as usize;
+        match self.slot(key, || (key, Some(Site::Callsite(meta)))) {
+            Some((slot, _)) => self.count(slot),
+            None => true,
+        }
+    }
+
     /// Counts one event in `slot`'s window: true if under the limit, else suppressed.
     #[inline]
     fn count(&self, slot: &Slot) -> bool {
