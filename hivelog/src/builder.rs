@@ -346,9 +346,9 @@ impl Builder {
         self.add_local(&env, &format, &pipeline, dry_run, &mut routes, &mut outputs)?;
         self.add_sinks(&env, &format, &pipeline, dry_run, &mut routes, &mut outputs)?;
         let requests = request_buffer::from_env(&env, self.request_buffer)?.map(Buffers::new);
-        let floor = requests
-            .as_ref()
-            .map_or(LevelFilter::OFF, |rb| LevelFilter::from_level(rb.config.level));
+        let floor = requests.as_ref().map_or(LevelFilter::OFF, |rb| {
+            LevelFilter::from_level(rb.config.level)
+        });
         let cell = volume(
             &env,
             main,

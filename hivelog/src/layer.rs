@@ -184,7 +184,11 @@ impl HivelogLayer {
         let _one_at_a_time = rb.writing();
         if taken.evicted > 0 {
             let held_for = taken.lines.iter().fold(0, |m, h| m | h.routes);
-            let routes = if taken.lines.is_empty() { to } else { held_for & to };
+            let routes = if taken.lines.is_empty() {
+                to
+            } else {
+                held_for & to
+            };
             let first = taken.lines.front().map(|h| &h.record).or(trigger.as_ref());
             self.deliver_to(eviction_line(taken.evicted, first, &self.capture), routes);
         }

@@ -144,11 +144,17 @@ mod tests {
     fn bad_values_name_the_variable_the_value_and_the_choices() {
         let env = Env::from_pairs([("HIVELOG_REQUEST_BUFFER_FLUSH_ON", "info")]);
         let err = from_env(&env, None).unwrap_err().to_string();
-        assert!(err.starts_with("HIVELOG_REQUEST_BUFFER_FLUSH_ON: 'info' is not a flush level"), "{err}");
+        assert!(
+            err.starts_with("HIVELOG_REQUEST_BUFFER_FLUSH_ON: 'info' is not a flush level"),
+            "{err}"
+        );
         assert!(err.contains("error, warn"), "{err}");
         let env = Env::from_pairs([("HIVELOG_REQUEST_BUFFER_BYTES", "0")]);
         let err = from_env(&env, None).unwrap_err().to_string();
-        assert!(err.starts_with("HIVELOG_REQUEST_BUFFER_BYTES: '0' is not a buffer size"), "{err}");
+        assert!(
+            err.starts_with("HIVELOG_REQUEST_BUFFER_BYTES: '0' is not a buffer size"),
+            "{err}"
+        );
     }
 
     #[test]

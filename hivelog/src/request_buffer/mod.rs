@@ -40,8 +40,8 @@ mod store;
 
 use std::cell::Cell;
 
-pub use config::{RequestBufferConfig, DEFAULT_REQUEST_BYTES, DEFAULT_TOTAL_BYTES};
 pub(crate) use config::{from_env, VARS};
+pub use config::{RequestBufferConfig, DEFAULT_REQUEST_BYTES, DEFAULT_TOTAL_BYTES};
 pub(crate) use store::{Buffer, Buffers, Held, Taken};
 
 use tracing_core::span::Id;
@@ -74,7 +74,7 @@ pub struct RequestBufferReport {
 ///
 /// ```
 /// let (dispatch, _guard) = hivelog::builder()
-///     .output(hivelog::Output::None)
+///     .writer(std::io::sink())
 ///     .request_buffer(hivelog::RequestBufferConfig::new(tracing::Level::DEBUG))
 ///     .try_build()
 ///     .unwrap();
@@ -92,7 +92,7 @@ pub fn flush() -> usize {
 ///
 /// ```
 /// let (dispatch, guard) = hivelog::builder()
-///     .output(hivelog::Output::None)
+///     .writer(std::io::sink())
 ///     .request_buffer(hivelog::RequestBufferConfig::new(tracing::Level::DEBUG))
 ///     .try_build()
 ///     .unwrap();

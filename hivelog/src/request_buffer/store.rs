@@ -277,7 +277,10 @@ mod tests {
         assert_eq!(numbers(&taken), [7, 8, 9]);
         assert_eq!(taken.evicted, 7);
         let r = shared.report();
-        assert_eq!((r.held, r.evicted, r.holding, r.holding_bytes), (10, 7, 0, 0));
+        assert_eq!(
+            (r.held, r.evicted, r.holding, r.holding_bytes),
+            (10, 7, 0, 0)
+        );
     }
 
     #[test]
