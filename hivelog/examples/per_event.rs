@@ -16,6 +16,14 @@
 //! `HIVELOG_LEVEL_FILE` (after a change and back) and with `HIVELOG_RATE_LIMIT` never reached.
 //! `traced_span` (hivelog only) is `span` with the span in a trace
 //! (`hivelog::trace::start`), so its lines carry `trace_id` and `span_id`.
+//!
+//! The request buffer (issue 20): `hivelog_buffer` (sync local output) and
+//! `hivelog_async_buffer` (writer thread, `--separate-threads=yes`) are `hivelog` and
+//! `hivelog_async_file` with `HIVELOG_REQUEST_BUFFER_LEVEL=debug`. Their cases: `held` is the
+//! `span` event at DEBUG inside the span (held; one long request, so past 64 KiB each line also
+//! evicts the oldest), `held_requests` the same in requests of 10 lines (a new span each, then
+//! discarded), `outside` is `filtered` (a `debug!` outside any span, not held), and `span` /
+//! `filtered` as above for the written INFO line and the buffer's cost to everything else.
 
 use std::io;
 
@@ -62,8 +70,9 @@ fn main() {
         }
         // Volume control (issue 15): `hivelog` plus a level file changed to `debug` and back,
         // or plus a rate limit never reached.
-        "hivelog" | "hivelog_level_file" | "hivelog_rate_limit" => {
+        "hivelog" | "hivelog_level_file" | "hivelog_rate_limit" | "hivelog_buffer" => {
             let vars: Vec<(String, String)> = match sub {
+                "hivelog_buffer" => vec![("HIVELOG_REQUEST_BUFFER_LEVEL".into(), "debug".into())],
                 "hivelog_level_file" => {
                     std::fs::write(&file, "info\n").unwrap();
                     vec![("HIVELOG_LEVEL_FILE".into(), file.display().to_string())]
@@ -87,9 +96,13 @@ fn main() {
         }
         // The default local output (writer thread) into a file: run with
         // `--separate-threads=yes` to count the caller's and the writer's work apart.
-        "hivelog_async_file" => {
+        "hivelog_async_file" | "hivelog_async_buffer" => {
+            let mut vars = vec![("HIVELOG_BUFFER_BYTES", "1GB")];
+            if sub == "hivelog_async_buffer" {
+                vars.push(("HIVELOG_REQUEST_BUFFER_LEVEL", "debug"));
+            }
             let (d, g) = hivelog::builder()
-                .env(hivelog::Env::from_pairs([("HIVELOG_BUFFER_BYTES", "1GB")]))
+                .env(hivelog::Env::from_pairs(vars))
                 .extra("service", "bench")
                 .extra("environment", "prod")
                 .output(hivelog::Output::File {
@@ -120,7 +133,8 @@ fn main() {
             hivelog::trace::start(&span, None);
         }
         let nested = case.starts_with("nested");
-        let _entered = (case == "span" || case == "traced_span" || nested).then(|| span.enter());
+        let in_span = matches!(case, "span" | "traced_span" | "held");
+        let _entered = (in_span || nested).then(|| span.enter());
         let inner = info_span!("load", article = 7);
         let _inner = nested.then(|| inner.enter());
         if case == "nested_after_record" {
@@ -129,9 +143,24 @@ fn main() {
             let s = info_span!("recorded", status = tracing::field::Empty);
             s.record("status", 200);
         }
+        if case == "held_requests" {
+            for _ in 0..n / 10 {
+                let request = info_span!("handle", request_id = 42, route = "/hit");
+                let _in = request.enter();
+                for _ in 0..10 {
+                    debug!(user = "a@b.c", article = "https://example.com/x", "article hit");
+                }
+            }
+            return;
+        }
         for _ in 0..n {
             match case {
-                "filtered" => debug!(x = 1, "filtered"),
+                "filtered" | "outside" => debug!(x = 1, "filtered"),
+                "held" => debug!(
+                    user = "a@b.c",
+                    article = "https://example.com/x",
+                    "article hit"
+                ),
                 _ => info!(
                     user = "a@b.c",
                     article = "https://example.com/x",

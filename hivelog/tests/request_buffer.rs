@@ -177,6 +177,15 @@ fn child_main() {
             }
             tracing::error!("request failed");
         }
+        "log" => {
+            // After a level change too, `log`'s max level keeps the buffer's level.
+            hivelog::set_level("warn").unwrap();
+            hivelog::set_level("info").unwrap();
+            let span = tracing::info_span!("request", req = 3);
+            let _in = span.enter();
+            log::debug!(target: "some_dependency", "from the log crate");
+            tracing::error!("request failed");
+        }
         other => panic!("unknown case {other}"),
     }
     print_report(&guard);
@@ -493,4 +502,84 @@ fn a_future_moved_to_another_thread_keeps_its_buffer() {
         .map(|l| (s(l, "level"), l["n"].as_u64().unwrap_or(9)))
         .collect();
     assert_eq!(summary, [("DEBUG", 0), ("DEBUG", 1), ("ERROR", 9)]);
+}
+
+#[test]
+fn log_records_of_a_request_are_held_too_after_a_level_change() {
+    let out = run_child("log", BUFFERED);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = events(&out);
+    let messages: Vec<&str> = lines.iter().map(|l| s(l, "message")).collect();
+    assert_eq!(messages, ["from the log crate", "request failed"]);
+}
+
+#[test]
+fn a_level_that_takes_the_lines_writes_them_at_once_and_holds_nothing() {
+    let buf = support::Buf::default();
+    let env = hivelog::Env::from_pairs(BUFFERED.iter().copied());
+    let (dispatch, guard) = hivelog::builder()
+        .env(env)
+        .writer(buf.clone())
+        .try_build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || {
+        let _request = tracing::info_span!("request").entered();
+        guard.set_level("debug").unwrap();
+        tracing::debug!("written");
+        guard.set_level("info").unwrap();
+        tracing::debug!("held");
+    });
+    let r = guard.report().request_buffer.unwrap();
+    assert_eq!((r.held, r.discarded), (1, 1));
+    drop(guard);
+    let lines = support::parse(&buf.text());
+    let messages: Vec<&str> = lines.iter().map(|l| s(l, "message")).collect();
+    assert_eq!(messages, ["written"]);
+}
+
+#[test]
+fn the_heartbeat_and_the_report_carry_the_buffer_counters() {
+    let buf = support::Buf::default();
+    let mut vars = BUFFERED.to_vec();
+    vars.push(("HIVELOG_HEARTBEAT", "1s"));
+    let (dispatch, guard) = hivelog::builder()
+        .env(hivelog::Env::from_pairs(vars))
+        .writer(buf.clone())
+        .try_build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, request_with(2));
+    tracing::dispatcher::with_default(&dispatch, || {
+        let _request = tracing::info_span!("request").entered();
+        tracing::debug!("kept");
+        tracing::error!("failed");
+    });
+    std::thread::sleep(Duration::from_millis(1300));
+    let report = guard.report();
+    assert!(
+        report
+            .to_string()
+            .ends_with("request buffer: held 3, flushed 1, discarded 2, evicted 0, holding 0"),
+        "{report}"
+    );
+    drop(guard);
+    let lines = support::parse(&buf.text());
+    let beat = lines
+        .iter()
+        .find(|l| l["message"] == "hivelog.heartbeat")
+        .expect("a heartbeat");
+    let counters: Vec<u64> = ["held", "flushed", "discarded", "evicted"]
+        .iter()
+        .map(|c| u(beat, &format!("buffer_{c}")))
+        .collect();
+    assert_eq!(counters, [3, 1, 2, 0]);
+}
+
+/// A request that logs `n` DEBUG lines and succeeds.
+fn request_with(n: usize) -> impl FnOnce() {
+    move || {
+        let _request = tracing::info_span!("request").entered();
+        for _ in 0..n {
+            tracing::debug!("step");
+        }
+    }
 }
