@@ -22,7 +22,7 @@
 //! `hivelog_async_file` with `HIVELOG_REQUEST_BUFFER_LEVEL=debug`. Their cases: `held` is the
 //! `span` event at DEBUG inside the span (held; one long request, so past 64 KiB each line also
 //! evicts the oldest), `held_requests` the same in requests of 10 lines (a new span each, then
-//! discarded), `outside` is `filtered` (a `debug!` outside any span, not held), and `span` /
+//! discarded; `requests` is the same with INFO lines, written), `outside` is `filtered` (a `debug!` outside any span, not held), and `span` /
 //! `filtered` as above for the written INFO line and the buffer's cost to everything else.
 
 use std::io;
@@ -143,12 +143,24 @@ fn main() {
             let s = info_span!("recorded", status = tracing::field::Empty);
             s.record("status", 200);
         }
-        if case == "held_requests" {
+        if case == "held_requests" || case == "requests" {
             for _ in 0..n / 10 {
                 let request = info_span!("handle", request_id = 42, route = "/hit");
                 let _in = request.enter();
                 for _ in 0..10 {
-                    debug!(user = "a@b.c", article = "https://example.com/x", "article hit");
+                    if case == "requests" {
+                        info!(
+                            user = "a@b.c",
+                            article = "https://example.com/x",
+                            "article hit"
+                        );
+                    } else {
+                        debug!(
+                            user = "a@b.c",
+                            article = "https://example.com/x",
+                            "article hit"
+                        );
+                    }
                 }
             }
             return;

@@ -166,7 +166,13 @@ impl HivelogLayer {
             }
             return;
         }
-        let record = capture::capture_event(event, &ctx, &self.capture);
+        let record = match request_buffer::spare() {
+            Some(mut r) => {
+                capture::capture_event_into(&mut r, event, &ctx, &self.capture);
+                r
+            }
+            None => capture::capture_event(event, &ctx, &self.capture),
+        };
         if wanted != 0 && self.admit(event) {
             self.deliver_to(record.clone(), wanted);
         }

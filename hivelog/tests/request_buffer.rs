@@ -507,7 +507,11 @@ fn a_future_moved_to_another_thread_keeps_its_buffer() {
 #[test]
 fn log_records_of_a_request_are_held_too_after_a_level_change() {
     let out = run_child("log", BUFFERED);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = events(&out);
     let messages: Vec<&str> = lines.iter().map(|l| s(l, "message")).collect();
     assert_eq!(messages, ["from the log crate", "request failed"]);

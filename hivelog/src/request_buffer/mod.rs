@@ -42,7 +42,7 @@ use std::cell::Cell;
 
 pub(crate) use config::{from_env, VARS};
 pub use config::{RequestBufferConfig, DEFAULT_REQUEST_BYTES, DEFAULT_TOTAL_BYTES};
-pub(crate) use store::{Buffer, Buffers, Held, Taken};
+pub(crate) use store::{spare, Buffer, Buffers, Held, Taken};
 
 use tracing_core::span::Id;
 use tracing_core::Dispatch;

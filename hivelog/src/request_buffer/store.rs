@@ -10,7 +10,13 @@
 //!
 //! Every line is counted once as `held`, and ends as exactly one of `flushed`, `discarded` or
 //! `evicted` (or is still held): `held = flushed + discarded + evicted + holding`.
+//!
+//! Most held lines are dropped, not written, so the records of discarded and evicted lines
+//! are kept for reuse by the next held line on the same thread ([`spare`]): holding a line
+//! then allocates nothing and ending a request frees nothing. At most [`SPARE_RECORDS`]
+//! records of at most [`SPARE_RECORD_BYTES`] each are kept per thread.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,6 +26,41 @@ use tracing_core::{Level, Metadata};
 
 use super::RequestBufferConfig;
 use super::RequestBufferReport;
+
+/// Records kept for reuse per thread.
+pub(crate) const SPARE_RECORDS: usize = 32;
+/// Larger records are freed rather than kept for reuse.
+pub(crate) const SPARE_RECORD_BYTES: usize = 1024;
+
+thread_local! {
+    static SPARE: RefCell<Vec<Record>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A record of a dropped held line, to capture the next one into (its allocations reused).
+#[inline]
+pub(crate) fn spare() -> Option<Record> {
+    SPARE
+        .try_with(|s| s.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+}
+
+/// Keeps a dropped line's record for [`spare`], if it is small and the thread has room.
+fn recycle(mut record: Record) {
+    if record.size() > SPARE_RECORD_BYTES {
+        return;
+    }
+    // Release what it points to now, not when it is reused.
+    record.span = None;
+    record.thread = None;
+    let _ = SPARE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if s.len() < SPARE_RECORDS {
+                s.push(record);
+            }
+        }
+    });
+}
 
 /// One held line: the captured record, and the destinations it is held for (one bit per
 /// route of the layer: those whose level did not take it when it was logged).
@@ -162,6 +203,7 @@ impl Buffer {
             return false;
         };
         self.release(1, old.record.size());
+        recycle(old.record);
         self.evicted += 1;
         self.shared.evicted.fetch_add(1, Ordering::Relaxed);
         true
@@ -190,6 +232,9 @@ impl Buffer {
         let taken = self.take();
         let n = taken.lines.len() as u64;
         self.shared.count_discarded(n);
+        for line in taken.lines {
+            recycle(line.record);
+        }
         n
     }
 
@@ -334,6 +379,23 @@ mod tests {
         assert_eq!((r.flushed, r.discarded, r.evicted, r.holding), (2, 1, 3, 0));
         assert_eq!(r.held, r.flushed + r.discarded + r.evicted + r.holding);
         assert_eq!(r.holding_bytes, 0);
+    }
+
+    #[test]
+    fn dropped_lines_leave_their_records_for_the_next_held_line_of_the_thread() {
+        while spare().is_some() {}
+        let shared = Buffers::new(config(3, 100));
+        let mut buf = shared.buffer();
+        for i in 0..5 {
+            buf.hold(line(i));
+        }
+        buf.discard();
+        let mut kept = 0;
+        while let Some(r) = spare() {
+            assert!(r.span.is_none());
+            kept += 1;
+        }
+        assert_eq!(kept, 5, "2 evicted and 3 discarded");
     }
 
     #[test]
