@@ -165,19 +165,30 @@ fn main() {
             }
             return;
         }
-        for _ in 0..n {
-            match case {
-                "filtered" | "outside" => debug!(x = 1, "filtered"),
-                "held" => debug!(
-                    user = "a@b.c",
-                    article = "https://example.com/x",
-                    "article hit"
-                ),
-                _ => info!(
-                    user = "a@b.c",
-                    article = "https://example.com/x",
-                    "article hit"
-                ),
+        // One loop per case, so that a loop iteration is the log call alone.
+        match case {
+            "filtered" | "outside" => {
+                for _ in 0..n {
+                    debug!(x = 1, "filtered")
+                }
+            }
+            "held" => {
+                for _ in 0..n {
+                    debug!(
+                        user = "a@b.c",
+                        article = "https://example.com/x",
+                        "article hit"
+                    )
+                }
+            }
+            _ => {
+                for _ in 0..n {
+                    info!(
+                        user = "a@b.c",
+                        article = "https://example.com/x",
+                        "article hit"
+                    )
+                }
             }
         }
     });
