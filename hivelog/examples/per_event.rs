@@ -16,10 +16,31 @@
 //! `HIVELOG_LEVEL_FILE` (after a change and back) and with `HIVELOG_RATE_LIMIT` never reached.
 //! `traced_span` (hivelog only) is `span` with the span in a trace
 //! (`hivelog::trace::start`), so its lines carry `trace_id` and `span_id`.
+//! `hivelog_layer` is `hivelog` as one layer (`Builder::layer`) of a registry that also has a
+//! `fmt().json()` layer filtered at WARN (to `io::sink()`), each with its own filter.
+//! `noop` is a registry with only a layer that takes every event and does nothing, and
+//! `hivelog_layer_noop` the same plus hivelog's layer: with `filtered`, their difference is
+//! what hivelog adds to a `debug!` it filters out that another layer wants.
 
 use std::io;
 
 use tracing::{debug, info, info_span, Dispatch};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+
+/// A layer that takes every event and does nothing with it.
+struct Noop;
+
+impl<S: tracing::Subscriber> Layer<S> for Noop {}
+
+/// hivelog's builder as the `hivelog` case has it, writing to `io::sink()` on the calling thread.
+fn sync_builder() -> hivelog::Builder {
+    hivelog::builder()
+        .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
+        .extra("service", "bench")
+        .extra("environment", "prod")
+        .output_mode(hivelog::OutputMode::Sync)
+        .writer(io::sink())
+}
 
 /// A sink that accepts everything.
 struct Counting;
@@ -83,6 +104,25 @@ fn main() {
                 g.set_level("debug").unwrap();
                 g.set_level("info").unwrap();
             }
+            (d, Some(g))
+        }
+        // hivelog as one layer beside `fmt().json()` at WARN, each with its own filter.
+        "hivelog_layer" => {
+            let (layer, g) = sync_builder().layer().unwrap();
+            let fmt = tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(io::sink)
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+            let d = Dispatch::new(tracing_subscriber::registry().with(layer).with(fmt));
+            (d, Some(g))
+        }
+        "noop" => (
+            Dispatch::new(tracing_subscriber::registry().with(Noop)),
+            None,
+        ),
+        "hivelog_layer_noop" => {
+            let (layer, g) = sync_builder().layer().unwrap();
+            let d = Dispatch::new(tracing_subscriber::registry().with(layer).with(Noop));
             (d, Some(g))
         }
         // The default local output (writer thread) into a file: run with

@@ -107,6 +107,9 @@ impl HivelogFilter {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        if let Some(max) = self.filters.simple() {
+            return *meta.level() <= max;
+        }
         self.filters
             .with(|f| f.by_route.iter().any(|r| Filter::<S>::enabled(r, meta, cx)))
     }
