@@ -102,7 +102,8 @@ impl HivelogFilter {
         })
     }
 
-    /// Whether some destination takes an event or span of `meta` here.
+    /// Whether some destination takes an event or span of `meta` here. (A new reason to take
+    /// an event goes before the one-level fast path, which answers for the levels alone.)
     fn wants<S>(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool
     where
         S: Subscriber + for<'a> LookupSpan<'a>,

@@ -404,3 +404,42 @@ pub(crate) fn resolve(
     }
     Ok(main)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simple(levels: &[RouteLevel], main: &str) -> Option<LevelFilter> {
+        let cell = FilterCell::new(Filters::build(levels, main, "HIVELOG_LEVEL").unwrap());
+        cell.simple()
+    }
+
+    #[test]
+    fn one_bare_level_per_destination_is_decided_by_the_most_verbose() {
+        let own = |d: &str| RouteLevel::Own {
+            var: "HIVELOG_ES_LEVEL",
+            directives: d.to_owned(),
+        };
+        assert_eq!(simple(&[RouteLevel::Main], "info"), Some(LevelFilter::INFO));
+        assert_eq!(simple(&[RouteLevel::Main], "off"), Some(LevelFilter::OFF));
+        assert_eq!(
+            simple(&[RouteLevel::Main, own("trace")], "warn"),
+            Some(LevelFilter::TRACE)
+        );
+        assert_eq!(simple(&[RouteLevel::Main], "info,db=debug"), None);
+        assert_eq!(
+            simple(&[RouteLevel::Main, own("[req]=debug")], "info"),
+            None
+        );
+        assert_eq!(simple(&[], "info"), Some(LevelFilter::OFF));
+    }
+
+    #[test]
+    fn a_level_change_updates_the_one_level_answer() {
+        let cell = FilterCell::new(Filters::build(&[RouteLevel::Main], "info", "v").unwrap());
+        cell.store(Filters::build(&[RouteLevel::Main], "debug", "v").unwrap());
+        assert_eq!(cell.simple(), Some(LevelFilter::DEBUG));
+        cell.store(Filters::build(&[RouteLevel::Main], "info,a=trace", "v").unwrap());
+        assert_eq!(cell.simple(), None);
+    }
+}

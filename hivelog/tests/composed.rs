@@ -157,6 +157,9 @@ fn child_main() {
             }
             hivelog::set_level("warn").unwrap();
             info!("info after set_level warn");
+            // Target directives: hivelog reads its filters instead of one bare level.
+            hivelog::set_level("warn,somewhere_else=debug").unwrap();
+            info!("info under target directives");
             hivelog::set_level("debug").unwrap();
             debug!("debug after set_level debug");
             print_counts();
@@ -241,5 +244,6 @@ fn set_level_and_rate_limit_decide_only_what_hivelog_writes() {
     let counts = counted(&stderr);
     assert_eq!(counts.get("limited"), Some(&10), "{counts:?}");
     assert_eq!(counts.get("info after set_level warn"), Some(&1));
+    assert_eq!(counts.get("info under target directives"), Some(&1));
     assert_eq!(counts.get("debug after set_level debug"), Some(&1));
 }
