@@ -24,10 +24,32 @@
 //! evicts the oldest), `held_requests` the same in requests of 10 lines (a new span each, then
 //! discarded; `requests` is the same with INFO lines, written), `outside` is `filtered` (a `debug!` outside any span, not held), and `span` /
 //! `filtered` as above for the written INFO line and the buffer's cost to everything else.
+//!
+//! `hivelog_layer` is `hivelog` as one layer (`Builder::layer`) of a registry that also has a
+//! `fmt().json()` layer filtered at WARN (to `io::sink()`), each with its own filter.
+//! `noop` is a registry with only a layer that takes every event and does nothing, and
+//! `hivelog_layer_noop` the same plus hivelog's layer: with `filtered`, their difference is
+//! what hivelog adds to a `debug!` it filters out that another layer wants.
 
 use std::io;
 
 use tracing::{debug, info, info_span, Dispatch};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+
+/// A layer that takes every event and does nothing with it.
+struct Noop;
+
+impl<S: tracing::Subscriber> Layer<S> for Noop {}
+
+/// hivelog's builder as the `hivelog` case has it, writing to `io::sink()` on the calling thread.
+fn sync_builder() -> hivelog::Builder {
+    hivelog::builder()
+        .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
+        .extra("service", "bench")
+        .extra("environment", "prod")
+        .output_mode(hivelog::OutputMode::Sync)
+        .writer(io::sink())
+}
 
 /// A sink that accepts everything.
 struct Counting;
@@ -92,6 +114,25 @@ fn main() {
                 g.set_level("debug").unwrap();
                 g.set_level("info").unwrap();
             }
+            (d, Some(g))
+        }
+        // hivelog as one layer beside `fmt().json()` at WARN, each with its own filter.
+        "hivelog_layer" => {
+            let (layer, g) = sync_builder().layer().unwrap();
+            let fmt = tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(io::sink)
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+            let d = Dispatch::new(tracing_subscriber::registry().with(layer).with(fmt));
+            (d, Some(g))
+        }
+        "noop" => (
+            Dispatch::new(tracing_subscriber::registry().with(Noop)),
+            None,
+        ),
+        "hivelog_layer_noop" => {
+            let (layer, g) = sync_builder().layer().unwrap();
+            let d = Dispatch::new(tracing_subscriber::registry().with(layer).with(Noop));
             (d, Some(g))
         }
         // The default local output (writer thread) into a file: run with

@@ -1,7 +1,7 @@
 //! The guard `init` returns, and the report of what was delivered.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hivelog_core::{ConfigError, Pipeline, Stats};
@@ -23,7 +23,8 @@ pub(crate) struct Outputs {
     pub(crate) shutdown_timeout: Duration,
     /// `HIVELOG_HEARTBEAT`, started by [`Outputs::start_heartbeat`] once the dispatch exists.
     pub(crate) heartbeat_every: Option<Duration>,
-    pub(crate) heartbeat: Option<Arc<Heartbeat>>,
+    /// Shared by every copy, since the layer starts it when it joins a subscriber.
+    pub(crate) heartbeat: Arc<OnceLock<Arc<Heartbeat>>>,
     /// The main level's control (absent only in the inert guard of a failed `init`).
     pub(crate) level: Option<Arc<LevelControl>>,
     /// `HIVELOG_RATE_LIMIT`'s limiter, whose open counts are emitted at shutdown.
@@ -33,14 +34,21 @@ pub(crate) struct Outputs {
 }
 
 impl Outputs {
-    /// Starts the heartbeat, if configured, emitting through `dispatch`.
-    pub(crate) fn start_heartbeat(&mut self, dispatch: tracing::Dispatch) {
+    /// Starts the heartbeat, if configured and not started yet, emitting through `dispatch`.
+    pub(crate) fn start_heartbeat(&self, dispatch: tracing::Dispatch) {
         let Some(every) = self.heartbeat_every else {
             return;
         };
+        if self.heartbeat.get().is_some() {
+            return;
+        }
         let me = self.clone();
         match Heartbeat::start(every, dispatch, move || me.report()) {
-            Ok(hb) => self.heartbeat = Some(hb),
+            Ok(hb) => {
+                if let Err(second) = self.heartbeat.set(hb) {
+                    second.stop();
+                }
+            }
             Err(e) => {
                 hivelog_core::diag::warn(
                     "heartbeat",
@@ -120,7 +128,7 @@ impl Outputs {
     }
 
     pub(crate) fn shutdown(&self, timeout: Duration) -> Report {
-        if let Some(hb) = &self.heartbeat {
+        if let Some(hb) = self.heartbeat.get() {
             hb.stop();
         }
         if let Some(level) = &self.level {

@@ -1,19 +1,22 @@
-//! The `tracing` layer: filters per destination, captures each event once, and hands the
-//! [`Record`] to the local output (queued for its writer thread, or written now in `sync` mode)
-//! and to each sink's pipeline (enqueued).
+//! The `tracing` layer: captures each event once, and hands the [`Record`] to the local output
+//! (queued for its writer thread, or written now in `sync` mode) and to each sink's pipeline
+//! (enqueued).
 //!
-//! Each destination (the local output, each sink) has its own `EnvFilter` (`HIVELOG_LEVEL`,
-//! `HIVELOG_<SINK>_LEVEL`). The layer tells `tracing` the union of them (callsite interest and
-//! max level), so an event no destination wants is rejected by the macro itself, before any
-//! field is evaluated; an event some destination wants is captured once and routed.
+//! What reaches this layer is decided by its per-layer filter, [`crate::HivelogFilter`] (see
+//! `filter.rs`): the union of the destinations' levels, so an event no destination wants never
+//! reaches it, and is never taken away from the other layers of the subscriber. The rate limit
+//! comes first in `on_event` (see `filter.rs` for why not in the filter). With several
+//! destinations the layer then asks each destination's own
+//! `EnvFilter` (`HIVELOG_LEVEL`, `HIVELOG_<SINK>_LEVEL`) and captures the event once for all
+//! that take it.
 //!
 //! The filters live in a [`FilterCell`] so the main level can change at run time without a
 //! lock on the log call (see `level.rs`).
 //!
-//! With `HIVELOG_REQUEST_BUFFER_LEVEL` the layer also asks for the events its request buffer
-//! may hold, and routes each event three ways: written to the destinations whose level takes
-//! it, held for the others, or (at the flush level) written after its request's held lines
-//! (see `request_buffer`).
+//! With `HIVELOG_REQUEST_BUFFER_LEVEL` the filter also lets through, inside a span, the events
+//! the request buffer may hold, and the layer routes each event three ways: written to the
+//! destinations whose level takes it, held for the others, or (at the flush level) written
+//! after its request's held lines (see `request_buffer`).
 
 use std::any::TypeId;
 use std::cell::RefCell;
@@ -21,30 +24,28 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use hivelog_core::capture::{self, CaptureOptions, SpanAccess};
-use hivelog_core::{Pipeline, Record};
+use hivelog_core::Record;
 use tracing_core::span::{Attributes, Id, Record as SpanValues};
-use tracing_core::subscriber::Interest;
-use tracing_core::{Event, Metadata, Subscriber};
-use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_core::{Dispatch, Event, Subscriber};
 
 use crate::level::FilterCell;
 use crate::ratelimit::Limiter;
 use crate::request_buffer::{self, BufferAccess, Buffers, Held, Taken};
+use crate::route::Dest;
 use hivelog_core::record::{Str, Value};
-use tracing_core::{Dispatch, Level};
+use tracing_core::{Level, Metadata};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::output::Local;
 
-/// Where a route sends what its filter lets through.
-#[derive(Clone)]
-pub(crate) enum Dest {
-    Local(Arc<Local>),
-    Sink(Pipeline),
-}
+/// What the layer does once it is part of a subscriber (binds the level control, starts the
+/// heartbeat): run from `on_register_dispatch`.
+pub(crate) type OnDispatch = Box<dyn Fn(&Dispatch) + Send + Sync>;
 
-/// hivelog's layer; built by [`crate::Builder`].
+/// hivelog's layer, without its filter: it writes every event it is given. Built by
+/// [`crate::Builder`] inside a [`crate::Layer`], whose [`crate::HivelogFilter`] decides what
+/// it is given.
 pub struct HivelogLayer {
     /// Destinations, in the order of the cell's filters.
     routes: Vec<Dest>,
@@ -54,6 +55,7 @@ pub struct HivelogLayer {
     limiter: Option<Arc<Limiter>>,
     /// `HIVELOG_REQUEST_BUFFER_LEVEL`, when on.
     requests: Option<Arc<Buffers>>,
+    on_dispatch: Option<OnDispatch>,
 }
 
 impl HivelogLayer {
@@ -63,6 +65,7 @@ impl HivelogLayer {
         capture: CaptureOptions,
         limiter: Option<Arc<Limiter>>,
         requests: Option<Arc<Buffers>>,
+        on_dispatch: Option<OnDispatch>,
     ) -> Self {
         HivelogLayer {
             routes,
@@ -70,15 +73,7 @@ impl HivelogLayer {
             capture,
             limiter,
             requests,
-        }
-    }
-
-    /// The most verbose level any destination wants now, or the request buffer holds.
-    pub(crate) fn max_level(&self) -> LevelFilter {
-        let routes = self.filters.with(|f| f.max_level());
-        match &self.requests {
-            Some(rb) => routes.max(LevelFilter::from_level(rb.config.level)),
-            None => routes,
+            on_dispatch,
         }
     }
 
@@ -127,7 +122,8 @@ impl HivelogLayer {
         self.limiter.as_ref().is_none_or(|l| l.admit(event))
     }
 
-    /// `on_event` with the request buffer on: write, hold, or flush then write.
+    /// `on_event` with the request buffer on: write, hold, or flush then write. The rate
+    /// limit counts what is written, when it is written.
     fn buffered<S>(&self, rb: &Arc<Buffers>, event: &Event<'_>, ctx: Context<'_, S>)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -226,15 +222,12 @@ impl HivelogLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         match self.routes.as_slice() {
-            // One destination: `enabled` already said yes for it.
+            // One destination: the filter already said yes for it.
             [Dest::Local(local)] => return write_local(local, event, &ctx, &self.capture),
             [only] => return send(only, capture::capture_event(event, &ctx, &self.capture)),
             _ => {}
         }
         let wanted = self.wanted(event.metadata(), &ctx);
-        if wanted == 0 {
-            return;
-        }
         self.deliver_to(capture::capture_event(event, &ctx, &self.capture), wanted);
     }
 }
@@ -267,7 +260,7 @@ where
     let (Some(rb), Some(span)) = (&layer.requests, sub.span(id)) else {
         return 0;
     };
-    let Some(taken) = request_buffer::take(span) else {
+    let Some(taken) = request_buffer::take_visible(span) else {
         return 0;
     };
     let n = taken.lines.len();
@@ -328,93 +321,32 @@ impl<S> Layer<S> for HivelogLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
-        let routes = self.filters.with(|f| {
-            let mut any_sometimes = false;
-            for filter in &f.by_route {
-                let i = <EnvFilter as Layer<S>>::register_callsite(filter, meta);
-                if i.is_always() {
-                    return Interest::always();
-                }
-                any_sometimes |= i.is_sometimes();
-            }
-            if any_sometimes {
-                Interest::sometimes()
-            } else {
-                Interest::never()
-            }
-        });
-        match &self.requests {
-            // Asked per event: held only inside a request.
-            Some(rb) if routes.is_never() && meta.is_event() && rb.holds(meta.level()) => {
-                Interest::sometimes()
-            }
-            _ => routes,
+    fn on_register_dispatch(&self, dispatch: &Dispatch) {
+        if let Some(f) = &self.on_dispatch {
+            f(dispatch);
         }
-    }
-
-    fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
-        if let Some(rb) = &self.requests {
-            if meta.is_event() && rb.holds(meta.level()) && request_buffer::in_span() {
-                return true;
-            }
-        }
-        self.filters
-            .with(|f| f.by_route.iter().any(|r| r.enabled(meta, ctx.clone())))
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(self.max_level())
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        self.filters.with(|f| {
-            for r in &f.by_route {
-                r.on_new_span(attrs, id, ctx.clone());
-            }
-        });
         capture::on_new_span(attrs, id, &ctx, self.capture.max_event_bytes);
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
-        self.filters.with(|f| {
-            for r in &f.by_route {
-                r.on_record(id, values, ctx.clone());
-            }
-        });
         capture::on_record(id, values, &ctx);
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        self.filters.with(|f| {
-            for r in &f.by_route {
-                r.on_enter(id, ctx.clone());
-            }
-        });
+    fn on_enter(&self, _id: &Id, _ctx: Context<'_, S>) {
         #[cfg(feature = "otel")]
-        crate::otel::on_enter(id, &ctx);
+        crate::otel::on_enter(_id, &_ctx);
         if self.requests.is_some() {
             request_buffer::entered();
         }
     }
 
-    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        self.filters.with(|f| {
-            for r in &f.by_route {
-                r.on_exit(id, ctx.clone());
-            }
-        });
+    fn on_exit(&self, _id: &Id, _ctx: Context<'_, S>) {
         if self.requests.is_some() {
             request_buffer::exited();
         }
-    }
-
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        self.filters.with(|f| {
-            for r in &f.by_route {
-                r.on_close(id.clone(), ctx.clone());
-            }
-        });
     }
 
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
@@ -449,6 +381,7 @@ where
             }
             return;
         }
+        // Only events hivelog's filter let through are counted; the other layers have them.
         if let Some(limiter) = &self.limiter {
             if !limiter.admit(event) {
                 return;

@@ -31,8 +31,8 @@ use tracing_log::NormalizeEvent;
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::Layer;
 
-use crate::layer::Dest;
 use crate::level::FilterCell;
+use crate::route::Dest;
 
 /// Callsites the limiter can follow (2¹²); later ones are not limited.
 pub const CAPACITY: usize = 1 << 12;

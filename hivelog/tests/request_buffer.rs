@@ -97,6 +97,9 @@ fn child_main() {
     let Ok(case) = std::env::var("HL_TEST_CHILD") else {
         return;
     };
+    if case == "composed" {
+        return composed();
+    }
     let guard = hivelog::init();
     match case.as_str() {
         "requests" => {
@@ -186,6 +189,7 @@ fn child_main() {
             log::debug!(target: "some_dependency", "from the log crate");
             tracing::error!("request failed");
         }
+        "composed" => unreachable!("handled before init"),
         other => panic!("unknown case {other}"),
     }
     print_report(&guard);
@@ -586,4 +590,63 @@ fn request_with(n: usize) -> impl FnOnce() {
             tracing::debug!("step");
         }
     }
+}
+
+static DEBUG_SEEN: AtomicUsize = AtomicUsize::new(0);
+
+/// A layer beside hivelog's that wants every event and counts the DEBUG ones.
+struct CountDebug;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountDebug {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::DEBUG {
+            DEBUG_SEEN.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// hivelog as one layer of a composed stack, beside a layer that takes every event.
+fn composed() {
+    use tracing_subscriber::prelude::*;
+    let (layer, guard) = hivelog::builder().layer().unwrap();
+    tracing_subscriber::registry()
+        .with(CountDebug)
+        .with(layer)
+        .init();
+    request(1);
+    request(10);
+    // The outermost span is one hivelog's level disables (the other layer takes it): the
+    // request is hivelog's outermost span, and the API finds its buffer all the same.
+    let outer = tracing::debug_span!("connection");
+    let _outer = outer.enter();
+    let inner = tracing::info_span!("request", req = 20);
+    let _inner = inner.enter();
+    tracing::debug!(req = 20, n = 0u64, "step");
+    eprintln!("FLUSHED {}", hivelog::request_buffer::flush());
+    eprintln!("DEBUG_SEEN {}", DEBUG_SEEN.load(Ordering::SeqCst));
+    print_report(&guard);
+}
+
+#[test]
+fn as_one_layer_of_a_stack_it_holds_only_what_it_would_not_write_and_others_see_everything() {
+    let out = run_child("composed", BUFFERED);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = events(&out);
+    let summary: Vec<(&str, u64)> = lines.iter().map(|l| (s(l, "level"), u(l, "req"))).collect();
+    let mut expected = vec![("DEBUG", 10); 10];
+    expected.push(("ERROR", 10));
+    expected.push(("DEBUG", 20));
+    assert_eq!(summary, expected);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("FLUSHED 1"), "{err}");
+    assert!(
+        err.contains("DEBUG_SEEN 21"),
+        "the other layer gets every debug line: {err}"
+    );
+    let r = report(&out);
+    assert_eq!((r["held"], r["flushed"], r["discarded"]), (21, 11, 10));
 }

@@ -25,11 +25,12 @@
 //! lines go first, and the flush starts with one WARN line whose numeric field `evicted` says
 //! how many were lost (see `store.rs` for who gives up what).
 //!
-//! **Filters.** The buffer is part of hivelog's own filter: it widens what hivelog asks
-//! `tracing` for (callsite interest and max level) to the buffer's level, and decides per
-//! event. An event below every destination's level is rejected before its fields are
-//! evaluated unless a span is entered on the thread (one thread-local read); other layers
-//! see what they saw before. The rate limit counts a held line only when it is written.
+//! **Filters.** The buffer is part of hivelog's per-layer filter (`HivelogFilter`): it widens
+//! what hivelog asks `tracing` for (callsite interest and max level) to the buffer's level,
+//! and lets an event through only while a span is entered on the thread (one thread-local
+//! read), so an event below every destination's level outside any span is still rejected
+//! before its fields are evaluated; the layer then decides per event. Other layers see what
+//! they saw before. The rate limit counts a held line only when it is written.
 //! Events with an explicit `parent:` logged on a thread where no span is entered are not held.
 //!
 //! **Ordering.** One flush writes at a time, so the lines of two failing requests never
@@ -190,12 +191,34 @@ where
     (!taken.lines.is_empty() || taken.evicted > 0).then_some(taken)
 }
 
-/// Discards the held lines of `span`'s request; returns how many.
+/// Takes the held lines of the request `span` is in, seen from outside the layer (the raw
+/// registry, whose spans include those hivelog's filter disabled): the buffer is in the one
+/// ancestor that holds one.
+pub(crate) fn take_visible<'a, S>(span: SpanRef<'a, S>) -> Option<Taken>
+where
+    S: LookupSpan<'a>,
+{
+    for s in span.scope() {
+        let mut ext = s.extensions_mut();
+        if let Some(buf) = ext.get_mut::<Buffer>() {
+            let taken = buf.take();
+            return (!taken.lines.is_empty() || taken.evicted > 0).then_some(taken);
+        }
+    }
+    None
+}
+
+/// Discards the held lines of the request `span` is in (seen as by [`take_visible`]);
+/// returns how many.
 pub(crate) fn discard_in<'a, S>(span: SpanRef<'a, S>) -> usize
 where
     S: LookupSpan<'a>,
 {
-    let root = root(span);
-    let mut ext = root.extensions_mut();
-    ext.get_mut::<Buffer>().map_or(0, |b| b.discard() as usize)
+    for s in span.scope() {
+        let mut ext = s.extensions_mut();
+        if let Some(buf) = ext.get_mut::<Buffer>() {
+            return buf.discard() as usize;
+        }
+    }
+    0
 }
