@@ -82,6 +82,15 @@ impl HivelogLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        // Bare levels everywhere: one load answers below all of them, or for a single route.
+        if let Some(max) = self.filters.simple() {
+            if *meta.level() > max {
+                return 0;
+            }
+            if self.routes.len() == 1 {
+                return 1;
+            }
+        }
         self.filters.with(|f| {
             let mut wanted: u64 = 0;
             for (i, filter) in f.by_route.iter().enumerate().take(64) {
@@ -162,13 +171,16 @@ impl HivelogLayer {
             }
             return;
         }
-        let record = match request_buffer::spare() {
-            Some(mut r) => {
-                capture::capture_event_into(&mut r, event, &ctx, &self.capture);
-                r
-            }
-            None => capture::capture_event(event, &ctx, &self.capture),
-        };
+        // Captured with the span already at hand (into a dropped line's record when there is one).
+        let mut record = request_buffer::spare().unwrap_or_else(|| {
+            Record::new(
+                *level,
+                Str::Static(meta.target()),
+                self.capture.max_event_bytes,
+                meta.fields().len(),
+            )
+        });
+        capture::capture_event_into_span(&mut record, event, Some(&span), &self.capture);
         if wanted != 0 && self.admit(event) {
             self.deliver_to(record.clone(), wanted);
         }
