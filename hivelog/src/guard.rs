@@ -71,7 +71,7 @@ impl Outputs {
         let Some(level) = &self.level else {
             return Err(ConfigError::conflict(
                 SET_LEVEL,
-                "hivelog is not initialized; call hivelog::init() first",
+                "hivelog is not initialized; call hivelog::init() or hivelog::layer() first",
             ));
         };
         level.set(directives, SET_LEVEL, || {
