@@ -117,9 +117,9 @@ impl HivelogFilter {
                 Interest::never()
             }
         });
-        // Asked per event: held only inside a request.
+        // Held only inside a request, which the layer checks first (cheaper than asking here).
         if routes.is_never() && self.may_hold(meta) {
-            return Interest::sometimes();
+            return Interest::always();
         }
         routes
     }

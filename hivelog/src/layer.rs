@@ -145,6 +145,10 @@ impl HivelogLayer {
         } else {
             0
         };
+        // Outside any span nothing is held: the common case, one thread-local read.
+        if wanted == 0 && !request_buffer::in_span() {
+            return;
+        }
         let flushes = wanted != 0 && rb.flushes(level);
         let span = match hold_for != 0 || flushes {
             true => ctx.event_span(event),
