@@ -593,3 +593,66 @@ fn at_level_warn_the_error_line_still_carries_the_callers_trace() {
     let (status, _, stderr) = service.terminate(Duration::from_secs(10));
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn a_failing_request_writes_its_debug_lines_before_its_error_and_a_good_one_none() {
+    let receiver = ForwardReceiver::start(ReceiverConfig::default());
+    let mut service = Service::start(&[
+        ("HIVELOG_LEVEL", "info"),
+        ("HIVELOG_FLUENT_ADDR", &receiver.url()),
+    ]);
+    let mut conn = Connection::open(service.addr.as_str()).unwrap();
+    assert_eq!(conn.get("/hit/7", None).unwrap().status, 303);
+    assert_eq!(conn.get("/article/7", None).unwrap().status, 502);
+    service.wait_for("could not serve the article", Duration::from_secs(10));
+    let (status, lines, stderr) = service.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+
+    let messages: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["message"] != "listening" && l["message"] != "stopped")
+        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
+        .collect();
+    let error = messages
+        .iter()
+        .position(|m| m.1 == "could not serve the article")
+        .unwrap();
+    assert_eq!(
+        messages[error - 2..=error],
+        [
+            ("DEBUG", "asking the CMS for the article"),
+            ("DEBUG", "the CMS did not answer; no retry left"),
+            ("ERROR", "could not serve the article"),
+        ],
+        "{lines:#?}"
+    );
+    assert!(
+        !messages
+            .iter()
+            .any(|m| m.1 == "looking up the article's address"),
+        "the successful /hit request's DEBUG line is never written: {lines:#?}"
+    );
+    let asked = one(&lines, "asking the CMS for the article");
+    assert_eq!(asked["function"], "article");
+    let failed = one(&lines, "could not serve the article");
+    assert_eq!(asked["trace_id"], failed["trace_id"]);
+    let shipped: Vec<String> = receiver
+        .events()
+        .iter()
+        .filter_map(|e| e.str("message").map(str::to_owned))
+        .collect();
+    let at = shipped
+        .iter()
+        .position(|m| m == "could not serve the article")
+        .expect("the error reached Fluentd");
+    assert_eq!(
+        shipped[at - 2..at],
+        [
+            "asking the CMS for the article",
+            "the CMS did not answer; no retry left"
+        ]
+    );
+    assert!(!shipped
+        .iter()
+        .any(|m| m == "looking up the article's address"));
+}

@@ -99,10 +99,41 @@ pub fn capture_event_into<S>(
     fill(record, event, ctx, opts);
 }
 
+/// Like [`capture_event_into`], with the event's span already looked up
+/// (`ctx.event_span(event)`) by a caller that needs it too (the request buffer, which keeps
+/// the record in the span's request).
+pub fn capture_event_into_span<S>(
+    record: &mut Record,
+    event: &Event<'_>,
+    span: Option<&SpanRef<'_, S>>,
+    opts: &CaptureOptions,
+) where
+    S: for<'a> LookupSpan<'a>,
+{
+    let meta = event.metadata();
+    record.reset(
+        *meta.level(),
+        Str::Static(meta.target()),
+        opts.max_event_bytes,
+    );
+    fill_event(record, event, opts);
+    if let Some(span) = span {
+        set_span(record, span);
+    }
+}
+
 fn fill<S>(record: &mut Record, event: &Event<'_>, ctx: &Context<'_, S>, opts: &CaptureOptions)
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fill_event(record, event, opts);
+    if let Some(span) = ctx.event_span(event) {
+        set_span(record, &span);
+    }
+}
+
+/// The event's own part of a record: metadata, thread, fields.
+fn fill_event(record: &mut Record, event: &Event<'_>, opts: &CaptureOptions) {
     let meta = event.metadata();
     record.module = meta.module_path().map(Str::Static);
     record.file = meta.file().map(Str::Static);
@@ -135,17 +166,20 @@ where
             skip_log_fields: false,
         });
     }
-    if let Some(span) = ctx.event_span(event) {
-        let node = span.extensions().get::<Arc<SpanNode>>().cloned();
-        record.span = match node {
-            Some(n)
-                if RECORDED.load(Ordering::Relaxed) && n.ancestry().any(SpanNode::is_replaced) =>
-            {
-                current_chain(&span).or(Some(n))
-            }
-            other => other,
-        };
-    }
+}
+
+/// Links the record to `span`'s node (rebuilt first if a `Span::record` made it stale).
+fn set_span<S>(record: &mut Record, span: &SpanRef<'_, S>)
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let node = span.extensions().get::<Arc<SpanNode>>().cloned();
+    record.span = match node {
+        Some(n) if RECORDED.load(Ordering::Relaxed) && n.ancestry().any(SpanNode::is_replaced) => {
+            current_chain(span).or(Some(n))
+        }
+        other => other,
+    };
 }
 
 /// Set by the first `Span::record` in the process. Until then no node can have been replaced,

@@ -16,10 +16,40 @@
 //! `HIVELOG_LEVEL_FILE` (after a change and back) and with `HIVELOG_RATE_LIMIT` never reached.
 //! `traced_span` (hivelog only) is `span` with the span in a trace
 //! (`hivelog::trace::start`), so its lines carry `trace_id` and `span_id`.
+//!
+//! The request buffer (issue 20): `hivelog_buffer` (sync local output) and
+//! `hivelog_async_buffer` (writer thread, `--separate-threads=yes`) are `hivelog` and
+//! `hivelog_async_file` with `HIVELOG_REQUEST_BUFFER_LEVEL=debug`. Their cases: `held` is the
+//! `span` event at DEBUG inside the span (held; one long request, so past 64 KiB each line also
+//! evicts the oldest), `held_requests` the same in requests of 10 lines (a new span each, then
+//! discarded; `requests` is the same with INFO lines, written), `outside` is `filtered` (a `debug!` outside any span, not held), and `span` /
+//! `filtered` as above for the written INFO line and the buffer's cost to everything else.
+//!
+//! `hivelog_layer` is `hivelog` as one layer (`Builder::layer`) of a registry that also has a
+//! `fmt().json()` layer filtered at WARN (to `io::sink()`), each with its own filter.
+//! `noop` is a registry with only a layer that takes every event and does nothing, and
+//! `hivelog_layer_noop` the same plus hivelog's layer: with `filtered`, their difference is
+//! what hivelog adds to a `debug!` it filters out that another layer wants.
 
 use std::io;
 
 use tracing::{debug, info, info_span, Dispatch};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+
+/// A layer that takes every event and does nothing with it.
+struct Noop;
+
+impl<S: tracing::Subscriber> Layer<S> for Noop {}
+
+/// hivelog's builder as the `hivelog` case has it, writing to `io::sink()` on the calling thread.
+fn sync_builder() -> hivelog::Builder {
+    hivelog::builder()
+        .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
+        .extra("service", "bench")
+        .extra("environment", "prod")
+        .output_mode(hivelog::OutputMode::Sync)
+        .writer(io::sink())
+}
 
 /// A sink that accepts everything.
 struct Counting;
@@ -62,8 +92,9 @@ fn main() {
         }
         // Volume control (issue 15): `hivelog` plus a level file changed to `debug` and back,
         // or plus a rate limit never reached.
-        "hivelog" | "hivelog_level_file" | "hivelog_rate_limit" => {
+        "hivelog" | "hivelog_level_file" | "hivelog_rate_limit" | "hivelog_buffer" => {
             let vars: Vec<(String, String)> = match sub {
+                "hivelog_buffer" => vec![("HIVELOG_REQUEST_BUFFER_LEVEL".into(), "debug".into())],
                 "hivelog_level_file" => {
                     std::fs::write(&file, "info\n").unwrap();
                     vec![("HIVELOG_LEVEL_FILE".into(), file.display().to_string())]
@@ -85,11 +116,34 @@ fn main() {
             }
             (d, Some(g))
         }
+        // hivelog as one layer beside `fmt().json()` at WARN, each with its own filter.
+        "hivelog_layer" => {
+            let (layer, g) = sync_builder().layer().unwrap();
+            let fmt = tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(io::sink)
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+            let d = Dispatch::new(tracing_subscriber::registry().with(layer).with(fmt));
+            (d, Some(g))
+        }
+        "noop" => (
+            Dispatch::new(tracing_subscriber::registry().with(Noop)),
+            None,
+        ),
+        "hivelog_layer_noop" => {
+            let (layer, g) = sync_builder().layer().unwrap();
+            let d = Dispatch::new(tracing_subscriber::registry().with(layer).with(Noop));
+            (d, Some(g))
+        }
         // The default local output (writer thread) into a file: run with
         // `--separate-threads=yes` to count the caller's and the writer's work apart.
-        "hivelog_async_file" => {
+        "hivelog_async_file" | "hivelog_async_buffer" => {
+            let mut vars = vec![("HIVELOG_BUFFER_BYTES", "1GB")];
+            if sub == "hivelog_async_buffer" {
+                vars.push(("HIVELOG_REQUEST_BUFFER_LEVEL", "debug"));
+            }
             let (d, g) = hivelog::builder()
-                .env(hivelog::Env::from_pairs([("HIVELOG_BUFFER_BYTES", "1GB")]))
+                .env(hivelog::Env::from_pairs(vars))
                 .extra("service", "bench")
                 .extra("environment", "prod")
                 .output(hivelog::Output::File {
@@ -120,7 +174,8 @@ fn main() {
             hivelog::trace::start(&span, None);
         }
         let nested = case.starts_with("nested");
-        let _entered = (case == "span" || case == "traced_span" || nested).then(|| span.enter());
+        let in_span = matches!(case, "span" | "traced_span" | "held");
+        let _entered = (in_span || nested).then(|| span.enter());
         let inner = info_span!("load", article = 7);
         let _inner = nested.then(|| inner.enter());
         if case == "nested_after_record" {
@@ -129,14 +184,52 @@ fn main() {
             let s = info_span!("recorded", status = tracing::field::Empty);
             s.record("status", 200);
         }
-        for _ in 0..n {
-            match case {
-                "filtered" => debug!(x = 1, "filtered"),
-                _ => info!(
-                    user = "a@b.c",
-                    article = "https://example.com/x",
-                    "article hit"
-                ),
+        if case == "held_requests" || case == "requests" {
+            for _ in 0..n / 10 {
+                let request = info_span!("handle", request_id = 42, route = "/hit");
+                let _in = request.enter();
+                for _ in 0..10 {
+                    if case == "requests" {
+                        info!(
+                            user = "a@b.c",
+                            article = "https://example.com/x",
+                            "article hit"
+                        );
+                    } else {
+                        debug!(
+                            user = "a@b.c",
+                            article = "https://example.com/x",
+                            "article hit"
+                        );
+                    }
+                }
+            }
+            return;
+        }
+        // One loop per case, so that a loop iteration is the log call alone.
+        match case {
+            "filtered" | "outside" => {
+                for _ in 0..n {
+                    debug!(x = 1, "filtered")
+                }
+            }
+            "held" => {
+                for _ in 0..n {
+                    debug!(
+                        user = "a@b.c",
+                        article = "https://example.com/x",
+                        "article hit"
+                    )
+                }
+            }
+            _ => {
+                for _ in 0..n {
+                    info!(
+                        user = "a@b.c",
+                        article = "https://example.com/x",
+                        "article hit"
+                    )
+                }
             }
         }
     });

@@ -9,14 +9,20 @@ use hivelog_core::destination::take_code;
 use hivelog_core::format::{Schema, TimestampFormat};
 use hivelog_core::{ConfigError, Env, Format, FormatBuilder, Pipeline, PipelineConfig, Sink};
 use tracing::Dispatch;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_core::Subscriber;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::config;
+use crate::filter::HivelogFilter;
 use crate::guard::{Guard, Outputs};
-use crate::layer::{Dest, HivelogLayer};
+use crate::layer::HivelogLayer;
 use crate::level::{self, FilterCell, Filters, LevelControl, RouteLevel};
 use crate::output::{Local, Output, OutputMode, Style};
 use crate::ratelimit::{self, Limiter, Router};
+use crate::request_buffer::{self, Buffers, RequestBufferConfig};
+use crate::route::Dest;
 
 /// What [`Builder::take_under`] takes out: the layers under hivelog's.
 #[cfg(feature = "otel")]
@@ -25,16 +31,52 @@ pub(crate) type Under = Option<crate::otel::OtelLayer>;
 #[cfg(not(feature = "otel"))]
 pub(crate) struct Under;
 
-/// The subscriber: the registry, the layers under hivelog's, hivelog's layer.
+/// The subscriber `init` installs: the registry, the layers under hivelog's (filtered by
+/// hivelog's levels, as they were when hivelog's filter was the subscriber's), hivelog's layer.
 #[cfg(feature = "otel")]
-pub(crate) fn dispatch(layer: HivelogLayer, under: Under) -> Dispatch {
-    Dispatch::new(tracing_subscriber::registry().with(under).with(layer))
+pub(crate) fn dispatch(built: Built, under: Under) -> Dispatch {
+    let under = under.map(|otel| otel.with_filter(built.filter.levels_only()));
+    Dispatch::new(
+        tracing_subscriber::registry()
+            .with(under)
+            .with(built.layer()),
+    )
 }
 
-/// The subscriber: the registry and hivelog's layer.
+/// The subscriber `init` installs: the registry and hivelog's layer.
 #[cfg(not(feature = "otel"))]
-pub(crate) fn dispatch(layer: HivelogLayer, _: Under) -> Dispatch {
-    Dispatch::new(tracing_subscriber::registry().with(layer))
+pub(crate) fn dispatch(built: Built, _: Under) -> Dispatch {
+    Dispatch::new(tracing_subscriber::registry().with(built.layer()))
+}
+
+/// What [`Builder::build_layer`] makes: hivelog's layer, its filter, and its outputs.
+pub(crate) struct Built {
+    pub(crate) layer: HivelogLayer,
+    pub(crate) filter: HivelogFilter,
+    pub(crate) outputs: Outputs,
+}
+
+impl Built {
+    /// The layer with its per-layer filter, for a subscriber of type `S`.
+    pub(crate) fn layer<S>(self) -> crate::Layer<S>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        self.layer.with_filter(self.filter)
+    }
+
+    /// A layer that takes nothing and writes nowhere.
+    pub(crate) fn inert() -> Self {
+        let filters = Filters::build(&[], "off", "HIVELOG_LEVEL")
+            .unwrap_or_else(|_| unreachable!("no route, nothing to parse"));
+        let cell = Arc::new(FilterCell::new(filters));
+        let capture = FormatBuilder::default().build().capture_options();
+        Built {
+            layer: HivelogLayer::new(Vec::new(), cell.clone(), capture, None, None, None),
+            filter: HivelogFilter::new(cell, None),
+            outputs: Outputs::default(),
+        }
+    }
 }
 
 /// Configures hivelog in code; every setting can still be overridden by its `HIVELOG_*` variable.
@@ -61,6 +103,7 @@ pub struct Builder {
     env: Option<Env>,
     panic_hook: bool,
     heartbeat: Option<Duration>,
+    request_buffer: Option<RequestBufferConfig>,
     custom: Vec<CustomSink>,
     code: Vec<Box<dyn Any + Send>>,
     #[cfg(feature = "otel")]
@@ -81,6 +124,7 @@ impl Default for Builder {
             env: None,
             panic_hook: true,
             heartbeat: None,
+            request_buffer: None,
             custom: Vec::new(),
             code: Vec::new(),
             #[cfg(feature = "otel")]
@@ -191,6 +235,24 @@ impl Builder {
         self
     }
 
+    /// Holds each request's lines below the destinations' levels, down to `config.level`, and
+    /// writes them only if the request logs an error (see [`crate::request_buffer`]);
+    /// `HIVELOG_REQUEST_BUFFER_*` override each part (`HIVELOG_REQUEST_BUFFER_LEVEL=off`
+    /// switches it off).
+    ///
+    /// ```
+    /// let _logs = hivelog::builder()
+    ///     .request_buffer(hivelog::RequestBufferConfig::new(tracing::Level::DEBUG))
+    ///     .init();
+    /// let request = tracing::info_span!("request");
+    /// let _in = request.enter();
+    /// tracing::debug!("held: written only if this request logs an error");
+    /// ```
+    pub fn request_buffer(mut self, config: RequestBufferConfig) -> Self {
+        self.request_buffer = Some(config);
+        self
+    }
+
     /// Adds a destination of your own: `make` builds it from the resolved [`Format`], and it runs
     /// on its own pipeline (queue, batching, retries, counters) under the main level filter.
     ///
@@ -276,17 +338,39 @@ impl Builder {
     /// and programs that install their own. Starts the sinks' threads.
     pub fn try_build(mut self) -> Result<(Dispatch, Guard), ConfigError> {
         let under = self.take_under();
-        let (layer, mut outputs, _) = self.build_layer(false)?;
-        let dispatch = dispatch(layer, under);
-        outputs.bind_level(&dispatch);
-        outputs.start_heartbeat(dispatch.clone());
+        let built = self.build_layer(false)?;
+        let outputs = built.outputs.clone();
         Ok((
-            dispatch,
+            dispatch(built, under),
             Guard {
                 outputs,
                 done: false,
             },
         ))
+    }
+
+    /// Builds hivelog as one layer of a subscriber of your own, or says what is wrong; see
+    /// [`crate::layer`] for what the layer does and what the caller adds.
+    ///
+    /// ```
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let (hivelog, guard) = hivelog::builder()
+    ///     .output(hivelog::Output::Stderr)
+    ///     .level("warn")
+    ///     .layer()
+    ///     .unwrap();
+    /// let subscriber = tracing_subscriber::registry()
+    ///     .with(hivelog)
+    ///     .with(tracing_subscriber::fmt::layer().with_filter(tracing_subscriber::filter::LevelFilter::DEBUG));
+    /// tracing::subscriber::with_default(subscriber, || tracing::info!("to fmt only"));
+    /// # drop(guard);
+    /// ```
+    pub fn layer<S>(self) -> Result<(crate::Layer<S>, Guard), ConfigError>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        crate::try_layer_with(self)
     }
 
     /// The layers that go under hivelog's (OpenTelemetry's, with the `otel` feature).
@@ -301,11 +385,27 @@ impl Builder {
         Under
     }
 
-    /// Builds the layer and outputs; the format is returned for the panic hook's and callers' use.
-    pub(crate) fn build_layer(
-        mut self,
-        dry_run: bool,
-    ) -> Result<(HivelogLayer, Outputs, Arc<Format>), ConfigError> {
+    /// Fails when layers were given to go under hivelog's, which `api` cannot install: with
+    /// [`Builder::layer`], the caller adds `tracing-opentelemetry`'s layer to the stack.
+    #[cfg(feature = "otel")]
+    pub(crate) fn refuse_under(&mut self, api: &str) -> Result<(), ConfigError> {
+        match self.otel.is_some() {
+            true => Err(ConfigError::conflict(
+                "Builder::otel",
+                format!("{api} returns hivelog's layer alone; add tracing_opentelemetry::layer() to your subscriber instead (hivelog's lines carry its ids)"),
+            )),
+            false => Ok(()),
+        }
+    }
+
+    /// Nothing goes under hivelog's layer without the `otel` feature.
+    #[cfg(not(feature = "otel"))]
+    pub(crate) fn refuse_under(&mut self, _: &str) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// Builds the layer, its filter and its outputs (threads start only when not a `dry_run`).
+    pub(crate) fn build_layer(mut self, dry_run: bool) -> Result<Built, ConfigError> {
         let env = self.env.take().unwrap_or_else(Env::from_process);
         let format = self.build_format(&env)?;
         let main = level::resolve(&env, self.level.as_deref(), dry_run)?;
@@ -323,14 +423,20 @@ impl Builder {
         let mut routes = Routes::default();
         self.add_local(&env, &format, &pipeline, dry_run, &mut routes, &mut outputs)?;
         self.add_sinks(&env, &format, &pipeline, dry_run, &mut routes, &mut outputs)?;
+        let requests = request_buffer::from_env(&env, self.request_buffer)?.map(Buffers::new);
+        let floor = requests.as_ref().map_or(LevelFilter::OFF, |rb| {
+            LevelFilter::from_level(rb.config.level)
+        });
         let cell = volume(
             &env,
             main,
             routes.levels,
             &routes.dests,
             format.max_event_bytes(),
+            floor,
             (!dry_run).then_some(&mut outputs),
         )?;
+        outputs.requests = requests.clone();
         outputs.heartbeat_every = env
             .parse(
                 "HIVELOG_HEARTBEAT",
@@ -339,13 +445,26 @@ impl Builder {
             )?
             .unwrap_or(self.heartbeat);
         crate::destinations::warn_unused(&env);
+        let filter = HivelogFilter::new(cell.clone(), requests.clone());
+        // Once in a subscriber: level changes re-ask its callsites, the heartbeat logs to it.
+        let joined = outputs.clone();
+        let on_dispatch: crate::layer::OnDispatch = Box::new(move |dispatch| {
+            joined.bind_level(dispatch);
+            joined.start_heartbeat(dispatch.clone());
+        });
         let layer = HivelogLayer::new(
             routes.dests,
             cell,
             format.capture_options(),
             outputs.limiter.clone(),
+            requests,
+            (!dry_run).then_some(on_dispatch),
         );
-        Ok((layer, outputs, format))
+        Ok(Built {
+            layer,
+            filter,
+            outputs,
+        })
     }
 
     /// The format: the builder's defaults, then `HIVELOG_*`.
@@ -472,6 +591,7 @@ fn volume(
     levels: Vec<RouteLevel>,
     dests: &[Dest],
     max_text: usize,
+    floor: LevelFilter,
     outputs: Option<&mut Outputs>,
 ) -> Result<Arc<FilterCell>, ConfigError> {
     let filters = Filters::build(&levels, &main.directives, &main.var)?;
@@ -480,7 +600,7 @@ fn volume(
     let Some(outputs) = outputs else {
         return Ok(cell);
     };
-    let control = Arc::new(LevelControl::new(cell.clone(), levels, main.default));
+    let control = Arc::new(LevelControl::new(cell.clone(), levels, main.default).floor(floor));
     if let Some((path, seen)) = main.file {
         if let Err(e) = level::watch(control.clone(), path, seen) {
             hivelog_core::diag::warn(

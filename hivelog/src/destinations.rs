@@ -114,6 +114,7 @@ pub(crate) fn missing_feature(var: &str) -> Option<&'static str> {
 pub fn variables() -> Vec<(&'static str, Vec<Var>)> {
     let general = crate::config::VARS
         .iter()
+        .chain(crate::request_buffer::VARS)
         .chain(FORMAT_VARS)
         .copied()
         .collect();

@@ -1,7 +1,7 @@
 //! The guard `init` returns, and the report of what was delivered.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hivelog_core::{ConfigError, Pipeline, Stats};
@@ -13,6 +13,7 @@ use crate::heartbeat::Heartbeat;
 use crate::level::LevelControl;
 use crate::output::{Local, LocalReport};
 use crate::ratelimit::Limiter;
+use crate::request_buffer::{Buffers, RequestBufferReport};
 
 /// Everything hivelog writes to: the local output and each sink's pipeline.
 #[derive(Clone, Default)]
@@ -22,22 +23,32 @@ pub(crate) struct Outputs {
     pub(crate) shutdown_timeout: Duration,
     /// `HIVELOG_HEARTBEAT`, started by [`Outputs::start_heartbeat`] once the dispatch exists.
     pub(crate) heartbeat_every: Option<Duration>,
-    pub(crate) heartbeat: Option<Arc<Heartbeat>>,
+    /// Shared by every copy, since the layer starts it when it joins a subscriber.
+    pub(crate) heartbeat: Arc<OnceLock<Arc<Heartbeat>>>,
     /// The main level's control (absent only in the inert guard of a failed `init`).
     pub(crate) level: Option<Arc<LevelControl>>,
     /// `HIVELOG_RATE_LIMIT`'s limiter, whose open counts are emitted at shutdown.
     pub(crate) limiter: Option<Arc<Limiter>>,
+    /// `HIVELOG_REQUEST_BUFFER_LEVEL`'s buffers, for their counters.
+    pub(crate) requests: Option<Arc<Buffers>>,
 }
 
 impl Outputs {
-    /// Starts the heartbeat, if configured, emitting through `dispatch`.
-    pub(crate) fn start_heartbeat(&mut self, dispatch: tracing::Dispatch) {
+    /// Starts the heartbeat, if configured and not started yet, emitting through `dispatch`.
+    pub(crate) fn start_heartbeat(&self, dispatch: tracing::Dispatch) {
         let Some(every) = self.heartbeat_every else {
             return;
         };
+        if self.heartbeat.get().is_some() {
+            return;
+        }
         let me = self.clone();
         match Heartbeat::start(every, dispatch, move || me.report()) {
-            Ok(hb) => self.heartbeat = Some(hb),
+            Ok(hb) => {
+                if let Err(second) = self.heartbeat.set(hb) {
+                    second.stop();
+                }
+            }
             Err(e) => {
                 hivelog_core::diag::warn(
                     "heartbeat",
@@ -60,7 +71,7 @@ impl Outputs {
         let Some(level) = &self.level else {
             return Err(ConfigError::conflict(
                 SET_LEVEL,
-                "hivelog is not initialized; call hivelog::init() first",
+                "hivelog is not initialized; call hivelog::init() or hivelog::layer() first",
             ));
         };
         level.set(directives, SET_LEVEL, || {
@@ -75,6 +86,7 @@ impl Outputs {
         Report {
             local: self.local.as_ref().map(|l| l.report()),
             sinks: self.sinks.iter().map(Pipeline::stats).collect(),
+            request_buffer: self.requests.as_ref().map(|r| r.report()),
         }
     }
 
@@ -112,6 +124,7 @@ impl Outputs {
         Report {
             local: self.local.as_ref().map(|l| l.report()),
             sinks,
+            request_buffer: self.requests.as_ref().map(|r| r.report()),
         }
     }
 
@@ -128,7 +141,7 @@ impl Outputs {
     }
 
     pub(crate) fn shutdown(&self, timeout: Duration) -> Report {
-        if let Some(hb) = &self.heartbeat {
+        if let Some(hb) = self.heartbeat.get() {
             hb.stop();
         }
         if let Some(level) = &self.level {
@@ -193,6 +206,9 @@ pub struct Report {
     pub local: Option<LocalReport>,
     /// One entry per enabled sink.
     pub sinks: Vec<Stats>,
+    /// The request buffer's counters (absent when `HIVELOG_REQUEST_BUFFER_LEVEL` is off).
+    /// Discarded lines are the buffer working as meant: they do not make a report incomplete.
+    pub request_buffer: Option<RequestBufferReport>,
 }
 
 impl Report {
@@ -256,6 +272,13 @@ impl fmt::Display for Report {
             }
             write_endpoints(f, &s.endpoints)?;
             sep = "; ";
+        }
+        if let Some(r) = &self.request_buffer {
+            write!(
+                f,
+                "{sep}request buffer: held {}, flushed {}, discarded {}, evicted {}, holding {}",
+                r.held, r.flushed, r.discarded, r.evicted, r.holding
+            )?;
         }
         Ok(())
     }
@@ -398,6 +421,7 @@ mod tests {
             resent,
         };
         let report = Report {
+            request_buffer: None,
             local: None,
             sinks: vec![Stats {
                 sink: "fluent",

@@ -51,6 +51,8 @@ impl Heartbeat {
                         endpoints.push_str(s.sink);
                         let _ = crate::guard::write_endpoints(&mut endpoints, &s.endpoints);
                     }
+                    // The request buffer's counters, when it is on.
+                    let rb = r.request_buffer;
                     tracing::dispatcher::with_default(&dispatch, || {
                         tracing::info!(
                             target: "hivelog",
@@ -75,6 +77,10 @@ impl Heartbeat {
                             replayed = sum(|s| s.replayed),
                             corrupt_skipped = sum(|s| s.corrupt_skipped),
                             spill_bytes = sum(|s| s.spill_bytes),
+                            buffer_held = rb.map(|b| b.held),
+                            buffer_flushed = rb.map(|b| b.flushed),
+                            buffer_discarded = rb.map(|b| b.discarded),
+                            buffer_evicted = rb.map(|b| b.evicted),
                             "hivelog.heartbeat"
                         )
                     });

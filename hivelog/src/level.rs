@@ -21,7 +21,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -53,11 +53,22 @@ pub(crate) struct Filters {
     pub(crate) by_route: Vec<EnvFilter>,
     /// The main directives these were built from.
     pub(crate) main: String,
+    /// When every route's directives are one bare level (`info`): the most verbose of them,
+    /// which then decides alone whether hivelog takes an event (see [`FilterCell::simple`]).
+    simple: Option<LevelFilter>,
 }
 
 impl Filters {
     /// Parses every route's filter; `var` names the main level's source in errors.
     pub(crate) fn build(levels: &[RouteLevel], main: &str, var: &str) -> Result<Self, ConfigError> {
+        let bare = |d: &str| d.trim().parse::<LevelFilter>().ok();
+        let simple = levels
+            .iter()
+            .map(|l| match l {
+                RouteLevel::Main => bare(main),
+                RouteLevel::Own { directives, .. } => bare(directives),
+            })
+            .try_fold(LevelFilter::OFF, |max, l| Some(max.max(l?)));
         let by_route = levels
             .iter()
             .map(|l| match l {
@@ -68,6 +79,7 @@ impl Filters {
         Ok(Filters {
             by_route,
             main: main.to_owned(),
+            simple,
         })
     }
 
@@ -85,7 +97,36 @@ impl Filters {
 pub(crate) struct FilterCell {
     id: u64,
     generation: AtomicU64,
+    /// [`Filters::simple`] of the current filters, encoded by [`encode`]: read with one load.
+    simple: AtomicU8,
     current: Mutex<(u64, Arc<Filters>)>,
+}
+
+/// [`Filters::simple`] as a byte: 0 for none, else 1 + the level's verbosity (`OFF` = 1).
+fn encode(simple: Option<LevelFilter>) -> u8 {
+    const ORDER: [LevelFilter; 6] = [
+        LevelFilter::OFF,
+        LevelFilter::ERROR,
+        LevelFilter::WARN,
+        LevelFilter::INFO,
+        LevelFilter::DEBUG,
+        LevelFilter::TRACE,
+    ];
+    simple.map_or(0, |l| {
+        1 + ORDER.iter().position(|o| *o == l).unwrap_or(5) as u8
+    })
+}
+
+fn decode(b: u8) -> Option<LevelFilter> {
+    match b {
+        0 => None,
+        1 => Some(LevelFilter::OFF),
+        2 => Some(LevelFilter::ERROR),
+        3 => Some(LevelFilter::WARN),
+        4 => Some(LevelFilter::INFO),
+        5 => Some(LevelFilter::DEBUG),
+        _ => Some(LevelFilter::TRACE),
+    }
 }
 
 /// A thread's copy of one cell's filters (one slot: a process has one layer, tests a few).
@@ -106,8 +147,18 @@ impl FilterCell {
         FilterCell {
             id: NEXT_CELL.fetch_add(1, Ordering::Relaxed),
             generation: AtomicU64::new(0),
+            simple: AtomicU8::new(encode(filters.simple)),
             current: Mutex::new((0, Arc::new(filters))),
         }
+    }
+
+    /// When every destination's level is one bare level, the most verbose of them: then an
+    /// event is taken exactly when its level is at most this, and the per-event question a
+    /// composed subscriber asks (`enabled`, for callsites another layer's filter made
+    /// `sometimes`) costs one load and a compare instead of reading the filters.
+    #[inline]
+    pub(crate) fn simple(&self) -> Option<LevelFilter> {
+        decode(self.simple.load(Ordering::Acquire))
     }
 
     /// The current filters, under the lock (for rare callers: a level change, registration).
@@ -120,6 +171,7 @@ impl FilterCell {
     fn store(&self, filters: Filters) {
         let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         cur.0 += 1;
+        self.simple.store(encode(filters.simple), Ordering::Release);
         cur.1 = Arc::new(filters);
         self.generation.store(cur.0, Ordering::Release);
     }
@@ -173,6 +225,9 @@ pub(crate) struct LevelControl {
     wake: Condvar,
     /// The dispatch the layer is in, once built (see [`LevelControl::bind`]).
     dispatch: OnceLock<WeakDispatch>,
+    /// The most verbose level the layer asks for whatever the destinations' levels (the
+    /// request buffer's), which `log`'s max level must not go below.
+    floor: LevelFilter,
 }
 
 impl LevelControl {
@@ -186,7 +241,14 @@ impl LevelControl {
             stopped: Mutex::new(false),
             wake: Condvar::new(),
             dispatch: OnceLock::new(),
+            floor: LevelFilter::OFF,
         }
+    }
+
+    /// The same control with a floor under the max level given to `log` (see `floor`).
+    pub(crate) fn floor(mut self, floor: LevelFilter) -> Self {
+        self.floor = floor;
+        self
     }
 
     /// Remembers the dispatch the layer is in. Needed because when it is the only dispatch,
@@ -212,7 +274,7 @@ impl LevelControl {
         let _one_at_a_time = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
         let filters = Filters::build(&self.levels, directives.trim(), source)?;
         announce();
-        let max = filters.max_level();
+        let max = filters.max_level().max(self.floor);
         self.cell.store(filters);
         match self.dispatch.get().and_then(WeakDispatch::upgrade) {
             Some(d) => tracing::dispatcher::with_default(&d, rebuild_interest_cache),
@@ -351,4 +413,43 @@ pub(crate) fn resolve(
         main.file = Some((path, seen));
     }
     Ok(main)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simple(levels: &[RouteLevel], main: &str) -> Option<LevelFilter> {
+        let cell = FilterCell::new(Filters::build(levels, main, "HIVELOG_LEVEL").unwrap());
+        cell.simple()
+    }
+
+    #[test]
+    fn one_bare_level_per_destination_is_decided_by_the_most_verbose() {
+        let own = |d: &str| RouteLevel::Own {
+            var: "HIVELOG_ES_LEVEL",
+            directives: d.to_owned(),
+        };
+        assert_eq!(simple(&[RouteLevel::Main], "info"), Some(LevelFilter::INFO));
+        assert_eq!(simple(&[RouteLevel::Main], "off"), Some(LevelFilter::OFF));
+        assert_eq!(
+            simple(&[RouteLevel::Main, own("trace")], "warn"),
+            Some(LevelFilter::TRACE)
+        );
+        assert_eq!(simple(&[RouteLevel::Main], "info,db=debug"), None);
+        assert_eq!(
+            simple(&[RouteLevel::Main, own("[req]=debug")], "info"),
+            None
+        );
+        assert_eq!(simple(&[], "info"), Some(LevelFilter::OFF));
+    }
+
+    #[test]
+    fn a_level_change_updates_the_one_level_answer() {
+        let cell = FilterCell::new(Filters::build(&[RouteLevel::Main], "info", "v").unwrap());
+        cell.store(Filters::build(&[RouteLevel::Main], "debug", "v").unwrap());
+        assert_eq!(cell.simple(), Some(LevelFilter::DEBUG));
+        cell.store(Filters::build(&[RouteLevel::Main], "info,a=trace", "v").unwrap());
+        assert_eq!(cell.simple(), None);
+    }
 }

@@ -17,6 +17,9 @@
 //! With the `fluent`, `elk` and `cloudwatch` features, `HIVELOG_FLUENT_ADDR`, `HIVELOG_ES_URL`
 //! and `HIVELOG_CLOUDWATCH_GROUP` switch on sinks that batch events on a background thread and
 //! ship them; the log call only enqueues.
+//!
+//! A service that builds its own `tracing_subscriber::registry()` adds hivelog as one layer
+//! among the others with [`layer`]; `init()` is that same layer in a registry of its own.
 #![warn(missing_docs)]
 
 mod atexit;
@@ -24,6 +27,7 @@ mod builder;
 mod config;
 mod destinations;
 mod file;
+mod filter;
 mod guard;
 mod heartbeat;
 mod layer;
@@ -35,6 +39,8 @@ mod output;
 mod panic;
 mod pretty;
 mod ratelimit;
+pub mod request_buffer;
+mod route;
 mod target;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -48,15 +54,22 @@ use std::time::Duration;
 pub use builder::Builder;
 pub use destinations::{destinations, register_destination, variables};
 pub use file::Rotation;
+pub use filter::HivelogFilter;
 pub use guard::{Guard, Report};
 pub use hivelog_core::format::{Schema, TimestampFormat};
 pub use hivelog_core::{ConfigError, Env, PipelineConfig, Stats};
 pub use layer::HivelogLayer;
 
+/// hivelog as one layer of a `tracing_subscriber` stack: [`HivelogLayer`] under its own
+/// per-layer [`HivelogFilter`], for a subscriber of type `S` (what [`layer`] returns).
+pub type Layer<S = tracing_subscriber::Registry> =
+    tracing_subscriber::filter::Filtered<HivelogLayer, HivelogFilter, S>;
+
 /// The record model, format and `Sink` contract, for writing destinations of your own
 /// ([`Builder::sink`]).
 pub use hivelog_core as core;
 pub use output::{LocalReport, Output, OutputMode, Style};
+pub use request_buffer::{RequestBufferConfig, RequestBufferReport};
 
 #[cfg(feature = "cloudwatch")]
 pub use hivelog_cloudwatch as cloudwatch;
@@ -91,6 +104,89 @@ pub fn init() -> Guard {
 /// ```
 pub fn try_init() -> Result<Guard, ConfigError> {
     builder().try_init()
+}
+
+/// hivelog as one layer of a subscriber you build, configured from the same `HIVELOG_*`
+/// variables as [`init`], with the [`Guard`] that flushes it.
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+///
+/// let (hivelog, _logs) = hivelog::layer();
+/// tracing_subscriber::registry()
+///     .with(hivelog)                                                   // HIVELOG_LEVEL, sinks, …
+///     .with(tracing_subscriber::fmt::layer().with_filter(tracing_subscriber::filter::LevelFilter::WARN))
+///     .init(); // also installs the `log` bridge (tracing-subscriber's `tracing-log` feature)
+/// tracing::debug!("to neither layer at their default levels");
+/// ```
+///
+/// - **Its filters are its own.** `HIVELOG_LEVEL`, `HIVELOG_<SINK>_LEVEL`, the level file,
+///   [`set_level`] and `HIVELOG_RATE_LIMIT` decide what hivelog writes and never what the other
+///   layers receive (a per-layer filter, [`HivelogFilter`]): with `HIVELOG_LEVEL=info` a layer
+///   beside it still gets every `debug!`. It goes before or after the other layers.
+/// - **What `init` does that the caller now does**: install the subscriber, and bridge the
+///   `log` crate. `tracing_subscriber`'s `.init()`/`.try_init()` install the bridge when its
+///   `tracing-log` feature is on (the default); after `set_global_default`, call
+///   [`log_bridge`].
+/// - **What it still does itself**, as the process's first hivelog (the first `layer` or
+///   `init`): [`set_level`], [`stats`], [`flush`] and the level file act on it, the panic hook
+///   logs a panic through the installed subscriber and flushes, and the local output is
+///   drained at `exit`. Trace ids ([`trace`], the tower layer) work in any stack, and with
+///   `tracing-opentelemetry`'s layer in the stack (feature `otel`), lines carry its ids.
+///
+/// A bad variable is reported on stderr and the defaults are used, as with [`init`]; use
+/// [`try_layer`] to fail instead.
+pub fn layer<S>() -> (Layer<S>, Guard)
+where
+    S: tracing_core::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    match builder().layer() {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!(
+                "hivelog: {e}; using the defaults (JSON lines on stdout, level info) instead"
+            );
+            let defaults = Builder::default().env(Env::from_pairs(Vec::<(String, String)>::new()));
+            defaults.layer().unwrap_or_else(|_| inert_layer())
+        }
+    }
+}
+
+/// Like [`layer`], but returns the configuration error (naming the variable, its value and
+/// what was expected).
+///
+/// ```
+/// std::env::set_var("HIVELOG_OUTPUT", "printer");
+/// let err = hivelog::try_layer::<tracing_subscriber::Registry>().err().unwrap();
+/// assert!(err.to_string().starts_with("HIVELOG_OUTPUT: 'printer' is not"));
+/// ```
+pub fn try_layer<S>() -> Result<(Layer<S>, Guard), ConfigError>
+where
+    S: tracing_core::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    builder().layer()
+}
+
+/// Sends records of the `log` crate (from dependencies) to the installed `tracing`
+/// subscriber, for a subscriber installed with `set_global_default` ([`init`] and
+/// `tracing_subscriber`'s `.init()` do it already). Each layer's filter then decides on them
+/// like on events.
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+///
+/// let (hivelog, _logs) = hivelog::layer();
+/// tracing::subscriber::set_global_default(tracing_subscriber::registry().with(hivelog)).unwrap();
+/// hivelog::log_bridge().unwrap();
+/// log::info!("from a dependency");
+/// ```
+pub fn log_bridge() -> Result<(), ConfigError> {
+    tracing_log::LogTracer::init().map_err(|_| {
+        ConfigError::conflict(
+            "log",
+            "another `log` logger is installed; its records do not reach tracing",
+        )
+    })
 }
 
 /// Code defaults that `HIVELOG_*` variables override.
@@ -143,11 +239,12 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
     let hook = builder.wants_panic_hook();
     let mut builder = builder;
     let under = builder.take_under();
-    let (layer, mut outputs, _) = builder
+    let built = builder
         .build_layer(false)
         .inspect_err(|_| CLAIMED.store(false, Ordering::SeqCst))?;
-    let max = layer.max_level();
-    if tracing::dispatcher::set_global_default(builder::dispatch(layer, under)).is_err() {
+    let max = built.filter.max_level();
+    let outputs = built.outputs.clone();
+    if tracing::dispatcher::set_global_default(builder::dispatch(built, under)).is_err() {
         outputs.shutdown(Duration::ZERO);
         return Err(ConfigError::AlreadyInitialized);
     }
@@ -160,9 +257,37 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
     } else if let Some(level) = &outputs.level {
         level.global.store(true, Ordering::SeqCst);
     }
-    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-    outputs.bind_level(&dispatch);
-    outputs.start_heartbeat(dispatch);
+    claim(&outputs, hook);
+    Ok(Guard {
+        outputs,
+        done: false,
+    })
+}
+
+fn try_layer_with<S>(builder: Builder) -> Result<(Layer<S>, Guard), ConfigError>
+where
+    S: tracing_core::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let hook = builder.wants_panic_hook();
+    let mut builder = builder;
+    builder.refuse_under("layer()")?;
+    let built = builder.build_layer(false)?;
+    let outputs = built.outputs.clone();
+    if !CLAIMED.swap(true, Ordering::SeqCst) {
+        claim(&outputs, hook);
+    }
+    Ok((
+        built.layer(),
+        Guard {
+            outputs,
+            done: false,
+        },
+    ))
+}
+
+/// Makes `outputs` the process's hivelog: what [`set_level`], [`stats`] and [`flush`] act on,
+/// drained at `exit`, flushed by the panic hook (when `hook`).
+fn claim(outputs: &Outputs, hook: bool) {
     let _ = GLOBAL.set(outputs.clone());
     let timeout = outputs.shutdown_timeout;
     atexit::register(move || {
@@ -180,10 +305,21 @@ fn try_init_with(builder: Builder) -> Result<Guard, ConfigError> {
             outputs.shutdown_timeout,
         );
     }
-    Ok(Guard {
-        outputs,
-        done: false,
-    })
+}
+
+/// The layer of a `layer()` whose defaults could not be built either: it takes nothing.
+fn inert_layer<S>() -> (Layer<S>, Guard)
+where
+    S: tracing_core::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let built = builder::Built::inert();
+    (
+        built.layer(),
+        Guard {
+            outputs: Outputs::default(),
+            done: true,
+        },
+    )
 }
 
 fn init_with(builder: Builder) -> Guard {

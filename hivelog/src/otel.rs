@@ -1,6 +1,14 @@
-//! OpenTelemetry: with [`Builder::otel`](crate::Builder::otel), the ids on the lines are the
-//! OpenTelemetry span context's, the same the exporter sends, so a line leads to its span in
-//! the tracing backend and back.
+//! OpenTelemetry: with `tracing-opentelemetry`'s layer in the subscriber (put there by
+//! [`Builder::otel`](crate::Builder::otel), or by the caller beside [`crate::layer`]), the
+//! ids on the lines are the OpenTelemetry span context's, the same the exporter sends, so a
+//! line leads to its span in the tracing backend and back.
+//!
+//! Why the layer is found by asking, once per span: `tracing-opentelemetry` exposes no type to
+//! look for in a subscriber, only [`tracing_opentelemetry::get_otel_context`]. A span's first
+//! entry asks it (and marks the span, so later entries cost one extension lookup), and
+//! [`crate::trace::start`] asks it to continue an incoming trace (`LayerNotFound` without
+//! one: hivelog's own ids are used). The `tracing-opentelemetry` in the caller's stack must be the
+//! version hivelog's `otel` feature uses (0.34), or its layer is not recognised.
 //!
 //! Why ids are read when a span is first entered: `tracing-opentelemetry` starts the
 //! OpenTelemetry span lazily (on entry, or when its context is asked for), after a parent may
@@ -8,7 +16,6 @@
 //! too early and lose an incoming parent. [`crate::trace::start`] sets the incoming parent,
 //! then reads the ids at once. Every span is then part of a trace, as OpenTelemetry has it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hivelog_core::capture;
@@ -25,17 +32,12 @@ use tracing_subscriber::registry::{LookupSpan, Registry};
 /// The OpenTelemetry layer hivelog's layer sits on.
 pub(crate) type OtelLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// Set once a subscriber with an OpenTelemetry layer is built: until then span entries skip
-/// the OpenTelemetry lookup.
-static INSTALLED: AtomicBool = AtomicBool::new(false);
-
 /// The layer for `tracer`, with `tracing-opentelemetry`'s defaults.
 pub(crate) fn layer<T>(tracer: T) -> OtelLayer
 where
     T: ot::Tracer + Send + Sync + 'static,
     T::Span: Send + Sync,
 {
-    INSTALLED.store(true, Ordering::Relaxed);
     Box::new(tracing_opentelemetry::layer().with_tracer(tracer))
 }
 
@@ -48,9 +50,6 @@ pub(crate) fn on_enter<S>(id: &Id, ctx: &Context<'_, S>)
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    if !INSTALLED.load(Ordering::Relaxed) {
-        return;
-    }
     let Some(span) = ctx.span(id) else { return };
     if span.extensions().get::<Synced>().is_some() {
         return;
@@ -58,6 +57,8 @@ where
     // Not while holding the span's extensions: the OpenTelemetry layer takes them.
     let otel = tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(id, d));
     let Some(sc) = otel.map(|cx| cx.span().span_context().clone()) else {
+        // No OpenTelemetry layer, or it does not take this span: not asked again.
+        span.extensions_mut().insert(Synced);
         return;
     };
     let state = span
@@ -74,9 +75,6 @@ where
 /// span's remote parent, and the span's ids are OpenTelemetry's. `None` without an
 /// OpenTelemetry layer, or when the span was already started (entered) before.
 pub(crate) fn start(span: &Span, parent: Option<&TraceParent>) -> Option<TraceContext> {
-    if !INSTALLED.load(Ordering::Relaxed) {
-        return None;
-    }
     if let Some(p) = parent {
         let remote = ot::SpanContext::new(
             ot::TraceId::from_bytes(p.trace_id.to_bytes()),

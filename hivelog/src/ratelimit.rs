@@ -31,8 +31,8 @@ use tracing_log::NormalizeEvent;
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::Layer;
 
-use crate::layer::Dest;
 use crate::level::FilterCell;
+use crate::route::Dest;
 
 /// Callsites the limiter can follow (2¹²); later ones are not limited.
 pub const CAPACITY: usize = 1 << 12;
@@ -147,6 +147,20 @@ impl Limiter {
         };
         let key = log_key(&normalized);
         match self.slot(key, || (key, Some(log_site(&normalized, meta)))) {
+            Some((slot, _)) => self.count(slot),
+            None => true,
+        }
+    }
+
+    /// Whether a held line of the request buffer, written now, may be logged: it counts as an
+    /// event of its callsite at the time it is written, not when it was held. `log` records
+    /// are not limited here (their call site is in fields that are no longer at hand).
+    pub(crate) fn admit_callsite(&self, meta: &'static Metadata<'static>) -> bool {
+        if is_log(meta) {
+            return true;
+        }
+        let key = std::ptr::from_ref(meta) as usize;
+        match self.slot(key, || (key, Some(Site::Callsite(meta)))) {
             Some((slot, _)) => self.count(slot),
             None => true,
         }

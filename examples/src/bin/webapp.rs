@@ -24,6 +24,12 @@
 //! - `GET /article/{id}` fails: the (simulated) CMS does not answer, and the error is logged
 //!   with its source chain (`error = &e as &dyn Error`) before a 502 is returned.
 //!
+//! # Request buffer
+//! The handlers log DEBUG lines, and the service turns hivelog's request buffer on in code
+//! (`HIVELOG_REQUEST_BUFFER_LEVEL=off` turns it off): at level `info`, `/article/{id}`'s DEBUG
+//! lines (what was asked of the CMS, how long it waited) are written just before its error, in
+//! stdout and in every sink, and `/hit/{id}`'s are never written.
+//!
 //! Every handler is `#[tracing::instrument]`ed, so the `span` attribute (`function=span` in
 //! `HIVELOG_FIELDS`) names the handler, and the span's fields (`id`, recorded as a number with
 //! `fields(id = id)` rather than as the argument's `Debug` text) appear on its events. Outside
@@ -87,7 +93,11 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     // First thing, bound to a name for the whole of main: dropping it flushes the sinks.
-    let _logs = hivelog::init();
+    // The request buffer is on in code (HIVELOG_REQUEST_BUFFER_LEVEL=off switches it off): a
+    // request's DEBUG lines are written only when it fails.
+    let _logs = hivelog::builder()
+        .request_buffer(hivelog::RequestBufferConfig::new(tracing::Level::DEBUG))
+        .init();
     let addr = match listen_addr(std::env::var("BIND").ok(), std::env::var("PORT").ok()) {
         Ok(addr) => addr,
         Err(e) => {
@@ -269,6 +279,7 @@ async fn index(headers: HeaderMap) -> &'static str {
 async fn hit(Path(id): Path<u64>, headers: HeaderMap) -> Redirect {
     let user = visitor(&headers);
     let article = format!("https://example.com/articles/{id}");
+    tracing::debug!(cache = "miss", "looking up the article's address");
     tracing::info!(user, article, "article hit");
     Redirect::to(&article)
 }
@@ -288,6 +299,12 @@ async fn article(Path(id): Path<u64>) -> Result<String, (StatusCode, &'static st
 
 /// Stands for a call to a content service that is down: the error has two causes below it.
 async fn load_article(id: u64) -> Result<String, ArticleError> {
+    tracing::debug!(
+        cms = "http://cms.internal",
+        attempt = 1,
+        "asking the CMS for the article"
+    );
+    tracing::debug!(waited_ms = 2000, "the CMS did not answer; no retry left");
     let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 2s");
     Err(ArticleError {
         id,

@@ -338,7 +338,7 @@ impl Shared {
                 // writer (see the module docs), else drop it.
                 let max_wait = match self.config.overflow {
                     // The writer runs on the pipeline's thread: it cannot wait for itself.
-                    _ if super::worker::on_pipeline_thread() => std::time::Duration::ZERO,
+                    _ if on_pipeline_thread() => std::time::Duration::ZERO,
                     Overflow::Block(d) => d,
                     _ if st.disk_behind => std::time::Duration::ZERO,
                     _ => DISK_BEHIND_WAIT,
