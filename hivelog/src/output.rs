@@ -3,7 +3,11 @@
 //!
 //! In `async` mode (`HIVELOG_OUTPUT_MODE`, the default) the log call only captures the event
 //! and queues it ([`crate::line_queue`], same byte budget, overflow policy and counters as a
-//! sink); the writer thread ([`crate::writer`]) writes many lines per syscall. A reader of
+//! sink); the writer thread ([`crate::writer`]) writes many lines per syscall. When the writer
+//! falls behind (busy, or without a core), the log call formats its own line and queues the
+//! bytes instead, so a burst loses nothing and queues no backlog of unformatted records. The
+//! capture goes into a record reused from the writer's pool (or, for a formatted line, the
+//! thread's own scratch record): no allocation per event. A reader of
 //! stdout that stops reading then stalls nobody: the queue fills, and the overflow policy drops
 //! and counts. What is queued is written before the process ends normally: the guard's drop,
 //! `std::process::exit` (an `atexit` handler, [`crate::atexit`]) and a panic (the hook) all
@@ -22,10 +26,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use hivelog_core::record::{Fields, RecordId, Str};
 use hivelog_core::{Format, PipelineConfig, Record};
 
 use crate::file::{RollingFile, Rotation};
-use crate::line_queue::LineQueue;
+use crate::line_queue::{LineQueue, Pushed};
 use crate::target::{Lines, Target};
 
 /// Where local lines go (`HIVELOG_OUTPUT`).
@@ -77,8 +82,43 @@ pub(crate) struct Local {
     queue: Option<Arc<LineQueue>>,
 }
 
+/// A logging thread's reusable memory: the record it captures into, and the buffer it formats
+/// lines into.
+struct Scratch {
+    record: Option<Record>,
+    line: Vec<u8>,
+}
+
 thread_local! {
-    static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            record: None,
+            line: Vec::new(),
+        })
+    };
+}
+
+/// Beyond this, a thread's scratch buffer or record is not kept (one huge event must not pin a
+/// huge buffer to the thread forever).
+const SCRATCH_MAX: usize = 64 * 1024;
+
+/// A record with no allocation yet, for a capture to fill.
+fn empty_record() -> Record {
+    Record {
+        time: std::time::UNIX_EPOCH,
+        level: tracing::Level::INFO,
+        target: Str::Static(""),
+        module: None,
+        file: None,
+        line: None,
+        message: None,
+        thread: None,
+        thread_id: 0,
+        span: None,
+        seq: 0,
+        id: RecordId::default(),
+        fields: Fields::with_limit(0, 0),
+    }
 }
 
 impl Local {
@@ -142,9 +182,49 @@ impl Local {
         Ok(Local { lines, queue })
     }
 
-    /// Whether records go through the writer thread (they must then be owned).
-    pub(crate) fn is_async(&self) -> bool {
-        self.queue.is_some()
+    /// Captures an event (`fill` captures it into the record it is given, whose allocations
+    /// are reused) and writes it: queued, formatted into the queue, or written now.
+    pub(crate) fn log(&self, fill: impl FnOnce(&mut Record)) {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let Scratch { record, line } = &mut *scratch;
+                let r = record.get_or_insert_with(empty_record);
+                fill(r);
+                match &self.queue {
+                    Some(q) if !q.wants_lines() => {
+                        let r = record.take().unwrap_or_else(empty_record);
+                        if let Some(late) = q.push(r, record) {
+                            self.format_write(&late, line);
+                            *record = Some(late);
+                        }
+                    }
+                    Some(q) => {
+                        line.clear();
+                        self.lines.format(r, line);
+                        if let Pushed::Late = q.push_line(line, r.level) {
+                            self.lines.write(line, 1);
+                        }
+                    }
+                    None => self.format_write(r, line),
+                }
+                if let Some(r) = record.as_mut() {
+                    // Release span references now; don't keep a huge event's buffers forever.
+                    r.span = None;
+                    if r.size() > SCRATCH_MAX {
+                        *record = None;
+                    }
+                }
+                if line.capacity() > SCRATCH_MAX {
+                    *line = Vec::new();
+                }
+            }
+            // An event logged while formatting another (a `Display` that logs): no reuse.
+            Err(_) => {
+                let mut r = empty_record();
+                fill(&mut r);
+                self.send(r);
+            }
+        })
     }
 
     /// Writes a record other destinations also read: now, or a copy through the queue.
@@ -159,7 +239,7 @@ impl Local {
     pub(crate) fn send(&self, record: Record) {
         match &self.queue {
             Some(q) => {
-                if let Some(late) = q.push(record) {
+                if let Some(late) = q.push(record, &mut None) {
                     self.write_now(&late);
                 }
             }
@@ -169,22 +249,17 @@ impl Local {
 
     /// Formats and writes one record on the calling thread.
     fn write_now(&self, record: &Record) {
-        BUF.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buf) => {
-                buf.clear();
-                self.lines.format(record, &mut buf);
-                self.lines.write(&buf, 1);
-                // Don't let one huge event pin a huge buffer to the thread forever.
-                if buf.capacity() > 64 * 1024 {
-                    *buf = Vec::with_capacity(512);
-                }
-            }
-            Err(_) => {
-                let mut buf = Vec::new();
-                self.lines.format(record, &mut buf);
-                self.lines.write(&buf, 1);
-            }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.format_write(record, &mut scratch.line),
+            Err(_) => self.format_write(record, &mut Vec::new()),
         })
+    }
+
+    /// Formats one record into `buf` and writes it.
+    fn format_write(&self, record: &Record, buf: &mut Vec<u8>) {
+        buf.clear();
+        self.lines.format(record, buf);
+        self.lines.write(buf, 1);
     }
 
     /// Waits until every line logged before the call is written (at most until `deadline`),
