@@ -551,7 +551,6 @@ impl LineQueue {
 
     /// [`close`](Self::close), then waits for the writer to drain and stop, until `deadline`.
     pub(crate) fn shutdown(&self, deadline: Instant) {
-
         self.close();
         drop(self.wait_until(self.lock(), deadline, |st| st.finished));
     }

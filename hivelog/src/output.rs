@@ -324,3 +324,159 @@ pub struct LocalReport {
     /// Lines queued and not yet written (`async` mode).
     pub pending: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hivelog_core::pipeline::Overflow;
+    use hivelog_core::record::Value;
+
+    use super::*;
+    use crate::line_queue::Batch;
+
+    /// A writer whose bytes the test reads.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// An `async` local output whose writer thread is not started yet: a writer that has no
+    /// core (or is busy elsewhere) for as long as the test wants.
+    fn without_writer(budget: usize, overflow: Overflow) -> (Local, Shared) {
+        let out = Shared::default();
+        let target = Target::Writer(Mutex::new(Box::new(out.clone())));
+        let format = Arc::new(Format::builder().build());
+        let lines = Lines::new(target, "writer".into(), Style::Json, false, format);
+        let queue = LineQueue::new(budget, overflow);
+        let local = Local {
+            lines: Arc::new(lines),
+            queue: Some(Arc::new(queue)),
+        };
+        (local, out)
+    }
+
+    fn start_writer(local: &Local) {
+        let queue = local.queue.clone().unwrap();
+        crate::writer::spawn(queue, local.lines.clone()).unwrap();
+    }
+
+    fn record(i: u64) -> Record {
+        let mut r = Record::new(tracing::Level::INFO, Str::Static("t"), 1 << 20, 1);
+        let msg = r.fields.push_str("line");
+        r.message = Some(msg);
+        r.fields.push("i", Value::U64(i));
+        r
+    }
+
+    fn log(local: &Local, i: u64) {
+        local.log(|r| *r = record(i));
+    }
+
+    fn indexes(out: &Shared) -> Vec<u64> {
+        String::from_utf8(out.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["i"].as_u64().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_while_the_writer_has_no_core_is_formatted_by_the_callers_and_loses_no_line() {
+        // 20,000 records would take about 8 MB; as lines, about 2 MB.
+        let (local, out) = without_writer(4 << 20, Overflow::DropLowest);
+        for i in 0..20_000 {
+            log(&local, i);
+        }
+        let queue = local.queue.as_ref().unwrap();
+        assert!(
+            queue.wants_lines(),
+            "the callers format once records pile up"
+        );
+        assert_eq!(queue.counts(), (20_000, 0), "pending, dropped");
+        start_writer(&local);
+        local.flush(Instant::now() + Duration::from_secs(30));
+        assert_eq!(
+            indexes(&out),
+            (0..20_000).collect::<Vec<_>>(),
+            "all, in order"
+        );
+        assert_eq!(local.report().written, 20_000);
+        assert!(!queue.wants_lines(), "the writer caught up");
+    }
+
+    #[test]
+    fn records_and_lines_queued_in_turns_are_written_in_the_order_they_were_logged() {
+        let (local, out) = without_writer(4 << 20, Overflow::DropLowest);
+        let queue = local.queue.clone().unwrap();
+        let mut line = Vec::new();
+        for i in 0..1000 {
+            let r = record(i);
+            if i % 3 == 0 {
+                line.clear();
+                local.lines.format(&r, &mut line);
+                assert!(matches!(queue.push_line(&line, r.level), Pushed::Done));
+            } else {
+                assert!(queue.push(r, &mut None).is_none());
+            }
+        }
+        start_writer(&local);
+        local.flush(Instant::now() + Duration::from_secs(30));
+        assert_eq!(indexes(&out), (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn formatted_records_come_back_to_the_log_calls_for_reuse() {
+        let (local, _out) = without_writer(4 << 20, Overflow::DropLowest);
+        let queue = local.queue.clone().unwrap();
+        let mut batch = Batch::default();
+        assert!(queue.push(record(0), &mut None).is_none());
+        assert!(queue.next(&mut batch, &mut Vec::new(), 0, 0));
+        let (n, bytes) = (batch.lines(), batch.bytes());
+        let mut recycled: Vec<Record> = batch.records.drain(..).map(|q| q.record).collect();
+        // The writer offers the record it wrote when it takes the next batch...
+        assert!(queue.push(record(1), &mut None).is_none());
+        assert!(queue.next(&mut batch, &mut recycled, n, bytes));
+        assert!(recycled.is_empty(), "the pool took it");
+        // ...and the next log call gets it back for its next capture.
+        let mut spare = None;
+        assert!(queue.push(record(2), &mut spare).is_none());
+        assert_eq!(spare.map(|r| r.fields.as_slice().len()), Some(1));
+    }
+
+    #[test]
+    fn a_stalled_output_stops_the_callers_formatting_and_the_overflow_policy_applies() {
+        let (local, out) = without_writer(2 << 20, Overflow::DropOldest);
+        let queue = local.queue.clone().unwrap();
+        // The writer is inside a write that has not returned for a while.
+        queue.writing(true);
+        std::thread::sleep(Duration::from_millis(20));
+        for i in 0..30_000 {
+            log(&local, i);
+        }
+        let (_, dropped) = queue.counts();
+        assert!(dropped > 0, "a 2 MB budget cannot keep 30,000 lines");
+        queue.writing(false);
+        start_writer(&local);
+        local.flush(Instant::now() + Duration::from_secs(30));
+        let kept = indexes(&out);
+        assert_eq!(kept.len() as u64 + dropped, 30_000);
+        assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order");
+        assert_eq!(
+            *kept.last().unwrap(),
+            29_999,
+            "drop_oldest keeps the newest"
+        );
+    }
+}

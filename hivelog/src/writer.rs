@@ -51,7 +51,14 @@ fn run(queue: &LineQueue, lines: &Lines) {
         bytes = batch.bytes();
         let mut accounted = 0;
         let wrote = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            write_batch(queue, lines, &mut batch, &mut buf, &mut accounted, &mut recycled)
+            write_batch(
+                queue,
+                lines,
+                &mut batch,
+                &mut buf,
+                &mut accounted,
+                &mut recycled,
+            )
         }));
         if wrote.is_err() {
             // A bug in formatting: count the rest as failed rather than lose the thread.
