@@ -6,6 +6,7 @@
 #
 #   scripts/bench-cpu-pressure.sh                 # all conditions, 5 pairs, 1,000,000 events
 #   PAIRS=3 EVENTS=300000 CONDITIONS="one_core" scripts/bench-cpu-pressure.sh
+#   BIN=path/to/cpu_pressure scripts/bench-cpu-pressure.sh   # another build (say, the previous main's)
 #
 # Prints one table per condition: caller CPU and whole-process CPU per event for each side and
 # their ratio, lines dropped (hivelog's report) and missing from the file, and context switches
@@ -19,8 +20,10 @@ PACED_EVENTS=${PACED_EVENTS:-100000}
 CONDITIONS=${CONDITIONS:-"quiet one_core hog"}
 TARGET=${CARGO_TARGET_DIR:-target}
 
-cargo build --release -p hivelog --example cpu_pressure >&2
-BIN="$TARGET/release/examples/cpu_pressure"
+if [ -z "${BIN:-}" ]; then
+    cargo build --release -p hivelog --example cpu_pressure >&2
+    BIN="$TARGET/release/examples/cpu_pressure"
+fi
 OUT=$(mktemp -d)
 HOG=""
 cleanup() {

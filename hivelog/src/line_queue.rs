@@ -21,18 +21,24 @@
 //!
 //! **Two kinds of entries, one order.** Normally a log call queues its captured [`Record`] and
 //! the writer formats it: the caller's share stays a capture. When the writer falls behind
-//! because it is busy or has no core right now (more than [`FORMAT_AFTER`] bytes of records
-//! wait), a queue of
+//! (more than [`FORMAT_AFTER`] bytes of records wait), it is either waiting for a CPU (one
+//! CPU, a busy neighbour) or busy. The first log call to see it yields its CPU
+//! (`sched_yield`), once per batch: if the writer was waiting for that CPU it now runs and
+//! takes the batch while it is still in the cache, which costs the caller a syscall instead of
+//! formatting hundreds of lines (a yield waits for nothing: with no other thread ready it
+//! returns at once, and a stalled writer is not ready). If the writer still has not taken the batch, a queue of
 //! unformatted records would only grow, and each record would be formatted long after it left
 //! the cache. Then the log call formats its own line (on its own thread, into its own buffer, no
-//! lock held) and appends the bytes to [`State::text`]; the writer only copies them, many lines
+//! lock held) and appends the bytes to the queue's text ([`Batch::text`]); the writer only copies them, many lines
 //! per `write(2)`. The callers thereby take exactly the share of the work the writer cannot
 //! keep up with, whatever the number of cores, so a burst loses no line and the queue stays a
 //! few hundred kilobytes. A record remembers where in `text` it was queued, so the writer
 //! restores the order in which lines were logged. Formatted lines are never evicted (like the
-//! buffer being written); `text` is capped at [`TEXT_MAX`], beyond which records queue again and
+//! buffer being written). While the output is stalled (a `write(2)` that has not returned for
+//! [`STALLED_AFTER`]) the text is capped at [`TEXT_MAX`], beyond which records queue again and
 //! the overflow policy applies to them: a stalled output still drops, counted, and never
-//! blocks a log call.
+//! blocks a log call. Otherwise (a writer without a CPU) the text grows up to the budget: a
+//! formatted line takes about half the memory of its record.
 //!
 //! **Reused memory.** A record the writer has formatted goes back to the queue's pool of spares
 //! (`State::spares`, at most [`SPARES`] records of at most [`SPARE_MAX`] bytes each) and a log
@@ -147,9 +153,6 @@ pub(crate) struct LineQueue {
     text_max: usize,
     /// Set (under the lock) while log calls should format their own lines; read without it.
     format_here: AtomicBool,
-    /// Only one CPU is available to the process (affinity mask, cgroup quota): a log call
-    /// that finds the writer behind first yields it the CPU, once per batch.
-    one_cpu: bool,
     /// When the writer's current `write(2)` began (µs since `epoch`, plus 1), 0 between writes.
     writing_since: AtomicU64,
     epoch: Instant,
@@ -262,7 +265,6 @@ impl LineQueue {
             format_after: FORMAT_AFTER.min(budget / 4),
             text_max: TEXT_MAX.min(budget / 4),
             format_here: AtomicBool::new(false),
-            one_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
             writing_since: AtomicU64::new(0),
             epoch: Instant::now(),
             state: Mutex::new(State::default()),
@@ -286,11 +288,12 @@ impl LineQueue {
     }
 
     /// Updates [`wants_lines`](Self::wants_lines) after a change of the queue: callers format
-    /// when more than `format_after` bytes of records wait, unless (on one CPU) the writer has
-    /// not yet been yielded the CPU for them, or the output is stalled and `text_max` reached.
+    /// when more than `format_after` bytes of records wait, once a log call has yielded the CPU
+    /// for them without the writer taking them, unless the output is stalled and `text_max` is
+    /// reached.
     fn update_hint(&self, st: &State) {
         let want = st.queued_bytes > self.format_after
-            && (!self.one_cpu || st.yielded_for == Some(st.takes))
+            && st.yielded_for == Some(st.takes)
             && (st.queued.text.len() < self.text_max || !self.stalled());
         if self.format_here.load(Ordering::Relaxed) != want {
             self.format_here.store(want, Ordering::Relaxed);
@@ -343,12 +346,11 @@ impl LineQueue {
         if spare.is_none() {
             *spare = st.spares.pop();
         }
-        // One CPU: the writer (runnable since `WAKE_AT`) cannot run while this thread does.
-        // Yielding to it once per batch costs less than formatting here, and keeps its batch
-        // in the cache; if it does not take the batch meanwhile, callers format.
-        let yield_now = self.one_cpu
-            && st.queued_bytes > self.format_after
-            && st.yielded_for.is_none_or(|t| t != st.takes);
+        // The writer (runnable since `WAKE_AT`) may be waiting for this very CPU (one CPU, or
+        // a busy neighbour). Yielding to it once per batch costs less than formatting here and
+        // keeps its batch in the cache; if it does not take the batch meanwhile, callers format.
+        let yield_now =
+            st.queued_bytes > self.format_after && st.yielded_for.is_none_or(|t| t != st.takes);
         if yield_now {
             st.yielded_for = Some(st.takes);
         }
