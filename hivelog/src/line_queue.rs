@@ -47,8 +47,9 @@
 //!
 //! **Short critical sections.** The lock is held for O(1) work only: a push (plus, on `drop_*`
 //! overflow, evictions), a swap of the whole queue, a swap of the spare pool. Nothing is
-//! formatted, allocated or freed under it, so a thread preempted while holding it holds it
-//! for a few dozen instructions' worth of its time slice at most.
+//! formatted under it, and the queue's buffers, swapped back and forth, only grow (amortized)
+//! until they hold a burst, so a thread preempted while holding it holds it for a few dozen
+//! instructions' worth of its time slice at most.
 //!
 //! Wake-ups: when the queue runs empty the writer first naps for [`LINGER`], then sleeps until
 //! a push wakes it. A push wakes a sleeping writer, and a napping one only once [`WAKE_AT`]
