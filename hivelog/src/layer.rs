@@ -19,7 +19,6 @@
 //! after its request's held lines (see `request_buffer`).
 
 use std::any::TypeId;
-use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -294,36 +293,11 @@ where
         .map_or(0, request_buffer::discard_in)
 }
 
-thread_local! {
-    /// The record reused by events that only go to a `sync` local output (never queued).
-    static SCRATCH: RefCell<Option<Record>> = const { RefCell::new(None) };
-}
-
 fn write_local<S>(local: &Local, event: &Event<'_>, ctx: &Context<'_, S>, opts: &CaptureOptions)
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    if local.is_async() {
-        return local.send(capture::capture_event(event, ctx, opts));
-    }
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut slot) => {
-            match slot.as_mut() {
-                Some(r) => capture::capture_event_into(r, event, ctx, opts),
-                None => *slot = Some(capture::capture_event(event, ctx, opts)),
-            }
-            if let Some(r) = slot.as_mut() {
-                local.write(r);
-                // Release span references now; don't keep a huge event's buffers forever.
-                r.span = None;
-                if r.size() > 64 * 1024 {
-                    *slot = None;
-                }
-            }
-        }
-        // An event logged while formatting another (a `Display` that logs): no reuse.
-        Err(_) => local.write(&capture::capture_event(event, ctx, opts)),
-    })
+    local.log(|r| capture::capture_event_into(r, event, ctx, opts));
 }
 
 fn send(dest: &Dest, record: Record) {

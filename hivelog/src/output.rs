@@ -3,7 +3,11 @@
 //!
 //! In `async` mode (`HIVELOG_OUTPUT_MODE`, the default) the log call only captures the event
 //! and queues it ([`crate::line_queue`], same byte budget, overflow policy and counters as a
-//! sink); the writer thread ([`crate::writer`]) writes many lines per syscall. A reader of
+//! sink); the writer thread ([`crate::writer`]) writes many lines per syscall. When the writer
+//! falls behind (busy, or without a core), the log call formats its own line and queues the
+//! bytes instead, so a burst loses nothing and queues no backlog of unformatted records. The
+//! capture goes into a record reused from the writer's pool (or, for a formatted line, the
+//! thread's own scratch record): no allocation per event. A reader of
 //! stdout that stops reading then stalls nobody: the queue fills, and the overflow policy drops
 //! and counts. What is queued is written before the process ends normally: the guard's drop,
 //! `std::process::exit` (an `atexit` handler, [`crate::atexit`]) and a panic (the hook) all
@@ -22,10 +26,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use hivelog_core::record::{Fields, RecordId, Str};
 use hivelog_core::{Format, PipelineConfig, Record};
 
 use crate::file::{RollingFile, Rotation};
-use crate::line_queue::LineQueue;
+use crate::line_queue::{LineQueue, Pushed};
 use crate::target::{Lines, Target};
 
 /// Where local lines go (`HIVELOG_OUTPUT`).
@@ -77,8 +82,43 @@ pub(crate) struct Local {
     queue: Option<Arc<LineQueue>>,
 }
 
+/// A logging thread's reusable memory: the record it captures into, and the buffer it formats
+/// lines into.
+struct Scratch {
+    record: Option<Record>,
+    line: Vec<u8>,
+}
+
 thread_local! {
-    static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            record: None,
+            line: Vec::new(),
+        })
+    };
+}
+
+/// Beyond this, a thread's scratch buffer or record is not kept (one huge event must not pin a
+/// huge buffer to the thread forever).
+const SCRATCH_MAX: usize = 64 * 1024;
+
+/// A record with no allocation yet, for a capture to fill.
+fn empty_record() -> Record {
+    Record {
+        time: std::time::UNIX_EPOCH,
+        level: tracing::Level::INFO,
+        target: Str::Static(""),
+        module: None,
+        file: None,
+        line: None,
+        message: None,
+        thread: None,
+        thread_id: 0,
+        span: None,
+        seq: 0,
+        id: RecordId::default(),
+        fields: Fields::with_limit(0, 0),
+    }
 }
 
 impl Local {
@@ -142,9 +182,49 @@ impl Local {
         Ok(Local { lines, queue })
     }
 
-    /// Whether records go through the writer thread (they must then be owned).
-    pub(crate) fn is_async(&self) -> bool {
-        self.queue.is_some()
+    /// Captures an event (`fill` captures it into the record it is given, whose allocations
+    /// are reused) and writes it: queued, formatted into the queue, or written now.
+    pub(crate) fn log(&self, fill: impl FnOnce(&mut Record)) {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let Scratch { record, line } = &mut *scratch;
+                let r = record.get_or_insert_with(empty_record);
+                fill(r);
+                match &self.queue {
+                    Some(q) if !q.wants_lines() => {
+                        let r = record.take().unwrap_or_else(empty_record);
+                        if let Some(late) = q.push(r, record) {
+                            self.format_write(&late, line);
+                            *record = Some(late);
+                        }
+                    }
+                    Some(q) => {
+                        line.clear();
+                        self.lines.format(r, line);
+                        if let Pushed::Late = q.push_line(line, r.level) {
+                            self.lines.write(line, 1);
+                        }
+                    }
+                    None => self.format_write(r, line),
+                }
+                if let Some(r) = record.as_mut() {
+                    // Release span references now; don't keep a huge event's buffers forever.
+                    r.span = None;
+                    if r.size() > SCRATCH_MAX {
+                        *record = None;
+                    }
+                }
+                if line.capacity() > SCRATCH_MAX {
+                    *line = Vec::new();
+                }
+            }
+            // An event logged while formatting another (a `Display` that logs): no reuse.
+            Err(_) => {
+                let mut r = empty_record();
+                fill(&mut r);
+                self.send(r);
+            }
+        })
     }
 
     /// Writes a record other destinations also read: now, or a copy through the queue.
@@ -159,7 +239,7 @@ impl Local {
     pub(crate) fn send(&self, record: Record) {
         match &self.queue {
             Some(q) => {
-                if let Some(late) = q.push(record) {
+                if let Some(late) = q.push(record, &mut None) {
                     self.write_now(&late);
                 }
             }
@@ -169,22 +249,17 @@ impl Local {
 
     /// Formats and writes one record on the calling thread.
     fn write_now(&self, record: &Record) {
-        BUF.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buf) => {
-                buf.clear();
-                self.lines.format(record, &mut buf);
-                self.lines.write(&buf, 1);
-                // Don't let one huge event pin a huge buffer to the thread forever.
-                if buf.capacity() > 64 * 1024 {
-                    *buf = Vec::with_capacity(512);
-                }
-            }
-            Err(_) => {
-                let mut buf = Vec::new();
-                self.lines.format(record, &mut buf);
-                self.lines.write(&buf, 1);
-            }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.format_write(record, &mut scratch.line),
+            Err(_) => self.format_write(record, &mut Vec::new()),
         })
+    }
+
+    /// Formats one record into `buf` and writes it.
+    fn format_write(&self, record: &Record, buf: &mut Vec<u8>) {
+        buf.clear();
+        self.lines.format(record, buf);
+        self.lines.write(buf, 1);
     }
 
     /// Waits until every line logged before the call is written (at most until `deadline`),
@@ -248,4 +323,160 @@ pub struct LocalReport {
     pub dropped: u64,
     /// Lines queued and not yet written (`async` mode).
     pub pending: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hivelog_core::pipeline::Overflow;
+    use hivelog_core::record::Value;
+
+    use super::*;
+    use crate::line_queue::Batch;
+
+    /// A writer whose bytes the test reads.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// An `async` local output whose writer thread is not started yet: a writer that has no
+    /// core (or is busy elsewhere) for as long as the test wants.
+    fn without_writer(budget: usize, overflow: Overflow) -> (Local, Shared) {
+        let out = Shared::default();
+        let target = Target::Writer(Mutex::new(Box::new(out.clone())));
+        let format = Arc::new(Format::builder().build());
+        let lines = Lines::new(target, "writer".into(), Style::Json, false, format);
+        let queue = LineQueue::new(budget, overflow);
+        let local = Local {
+            lines: Arc::new(lines),
+            queue: Some(Arc::new(queue)),
+        };
+        (local, out)
+    }
+
+    fn start_writer(local: &Local) {
+        let queue = local.queue.clone().unwrap();
+        crate::writer::spawn(queue, local.lines.clone()).unwrap();
+    }
+
+    fn record(i: u64) -> Record {
+        let mut r = Record::new(tracing::Level::INFO, Str::Static("t"), 1 << 20, 1);
+        let msg = r.fields.push_str("line");
+        r.message = Some(msg);
+        r.fields.push("i", Value::U64(i));
+        r
+    }
+
+    fn log(local: &Local, i: u64) {
+        local.log(|r| *r = record(i));
+    }
+
+    fn indexes(out: &Shared) -> Vec<u64> {
+        String::from_utf8(out.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["i"].as_u64().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_while_the_writer_has_no_core_is_formatted_by_the_callers_and_loses_no_line() {
+        // 20,000 records would take about 8 MB; as lines, about 2 MB.
+        let (local, out) = without_writer(4 << 20, Overflow::DropLowest);
+        for i in 0..20_000 {
+            log(&local, i);
+        }
+        let queue = local.queue.as_ref().unwrap();
+        assert!(
+            queue.wants_lines(),
+            "the callers format once records pile up"
+        );
+        assert_eq!(queue.counts(), (20_000, 0), "pending, dropped");
+        start_writer(&local);
+        local.flush(Instant::now() + Duration::from_secs(30));
+        assert_eq!(
+            indexes(&out),
+            (0..20_000).collect::<Vec<_>>(),
+            "all, in order"
+        );
+        assert_eq!(local.report().written, 20_000);
+        assert!(!queue.wants_lines(), "the writer caught up");
+    }
+
+    #[test]
+    fn records_and_lines_queued_in_turns_are_written_in_the_order_they_were_logged() {
+        let (local, out) = without_writer(4 << 20, Overflow::DropLowest);
+        let queue = local.queue.clone().unwrap();
+        let mut line = Vec::new();
+        for i in 0..1000 {
+            let r = record(i);
+            if i % 3 == 0 {
+                line.clear();
+                local.lines.format(&r, &mut line);
+                assert!(matches!(queue.push_line(&line, r.level), Pushed::Done));
+            } else {
+                assert!(queue.push(r, &mut None).is_none());
+            }
+        }
+        start_writer(&local);
+        local.flush(Instant::now() + Duration::from_secs(30));
+        assert_eq!(indexes(&out), (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn formatted_records_come_back_to_the_log_calls_for_reuse() {
+        let (local, _out) = without_writer(4 << 20, Overflow::DropLowest);
+        let queue = local.queue.clone().unwrap();
+        let mut batch = Batch::default();
+        assert!(queue.push(record(0), &mut None).is_none());
+        assert!(queue.next(&mut batch, &mut Vec::new(), 0, 0));
+        let (n, bytes) = (batch.lines(), batch.bytes());
+        let mut recycled: Vec<Record> = batch.records.drain(..).map(|q| q.record).collect();
+        // The writer offers the record it wrote when it takes the next batch...
+        assert!(queue.push(record(1), &mut None).is_none());
+        assert!(queue.next(&mut batch, &mut recycled, n, bytes));
+        assert!(recycled.is_empty(), "the pool took it");
+        // ...and the next log call gets it back for its next capture.
+        let mut spare = None;
+        assert!(queue.push(record(2), &mut spare).is_none());
+        assert_eq!(spare.map(|r| r.fields.as_slice().len()), Some(1));
+    }
+
+    #[test]
+    fn a_stalled_output_stops_the_callers_formatting_and_the_overflow_policy_applies() {
+        let (local, out) = without_writer(2 << 20, Overflow::DropOldest);
+        let queue = local.queue.clone().unwrap();
+        // The writer is inside a write that has not returned for a while.
+        queue.writing(true);
+        std::thread::sleep(Duration::from_millis(20));
+        for i in 0..30_000 {
+            log(&local, i);
+        }
+        let (_, dropped) = queue.counts();
+        assert!(dropped > 0, "a 2 MB budget cannot keep 30,000 lines");
+        queue.writing(false);
+        start_writer(&local);
+        local.flush(Instant::now() + Duration::from_secs(30));
+        let kept = indexes(&out);
+        assert_eq!(kept.len() as u64 + dropped, 30_000);
+        assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order");
+        assert_eq!(
+            *kept.last().unwrap(),
+            29_999,
+            "drop_oldest keeps the newest"
+        );
+    }
 }

@@ -1,16 +1,18 @@
-//! The local writer thread (`hivelog-output`): formats queued records and writes many lines
-//! per `write(2)`.
+//! The local writer thread (`hivelog-output`): formats queued records, copies the lines the
+//! callers formatted themselves, and writes many lines per `write(2)`.
 //!
 //! Why a thread: with the calling thread writing, a reader of stdout that stops reading (a
 //! container log driver in blocking mode whose destination is slow) stops every log call of
 //! every thread, and each line pays a syscall. Here the caller only captures and queues
 //! ([`crate::line_queue`]); this thread takes everything queued at once, formats it into one
 //! buffer, and writes it with one call (cut at [`CHUNK`] bytes, between lines). Lines stay
-//! whole and in the order they were queued.
+//! whole and in the order they were queued. When only caller-formatted lines were queued (the
+//! writer had fallen behind, see `line_queue`), their buffer is written as it is, without a
+//! copy. Formatted records go back to the queue's pool of spares instead of being freed.
 //!
 //! There is no flush interval: the thread drains continuously. When lines arrive slower than it
-//! writes them, each is written as soon as it is queued (or when the writer's short nap after a
-//! write ends, see `line_queue::LINGER`); when faster, they gather while the previous write
+//! writes them, each is written as soon as it is queued (or when the writer's nap after a write
+//! ends, at most 1 ms, see `line_queue::LINGER`); when faster, they gather while the previous write
 //! runs, and the next write takes them all. File rotation happens here too,
 //! between two lines.
 //!
@@ -18,13 +20,12 @@
 //! sinks' threads it sets no `Dispatch::none()` default: a scoped dispatcher anywhere in the
 //! process moves every thread's log call off `tracing`'s global fast path.
 
-use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use hivelog_core::Record;
 
-use crate::line_queue::LineQueue;
+use crate::line_queue::{Batch, LineQueue, SPARES, SPARE_MAX};
 use crate::target::Lines;
 
 /// The largest buffer written with one call: 256 KiB, several pipe buffers' worth, so a
@@ -40,16 +41,24 @@ pub(crate) fn spawn(queue: Arc<LineQueue>, lines: Arc<Lines>) -> std::io::Result
 }
 
 fn run(queue: &LineQueue, lines: &Lines) {
-    let mut batch = VecDeque::new();
+    let mut batch = Batch::default();
+    let mut recycled = Vec::new();
     let mut buf = Vec::with_capacity(CHUNK);
     let (mut count, mut bytes, mut reported) = (0, 0, 0);
-    while queue.next(&mut batch, count, bytes) {
+    while queue.next(&mut batch, &mut recycled, count, bytes) {
         queue.warn_dropped(lines.name(), &mut reported);
-        count = batch.len() as u64;
-        bytes = batch.iter().map(Record::size).sum();
+        count = batch.lines();
+        bytes = batch.bytes();
         let mut accounted = 0;
         let wrote = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            write_batch(lines, &mut batch, &mut buf, &mut accounted)
+            write_batch(
+                queue,
+                lines,
+                &mut batch,
+                &mut buf,
+                &mut accounted,
+                &mut recycled,
+            )
         }));
         if wrote.is_err() {
             // A bug in formatting: count the rest as failed rather than lose the thread.
@@ -61,10 +70,16 @@ fn run(queue: &LineQueue, lines: &Lines) {
             );
             buf.clear();
         }
-        batch.clear();
+        batch.records.clear();
+        batch.text.clear();
+        batch.text_lines = 0;
+        recycled.truncate(SPARES);
         // After a burst, give back the peak's memory rather than keep it forever.
-        if batch.capacity() > 65_536 {
-            batch.shrink_to(4096);
+        if batch.records.capacity() > 65_536 {
+            batch.records.shrink_to(4096);
+        }
+        if batch.text.capacity() > 4 * CHUNK {
+            batch.text = Vec::new();
         }
         if buf.capacity() > 4 * CHUNK {
             buf = Vec::with_capacity(CHUNK);
@@ -73,33 +88,92 @@ fn run(queue: &LineQueue, lines: &Lines) {
     queue.warn_dropped(lines.name(), &mut reported);
 }
 
-/// Formats and writes `batch`, dropping each record once formatted; `accounted` counts the
-/// lines already written or counted as failed.
+/// Keeps a formatted record for a later capture, if it is small and the pool is not full.
+fn recycle(mut record: Record, recycled: &mut Vec<Record>) {
+    // Span references are released now, not at the record's next use.
+    record.span = None;
+    record.thread = None;
+    if record.size() <= SPARE_MAX && recycled.len() < SPARES {
+        recycled.push(record);
+    }
+}
+
+/// Writes `batch` in the order its lines were logged: its records formatted, its callers'
+/// lines copied; `accounted` counts the lines already written or counted as failed.
 fn write_batch(
+    queue: &LineQueue,
     lines: &Lines,
-    batch: &mut VecDeque<Record>,
+    batch: &mut Batch,
     buf: &mut Vec<u8>,
     accounted: &mut u64,
+    recycled: &mut Vec<Record>,
 ) {
     if lines.is_broken() {
-        lines.count_failed(batch.len() as u64);
-        *accounted = batch.len() as u64;
+        lines.count_failed(batch.lines());
+        *accounted = batch.lines();
+        for q in batch.records.drain(..) {
+            recycle(q.record, recycled);
+        }
         return;
     }
+    let text = &batch.text;
+    // How far `text` has been taken: bytes and lines.
+    let mut pos = (0, 0);
     let mut in_buf = 0;
-    for record in batch.drain(..) {
-        lines.format(&record, buf);
+    for q in batch.records.drain(..) {
+        if q.at > pos.0 {
+            let to = (q.at, q.at_lines);
+            copy_text(queue, lines, text, pos, to, buf, &mut in_buf, accounted);
+            pos = to;
+        }
+        lines.format(&q.record, buf);
         in_buf += 1;
+        recycle(q.record, recycled);
         if buf.len() >= CHUNK {
-            lines.write(buf, in_buf);
+            write(queue, lines, buf, in_buf);
             *accounted += in_buf;
             in_buf = 0;
             buf.clear();
         }
     }
+    if text.len() > pos.0 {
+        let to = (text.len(), batch.text_lines);
+        copy_text(queue, lines, text, pos, to, buf, &mut in_buf, accounted);
+    }
     if in_buf > 0 {
-        lines.write(buf, in_buf);
+        write(queue, lines, buf, in_buf);
         *accounted += in_buf;
         buf.clear();
     }
+}
+
+/// Appends the caller-formatted lines `text[from..to]` (offsets and line counts) to `buf`, or,
+/// when nothing is buffered and they are long, writes them as they are.
+#[allow(clippy::too_many_arguments)]
+fn copy_text(
+    queue: &LineQueue,
+    lines: &Lines,
+    text: &[u8],
+    from: (usize, u64),
+    to: (usize, u64),
+    buf: &mut Vec<u8>,
+    in_buf: &mut u64,
+    accounted: &mut u64,
+) {
+    let (part, n) = (&text[from.0..to.0], to.1 - from.1);
+    if buf.is_empty() && part.len() >= CHUNK / 2 {
+        write(queue, lines, part, n);
+        *accounted += n;
+    } else {
+        buf.extend_from_slice(part);
+        *in_buf += n;
+    }
+}
+
+/// Writes `buf` (`n` whole lines), telling the queue while the call lasts (a write that does not
+/// return is a stalled output, see `line_queue::STALLED_AFTER`).
+fn write(queue: &LineQueue, lines: &Lines, buf: &[u8], n: u64) {
+    queue.writing(true);
+    lines.write(buf, n);
+    queue.writing(false);
 }
