@@ -344,7 +344,9 @@ impl Builder {
             cell,
             format.capture_options(),
             outputs.limiter.clone(),
-        );
+        )
+        .with_metrics(&format);
+        outputs.format = Some(format.clone());
         Ok((layer, outputs, format))
     }
 

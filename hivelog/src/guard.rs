@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hivelog_core::{ConfigError, Pipeline, Stats};
+use hivelog_core::{ConfigError, Format, Pipeline, Stats};
 
 /// How errors and notices name the level API.
 const SET_LEVEL: &str = "hivelog::set_level";
@@ -27,6 +27,8 @@ pub(crate) struct Outputs {
     pub(crate) level: Option<Arc<LevelControl>>,
     /// `HIVELOG_RATE_LIMIT`'s limiter, whose open counts are emitted at shutdown.
     pub(crate) limiter: Option<Arc<Limiter>>,
+    /// The format (its metrics counter, and whether the heartbeat is an EMF document).
+    pub(crate) format: Option<Arc<Format>>,
 }
 
 impl Outputs {
@@ -36,7 +38,8 @@ impl Outputs {
             return;
         };
         let me = self.clone();
-        match Heartbeat::start(every, dispatch, move || me.report()) {
+        let emf = self.format.as_ref().is_some_and(|f| f.metrics_enabled());
+        match Heartbeat::start(every, dispatch, emf, move || me.report()) {
             Ok(hb) => self.heartbeat = Some(hb),
             Err(e) => {
                 hivelog_core::diag::warn(
@@ -75,7 +78,13 @@ impl Outputs {
         Report {
             local: self.local.as_ref().map(|l| l.report()),
             sinks: self.sinks.iter().map(Pipeline::stats).collect(),
+            metrics_skipped: self.metrics_skipped(),
         }
+    }
+
+    /// `metric.*` fields that could not be metrics (`HIVELOG_METRICS=emf`).
+    fn metrics_skipped(&self) -> u64 {
+        self.format.as_ref().map_or(0, |f| f.metrics_skipped())
     }
 
     /// Runs `local` on the local output, then `f` on every pipeline at once (each waits on its
@@ -99,6 +108,7 @@ impl Outputs {
         Report {
             local: self.local.as_ref().map(|l| l.report()),
             sinks,
+            metrics_skipped: self.metrics_skipped(),
         }
     }
 
@@ -138,6 +148,10 @@ pub struct Report {
     pub local: Option<LocalReport>,
     /// One entry per enabled sink.
     pub sinks: Vec<Stats>,
+    /// With `HIVELOG_METRICS=emf`: `metric.*` fields left out of the metrics because their
+    /// value was not a finite number (NaN, ±inf, a string, a bool) or was redacted; each stays
+    /// on its line as a plain field.
+    pub metrics_skipped: u64,
 }
 
 impl Report {
@@ -195,6 +209,9 @@ impl fmt::Display for Report {
             }
             write_endpoints(f, &s.endpoints)?;
             sep = "; ";
+        }
+        if self.metrics_skipped > 0 {
+            write!(f, "{sep}metrics skipped {}", self.metrics_skipped)?;
         }
         Ok(())
     }

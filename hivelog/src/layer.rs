@@ -16,7 +16,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use hivelog_core::capture::{self, CaptureOptions, SpanAccess};
-use hivelog_core::{Pipeline, Record};
+use hivelog_core::{Format, Pipeline, Record};
 use tracing_core::span::{Attributes, Id, Record as SpanValues};
 use tracing_core::subscriber::Interest;
 use tracing_core::{Event, Metadata, Subscriber};
@@ -44,6 +44,9 @@ pub struct HivelogLayer {
     capture: CaptureOptions,
     /// `HIVELOG_RATE_LIMIT`, when set.
     limiter: Option<Arc<Limiter>>,
+    /// The format, with `HIVELOG_METRICS=emf` only: an event with more than 100 metrics is
+    /// queued as several records (see `hivelog_core::format::metrics`).
+    metrics: Option<Arc<Format>>,
 }
 
 impl HivelogLayer {
@@ -58,6 +61,23 @@ impl HivelogLayer {
             filters,
             capture,
             limiter,
+            metrics: None,
+        }
+    }
+
+    /// Splits events with more metrics than one EMF document holds, when `format` has metrics on.
+    pub(crate) fn with_metrics(mut self, format: &Arc<Format>) -> Self {
+        self.metrics = format.metrics_enabled().then(|| format.clone());
+        self
+    }
+
+    /// The records to write for `record`: itself, or its parts when it has more than 100
+    /// metrics (then `record` itself is not written).
+    #[inline]
+    fn parts(&self, record: &Record) -> Vec<Record> {
+        match &self.metrics {
+            Some(f) => f.metric_parts(record),
+            None => Vec::new(),
         }
     }
 
@@ -72,8 +92,14 @@ impl HivelogLayer {
     {
         match self.routes.as_slice() {
             // One destination: `enabled` already said yes for it.
-            [Dest::Local(local)] => return write_local(local, event, &ctx, &self.capture),
-            [only] => return send(only, capture::capture_event(event, &ctx, &self.capture)),
+            [Dest::Local(local)] => return write_local(local, event, &ctx, &self.capture, self),
+            [only] => {
+                let record = capture::capture_event(event, &ctx, &self.capture);
+                return match self.parts(&record) {
+                    parts if parts.is_empty() => send(only, record),
+                    parts => parts.into_iter().for_each(|p| send(only, p)),
+                };
+            }
             _ => {}
         }
         let meta = event.metadata();
@@ -90,6 +116,15 @@ impl HivelogLayer {
             return;
         }
         let record = capture::capture_event(event, &ctx, &self.capture);
+        let parts = self.parts(&record);
+        if !parts.is_empty() {
+            return parts.into_iter().for_each(|p| self.route(wanted, p));
+        }
+        self.route(wanted, record);
+    }
+
+    /// Hands `record` to every destination whose bit is set in `wanted` (not zero).
+    fn route(&self, wanted: u64, record: Record) {
         let last = 63 - wanted.leading_zeros() as usize;
         for (i, dest) in self.routes.iter().enumerate().take(last) {
             if wanted & (1 << i) != 0 {
@@ -108,12 +143,21 @@ thread_local! {
     static SCRATCH: RefCell<Option<Record>> = const { RefCell::new(None) };
 }
 
-fn write_local<S>(local: &Local, event: &Event<'_>, ctx: &Context<'_, S>, opts: &CaptureOptions)
-where
+fn write_local<S>(
+    local: &Local,
+    event: &Event<'_>,
+    ctx: &Context<'_, S>,
+    opts: &CaptureOptions,
+    layer: &HivelogLayer,
+) where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     if local.is_async() {
-        return local.send(capture::capture_event(event, ctx, opts));
+        let record = capture::capture_event(event, ctx, opts);
+        return match layer.parts(&record) {
+            parts if parts.is_empty() => local.send(record),
+            parts => parts.into_iter().for_each(|p| local.send(p)),
+        };
     }
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut slot) => {
@@ -122,7 +166,10 @@ where
                 None => *slot = Some(capture::capture_event(event, ctx, opts)),
             }
             if let Some(r) = slot.as_mut() {
-                local.write(r);
+                match layer.parts(r) {
+                    parts if parts.is_empty() => local.write(r),
+                    parts => parts.iter().for_each(|p| local.write(p)),
+                }
                 // Release span references now; don't keep a huge event's buffers forever.
                 r.span = None;
                 if r.size() > 64 * 1024 {
@@ -131,7 +178,13 @@ where
             }
         }
         // An event logged while formatting another (a `Display` that logs): no reuse.
-        Err(_) => local.write(&capture::capture_event(event, ctx, opts)),
+        Err(_) => {
+            let record = capture::capture_event(event, ctx, opts);
+            match layer.parts(&record) {
+                parts if parts.is_empty() => local.write(&record),
+                parts => parts.iter().for_each(|p| local.write(p)),
+            }
+        }
     })
 }
 

@@ -20,9 +20,11 @@
 
 mod config;
 pub mod emit;
+pub mod metrics;
 pub mod time;
 
 pub use config::{hostname, FormatBuilder, FORMAT_VARS};
+pub use metrics::MetricsConfig;
 pub use emit::{Emit, JsonWriter, Key};
 pub use time::TimestampFormat;
 
@@ -153,6 +155,8 @@ pub struct Format {
     /// trace keys): a user field starting with another byte cannot collide, and is written
     /// without comparing names (the common case, on every field of every line).
     owned_key_starts: u128,
+    /// `HIVELOG_METRICS=emf` (see [`metrics`]).
+    metrics: Option<metrics::Metrics>,
 }
 
 /// `[redacted]`: what a redacted field's value is replaced with.
@@ -236,7 +240,7 @@ impl Format {
             }
         }
         let own = record.fields.as_slice();
-        self.emit_fields(record, own, &record.fields, |_| false, e);
+        self.emit_fields(record, own, &record.fields, |_| false, true, e);
         if let Some(span) = &record.span {
             for (depth, node) in span.ancestry().enumerate() {
                 let shadowed = |name: &str| {
@@ -246,12 +250,15 @@ impl Format {
                             .take(depth)
                             .any(|inner| inner.fields.iter().any(|f| f.name == name))
                 };
-                self.emit_fields(record, node.fields.as_slice(), &node.fields, shadowed, e);
+                self.emit_fields(record, node.fields.as_slice(), &node.fields, shadowed, false, e);
             }
         }
         if record.truncated() {
             e.key("truncated");
             e.bool(true);
+        }
+        if self.metrics.is_some() {
+            self.emit_aws(record, e);
         }
         e.end_record();
     }
@@ -365,6 +372,7 @@ impl Format {
         fields: &[Field],
         store: &crate::record::Fields,
         shadowed: impl Fn(&str) -> bool,
+        own: bool,
         e: &mut E,
     ) {
         let mut i = 0;
@@ -385,7 +393,9 @@ impl Format {
                 .iter()
                 .any(|p| p.name == f.name && !matches!(p.value, Value::Source(_)));
             if !matches!(f.value, Value::Source(_)) && !repeated && !shadowed(f.name) {
-                self.emit_field(r, f, &fields[i + 1..end], store, e);
+                if !(own && self.metrics.is_some() && self.emit_metric_member(r, f, e)) {
+                    self.emit_field(r, f, &fields[i + 1..end], store, e);
+                }
             }
             i = end;
         }
@@ -402,7 +412,8 @@ impl Format {
         }
     }
 
-    /// Whether `name` is written by hivelog itself (basic fields, extras, `truncated`).
+    /// Whether `name` is written by hivelog itself (basic fields, extras, `truncated`, `_aws`
+    /// with metrics on).
     fn owned_by_hivelog(&self, r: &Record, name: &str) -> bool {
         let may_be_owned = match name.as_bytes().first() {
             Some(&b) if b < 128 && self.owned_key_starts & 1 == 0 => {
@@ -416,6 +427,7 @@ impl Format {
     fn owned_slow(&self, r: &Record, name: &str) -> bool {
         self.reserved(name)
             || (name == "truncated" && r.truncated())
+            || (name == "_aws" && self.metrics.is_some())
             || (self.maybe_trace_key(name)
                 && r.trace().is_some()
                 && self.trace_keys.iter().any(|(k, _)| k.as_str() == name))
@@ -428,13 +440,7 @@ impl Format {
         if !self.owned_by_hivelog(r, name) {
             return e.key(name);
         }
-        let is_user_field = |n: &str| {
-            r.fields.iter().any(|f| f.name == n)
-                || r.span.as_ref().is_some_and(|s| {
-                    s.ancestry()
-                        .any(|node| node.fields.iter().any(|f| f.name == n))
-                })
-        };
+        let is_user_field = |n: &str| self.is_user_field(r, n);
         let mut prefix = String::from("fields.");
         loop {
             let candidate = format!("{prefix}{name}");
