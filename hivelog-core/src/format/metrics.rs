@@ -35,7 +35,7 @@
 //!   aws-embedded-metrics' `log_serializer.py` splits), each carrying all the event's other
 //!   fields, so every output writes complete documents and nothing is dropped
 //!   ([`Format::metric_parts`]).
-//! - `_aws` is a key hivelog owns while metrics are on: a user field of that name is written as
+//! - On a line with metrics `_aws` is hivelog's key: a user field of that name is written as
 //!   `fields._aws`. A line without metrics has no `_aws` block and is byte for byte the line
 //!   written with metrics off.
 
@@ -374,10 +374,18 @@ impl Format {
         if name.is_empty() || !finite_number(&f.value) || self.is_redacted(full) {
             return None;
         }
-        if !self.owned_by_hivelog(r, name) && !self.is_user_field(r, name) {
+        // `_aws` itself is never a metric's key: the block is.
+        if name != "_aws" && !self.owned_by_hivelog(r, name) && !self.is_user_field(r, name) {
             return Some(name);
         }
         (!self.owned_by_hivelog(r, full)).then_some(full)
+    }
+
+    /// Whether the line has at least one metric (then it has an `_aws` block).
+    pub(super) fn has_metric(&self, r: &Record) -> bool {
+        r.fields
+            .iter()
+            .any(|f| f.name.starts_with(PREFIX) && self.metric_key(r, f).is_some())
     }
 
     /// Writes a metric field's member (`"latency_ms":12.5`) when `f` is one; false otherwise.

@@ -413,7 +413,7 @@ impl Format {
     }
 
     /// Whether `name` is written by hivelog itself (basic fields, extras, `truncated`, `_aws`
-    /// with metrics on).
+    /// on a line with metrics).
     fn owned_by_hivelog(&self, r: &Record, name: &str) -> bool {
         let may_be_owned = match name.as_bytes().first() {
             Some(&b) if b < 128 && self.owned_key_starts & 1 == 0 => {
@@ -427,7 +427,7 @@ impl Format {
     fn owned_slow(&self, r: &Record, name: &str) -> bool {
         self.reserved(name)
             || (name == "truncated" && r.truncated())
-            || (name == "_aws" && self.metrics.is_some())
+            || (name == "_aws" && self.metrics.is_some() && self.has_metric(r))
             || (self.maybe_trace_key(name)
                 && r.trace().is_some()
                 && self.trace_keys.iter().any(|(k, _)| k.as_str() == name))
