@@ -301,6 +301,12 @@ impl Format {
         self.metrics.is_some()
     }
 
+    /// Whether `r`'s line is an EMF document (metrics on, and at least one metric on it): what
+    /// the CloudWatch sink marks its requests by.
+    pub fn has_metrics(&self, r: &Record) -> bool {
+        self.metrics.is_some() && self.has_metric(r)
+    }
+
     /// `metric.*` fields seen by [`Format::metric_parts`] that could not be metrics (not a
     /// finite number, redacted, or without a usable name): kept as plain fields, counted here.
     pub fn metrics_skipped(&self) -> u64 {
