@@ -364,6 +364,7 @@ mod tests {
                 ],
                 ..Stats::default()
             }],
+            metrics_skipped: 0,
         };
         assert_eq!(
             report.to_string(),
