@@ -16,6 +16,9 @@
 //! `HIVELOG_LEVEL_FILE` (after a change and back) and with `HIVELOG_RATE_LIMIT` never reached.
 //! `traced_span` (hivelog only) is `span` with the span in a trace
 //! (`hivelog::trace::start`), so its lines carry `trace_id` and `span_id`.
+//! `hivelog_metrics` is `hivelog` with `HIVELOG_METRICS=emf` (and a dimension); with it,
+//! `plain3` is the benchmark event with three more numeric fields and `metric3` the same event
+//! with those three as `metric.*` fields (an EMF document).
 
 use std::io;
 
@@ -62,13 +65,17 @@ fn main() {
         }
         // Volume control (issue 15): `hivelog` plus a level file changed to `debug` and back,
         // or plus a rate limit never reached.
-        "hivelog" | "hivelog_level_file" | "hivelog_rate_limit" => {
+        "hivelog" | "hivelog_level_file" | "hivelog_rate_limit" | "hivelog_metrics" => {
             let vars: Vec<(String, String)> = match sub {
                 "hivelog_level_file" => {
                     std::fs::write(&file, "info\n").unwrap();
                     vec![("HIVELOG_LEVEL_FILE".into(), file.display().to_string())]
                 }
                 "hivelog_rate_limit" => vec![("HIVELOG_RATE_LIMIT".into(), "1000000000/s".into())],
+                "hivelog_metrics" => vec![
+                    ("HIVELOG_METRICS".into(), "emf".into()),
+                    ("HIVELOG_METRICS_DIMENSIONS".into(), "route".into()),
+                ],
                 _ => Vec::new(),
             };
             let (d, g) = hivelog::builder()
@@ -132,6 +139,22 @@ fn main() {
         for _ in 0..n {
             match case {
                 "filtered" => debug!(x = 1, "filtered"),
+                "plain3" => info!(
+                    user = "a@b.c",
+                    article = "https://example.com/x",
+                    latency_ms = 12.5,
+                    body_bytes = 512u64,
+                    retries_count = 1,
+                    "article hit"
+                ),
+                "metric3" => info!(
+                    user = "a@b.c",
+                    article = "https://example.com/x",
+                    metric.latency_ms = 12.5,
+                    metric.body_bytes = 512u64,
+                    metric.retries_count = 1,
+                    "article hit"
+                ),
                 _ => info!(
                     user = "a@b.c",
                     article = "https://example.com/x",

@@ -268,6 +268,13 @@ fn metrics_configuration_errors_name_the_variable() {
     );
     let err = config_error(&[EMF, ("HIVELOG_METRICS_RESOLUTION", "5s")]);
     assert!(err.starts_with("HIVELOG_METRICS_RESOLUTION: '5s'"), "{err}");
+    let err = config_error(&[EMF, ("HIVELOG_EXTRA", "metric.x=1")]);
+    assert!(
+        err.starts_with("HIVELOG_EXTRA: ") && err.contains("'metric.x'"),
+        "{err}"
+    );
+    let err = config_error(&[EMF, ("HIVELOG_FIELDS", "metric.level=level")]);
+    assert!(err.starts_with("HIVELOG_FIELDS: "), "{err}");
     let err = config_error(&[("HIVELOG_METRICS", "prometheus")]);
     assert!(err.starts_with("HIVELOG_METRICS: 'prometheus'"), "{err}");
 }

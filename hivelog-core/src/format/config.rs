@@ -256,6 +256,20 @@ impl FormatBuilder {
             m.high_resolution = high;
         }
         m.validate(&|v: &str| v.to_owned())?;
+        // A metric whose short name is taken keeps its full name: hivelog's keys must not be one.
+        let taken = |k: &str| k.starts_with(metrics::PREFIX);
+        if let Some((k, _)) = self.extras.iter().find(|(k, _)| taken(k)) {
+            return Err(ConfigError::conflict(
+                "HIVELOG_EXTRA",
+                format!("the key '{k}' starts with 'metric.', which HIVELOG_METRICS=emf reserves for metric fields; rename it"),
+            ));
+        }
+        if let Some((k, _)) = self.fields.iter().flatten().find(|(k, _)| taken(k)) {
+            return Err(ConfigError::conflict(
+                "HIVELOG_FIELDS",
+                format!("the output name '{k}' starts with 'metric.', which HIVELOG_METRICS=emf reserves for metric fields; rename it"),
+            ));
+        }
         let (var, ns) = match &m.namespace {
             Some(ns) => ("HIVELOG_METRICS_NAMESPACE", ns.as_str()),
             None => ("HIVELOG_SERVICE", service.as_str()),

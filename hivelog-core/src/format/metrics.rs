@@ -23,8 +23,10 @@
 //!   counted ([`Format::metrics_skipped`], in the guard's report): a silent gap in a graph is
 //!   the pitfall the AWS libraries are known for.
 //! - When `<name>` is already a key of the line (hivelog's own field, an extra, another field
-//!   of the event or its spans), the member and the metric keep the full name `metric.<name>`,
-//!   so nothing is overwritten and the metric still points at its own value.
+//!   of the event or its spans, `_aws`, or a `fields.…` name where renamed fields go), the
+//!   member and the metric keep the full name `metric.<name>`, so nothing is overwritten and
+//!   the metric still points at its own value. hivelog's own keys (extras, `HIVELOG_FIELDS`
+//!   names) may not start with `metric.` while metrics are on (a configuration error).
 //! - `Dimensions` is one dimension set: the `HIVELOG_METRICS_DIMENSIONS` keys whose value on
 //!   this line is a string written at the root (an event or span field, an extra, or the
 //!   level/target/service/hostname basic fields), in the configured order; with none present
@@ -186,6 +188,51 @@ pub(crate) struct Metrics {
     /// `metric.*` fields that were not numbers (see the module docs).
     skipped: AtomicU64,
     keys: AwsKeys,
+    json: AwsJson,
+}
+
+/// The `_aws` block's constant JSON text, rendered once (the JSON output copies it).
+#[derive(Debug)]
+struct AwsJson {
+    /// `"_aws":{"Timestamp":`
+    head: Vec<u8>,
+    /// `,"CloudWatchMetrics":[{"Namespace":"…","Dimensions":[[`
+    directive: Vec<u8>,
+    /// Each configured dimension as a JSON string.
+    dimensions: Vec<Vec<u8>>,
+    /// [`OWN_DIMENSION`] as a JSON string.
+    own_dimension: Vec<u8>,
+    /// Per entry of [`UNITS`]: `,"Unit":"…"` (`,"StorageResolution":1`) `}`.
+    unit_tails: Vec<Vec<u8>>,
+}
+
+/// The metrics one line has written so far: each as its field's index in the event's own
+/// fields, times two, plus one when the member kept its full name.
+#[derive(Debug)]
+pub(super) struct Found {
+    at: [u32; MAX_METRICS_PER_DOCUMENT],
+    len: usize,
+}
+
+impl Default for Found {
+    fn default() -> Self {
+        Found {
+            at: [0; MAX_METRICS_PER_DOCUMENT],
+            len: 0,
+        }
+    }
+}
+
+/// Whether a field name has the metric prefix (a first-byte test first: most names fail it).
+#[inline]
+fn is_metric_name(name: &str) -> bool {
+    name.len() > PREFIX.len() && name.as_bytes()[0] == b'm' && name.starts_with(PREFIX)
+}
+
+/// Whether any of `fields` is named `metric.…`: the one test a line without metrics pays.
+#[inline]
+pub(super) fn any_metric_name(fields: &[Field]) -> bool {
+    fields.iter().any(|f| is_metric_name(f.name))
 }
 
 /// The `_aws` block's keys, rendered once.
@@ -204,8 +251,36 @@ struct AwsKeys {
 
 impl Metrics {
     pub(crate) fn new(config: MetricsConfig, service: &str) -> Metrics {
+        let namespace = config.namespace.unwrap_or_else(|| service.to_owned());
+        let quoted = |s: &str| {
+            let mut v = Vec::new();
+            super::emit::write_json_str(&mut v, s);
+            v
+        };
+        let mut directive = br#","CloudWatchMetrics":[{"Namespace":"#.to_vec();
+        directive.extend(quoted(&namespace));
+        directive.extend_from_slice(br#","Dimensions":[["#);
+        let json = AwsJson {
+            head: br#""_aws":{"Timestamp":"#.to_vec(),
+            directive,
+            dimensions: config.dimensions.iter().map(|d| quoted(d)).collect(),
+            own_dimension: quoted(OWN_DIMENSION),
+            unit_tails: UNITS
+                .iter()
+                .map(|u| {
+                    let mut t = br#","Unit":"#.to_vec();
+                    t.extend(quoted(u));
+                    if config.high_resolution {
+                        t.extend_from_slice(br#","StorageResolution":1"#);
+                    }
+                    t.push(b'}');
+                    t
+                })
+                .collect(),
+        };
         Metrics {
-            namespace: config.namespace.unwrap_or_else(|| service.to_owned()),
+            json,
+            namespace,
             dimensions: config.dimensions,
             units: config.units,
             high_resolution: config.high_resolution,
@@ -233,6 +308,12 @@ impl Metrics {
             .iter()
             .find(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix))
             .map_or("None", |(_, u)| u)
+    }
+
+    /// [`Metrics::unit`]'s position in [`UNITS`].
+    fn unit_index(&self, name: &str) -> usize {
+        let unit = self.unit(name);
+        UNITS.iter().position(|u| *u == unit).unwrap_or(UNITS.len() - 1)
     }
 }
 
@@ -307,8 +388,31 @@ impl Format {
         self.metrics.is_some() && self.has_metric(r)
     }
 
+    /// An upper bound of the bytes the `_aws` block adds to `r`'s line in JSON or msgpack (for
+    /// sinks that size records without encoding them, as [`Format::trace_bound`] does); 0 on a
+    /// line without metrics.
+    pub fn metrics_bound(&self, r: &Record) -> usize {
+        let Some(m) = &self.metrics else {
+            return 0;
+        };
+        if !self.has_metric(r) {
+            return 0;
+        }
+        // Escaping can make a string 6 times longer (`\u00XX`); keys and punctuation ~110 bytes.
+        let string = |s: &str| 6 * s.len() + 8;
+        let dimensions: usize = m.dimensions.iter().map(|d| string(d)).sum::<usize>()
+            + string(OWN_DIMENSION);
+        let metrics: usize = r
+            .fields
+            .iter()
+            .filter(|f| self.is_metric(f))
+            .map(|f| string(f.name) + 64)
+            .sum();
+        128 + string(&m.namespace) + dimensions + metrics
+    }
+
     /// `metric.*` fields seen by [`Format::metric_parts`] that could not be metrics (not a
-    /// finite number, redacted, or without a usable name): kept as plain fields, counted here.
+    /// finite number, redacted, or `metric.` alone): kept as plain fields, counted here.
     pub fn metrics_skipped(&self) -> u64 {
         self.metrics
             .as_ref()
@@ -319,20 +423,28 @@ impl Format {
     /// metrics, and when it has more than [`MAX_METRICS_PER_DOCUMENT`] metrics returns the
     /// records to write instead of it (each with at most 100 of its metrics and all its other
     /// fields). Empty (no allocation) in the common case: write `r` itself.
+    #[inline]
     pub fn metric_parts(&self, r: &Record) -> Vec<Record> {
-        let Some(m) = &self.metrics else {
-            return Vec::new();
-        };
+        match &self.metrics {
+            Some(m) if any_metric_name(r.fields.as_slice()) => self.count_and_split(m, r),
+            _ => Vec::new(),
+        }
+    }
+
+    /// [`Format::metric_parts`] for a record with `metric.*` fields.
+    #[inline(never)]
+    fn count_and_split(&self, m: &Metrics, r: &Record) -> Vec<Record> {
         let own = r.fields.as_slice();
         let (mut metrics, mut skipped) = (0usize, 0u64);
         for (i, f) in own.iter().enumerate() {
-            if !f.name.starts_with(PREFIX) || matches!(f.value, Value::Source(_)) || repeated(own, i)
-            {
+            if !is_metric_name(f.name) || matches!(f.value, Value::Source(_)) {
                 continue;
             }
-            if self.metric_key(r, f).is_some() {
+            // A repeated name is written once, with its first value: count that one only
+            // (the metric count is exact below whenever it matters).
+            if self.is_metric(f) {
                 metrics += 1;
-            } else {
+            } else if !repeated(own, i) {
                 skipped += 1;
             }
         }
@@ -340,6 +452,12 @@ impl Format {
             m.skipped.fetch_add(skipped, Ordering::Relaxed);
         }
         if metrics <= MAX_METRICS_PER_DOCUMENT {
+            return Vec::new();
+        }
+        let exact = (0..own.len())
+            .filter(|&i| self.is_metric(&own[i]) && !repeated(own, i))
+            .count();
+        if exact <= MAX_METRICS_PER_DOCUMENT {
             return Vec::new();
         }
         // Index of each metric field, in order; repeated `metric.*` names are never written, so
@@ -350,7 +468,7 @@ impl Format {
             if f.name.starts_with(PREFIX) && !matches!(f.value, Value::Source(_)) {
                 if repeated(own, i) {
                     drop_always[i] = true;
-                } else if self.metric_key(r, f).is_some() {
+                } else if self.is_metric(f) {
                     is_metric[i] = true;
                 }
             }
@@ -372,32 +490,50 @@ impl Format {
             .collect()
     }
 
-    /// The root key a field's value is written under when it is a metric, `None` when it is not
-    /// one (see the module docs). Only for the event's own fields.
+    /// Whether the own field `f` is a metric: `metric.<name>` with a name, a finite number,
+    /// not redacted (see the module docs).
+    #[inline]
+    fn is_metric(&self, f: &Field) -> bool {
+        is_metric_name(f.name)
+            && finite_number(&f.value)
+            && !self.is_redacted(f.name)
+    }
+
+    /// The root key a metric field's value is written under: `<name>`, or its full name when
+    /// `<name>` is already a key of the line. `None` when `f` is not a metric.
     pub(super) fn metric_key(&self, r: &Record, f: &Field) -> Option<&'static str> {
-        let full: &'static str = f.name;
-        let name = full.strip_prefix(PREFIX)?;
-        if name.is_empty() || !finite_number(&f.value) || self.is_redacted(full) {
+        if !self.is_metric(f) {
             return None;
         }
-        // `_aws` itself is never a metric's key: the block is.
-        if name != "_aws" && !self.owned_by_hivelog(r, name) && !self.is_user_field(r, name) {
-            return Some(name);
-        }
-        (!self.owned_by_hivelog(r, full)).then_some(full)
+        let full: &'static str = f.name;
+        let name = &full[PREFIX.len()..];
+        // `_aws` itself is never a metric's key: the block is; nor `fields.…`, where renamed
+        // user fields go. The full name cannot be taken: hivelog's own keys never start with
+        // `metric.` (checked at configuration).
+        let free = name != "_aws"
+            && !name.starts_with("fields.")
+            && !self.owned_by_hivelog(r, name)
+            && !self.is_user_field(r, name);
+        Some(if free { name } else { full })
     }
 
     /// Whether the line has at least one metric (then it has an `_aws` block).
     pub(super) fn has_metric(&self, r: &Record) -> bool {
-        r.fields
-            .iter()
-            .any(|f| f.name.starts_with(PREFIX) && self.metric_key(r, f).is_some())
+        r.fields.iter().any(|f| self.is_metric(f))
     }
 
-    /// Writes a metric field's member (`"latency_ms":12.5`) when `f` is one; false otherwise.
+    /// Writes the own field `fields[i]`'s member (`"latency_ms":12.5`) when it is a metric, and
+    /// notes it in `found`; false when it is not one.
     #[inline]
-    pub(super) fn emit_metric_member<E: Emit>(&self, r: &Record, f: &Field, e: &mut E) -> bool {
-        if !f.name.starts_with(PREFIX) {
+    pub(super) fn emit_metric_member<E: Emit>(
+        &self,
+        r: &Record,
+        i: usize,
+        f: &Field,
+        found: &mut Found,
+        e: &mut E,
+    ) -> bool {
+        if !is_metric_name(f.name) {
             return false;
         }
         let Some(key) = self.metric_key(r, f) else {
@@ -410,31 +546,69 @@ impl Format {
             Value::F64(v) => e.f64(v),
             _ => e.null(),
         }
+        // Past 100 (a record that did not go through `metric_parts`): the first 100 are declared.
+        if found.len < MAX_METRICS_PER_DOCUMENT {
+            found.at[found.len] = (i as u32) << 1 | u32::from(key.len() == f.name.len());
+            found.len += 1;
+        }
         true
     }
 
-    /// Writes the `_aws` block when the event has at least one metric.
-    pub(super) fn emit_aws<E: Emit>(&self, r: &Record, e: &mut E) {
+    /// Writes the `_aws` block for the metrics `found` on the line (nothing when none).
+    pub(super) fn emit_aws<E: Emit>(&self, r: &Record, found: &Found, e: &mut E) {
         let Some(m) = &self.metrics else {
             return;
         };
-        let own = r.fields.as_slice();
-        let metric = |i: usize| -> Option<(&'static str, &'static str)> {
-            let f = &own[i];
-            if !f.name.starts_with(PREFIX) || repeated(own, i) {
-                return None;
-            }
-            self.metric_key(r, f).map(|k| (k, &f.name[PREFIX.len()..]))
-        };
-        let Some(first) = (0..own.len()).find(|&i| metric(i).is_some()) else {
+        if found.len == 0 {
             return;
-        };
+        }
+        let own = r.fields.as_slice();
+        // (key, name without the prefix) of each metric.
+        let metrics = found.at[..found.len].iter().map(|&at| {
+            let name = own[(at >> 1) as usize].name;
+            let short = &name[PREFIX.len()..];
+            (if at & 1 == 1 { name } else { short }, short)
+        });
+        let (secs, nanos) = r.unix_time();
+        let timestamp = secs * 1000 + u64::from(nanos / 1_000_000);
+        let own_line = r.target() == "hivelog";
+        if let Some(out) = e.json_member() {
+            let j = &m.json;
+            out.extend_from_slice(&j.head);
+            out.extend_from_slice(itoa::Buffer::new().format(timestamp).as_bytes());
+            out.extend_from_slice(&j.directive);
+            let mut first = true;
+            let mut dimension = |out: &mut Vec<u8>, json: &[u8]| {
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
+                }
+                out.extend_from_slice(json);
+            };
+            if own_line {
+                if self.dimension_present(r, OWN_DIMENSION) {
+                    dimension(out, &j.own_dimension);
+                }
+            } else {
+                for (d, json) in m.dimensions.iter().zip(&j.dimensions) {
+                    if self.dimension_present(r, d) {
+                        dimension(out, json);
+                    }
+                }
+            }
+            out.extend_from_slice(br#"]],"Metrics":["#);
+            for (n, (key, short)) in metrics.enumerate() {
+                out.extend_from_slice(if n == 0 { br#"{"Name":"# } else { br#",{"Name":"# });
+                super::emit::write_json_str(out, key);
+                out.extend_from_slice(&j.unit_tails[m.unit_index(short)]);
+            }
+            out.extend_from_slice(b"]}]}");
+            return;
+        }
         let k = &m.keys;
         e.key_static(&k.aws);
         e.begin_map();
         e.key_static(&k.timestamp);
-        let (secs, nanos) = r.unix_time();
-        e.u64(secs * 1000 + u64::from(nanos / 1_000_000));
+        e.u64(timestamp);
         e.key_static(&k.directives);
         e.begin_array();
         e.begin_map();
@@ -443,7 +617,7 @@ impl Format {
         e.key_static(&k.dimensions);
         e.begin_array();
         e.begin_array();
-        if r.target() == "hivelog" {
+        if own_line {
             if self.dimension_present(r, OWN_DIMENSION) {
                 e.str(OWN_DIMENSION);
             }
@@ -458,12 +632,12 @@ impl Format {
         e.end_array();
         e.key_static(&k.metrics);
         e.begin_array();
-        for (key, name) in (first..own.len()).filter_map(metric) {
+        for (key, short) in metrics {
             e.begin_map();
             e.key_static(&k.name);
             e.str(key);
             e.key_static(&k.unit);
-            e.str_plain(m.unit(name));
+            e.str_plain(m.unit(short));
             if m.high_resolution {
                 e.key_static(&k.resolution);
                 e.u64(1);

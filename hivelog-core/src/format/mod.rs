@@ -240,7 +240,23 @@ impl Format {
             }
         }
         let own = record.fields.as_slice();
-        self.emit_fields(record, own, &record.fields, |_| false, true, e);
+        // With metrics on, a line with `metric.*` fields notes its metrics as they are written.
+        let mut found = (self.metrics.is_some() && metrics::any_metric_name(own))
+            .then(metrics::Found::default);
+        self.emit_fields(record, own, &record.fields, |_| false, found.as_mut(), e);
+        self.emit_spans_fields(record, own, e);
+        if record.truncated() {
+            e.key("truncated");
+            e.bool(true);
+        }
+        if let Some(found) = &found {
+            self.emit_aws(record, found, e);
+        }
+        e.end_record();
+    }
+
+    /// The fields of the enclosing spans, innermost first, those shadowed left out.
+    fn emit_spans_fields<E: Emit>(&self, record: &Record, own: &[Field], e: &mut E) {
         if let Some(span) = &record.span {
             for (depth, node) in span.ancestry().enumerate() {
                 let shadowed = |name: &str| {
@@ -250,17 +266,9 @@ impl Format {
                             .take(depth)
                             .any(|inner| inner.fields.iter().any(|f| f.name == name))
                 };
-                self.emit_fields(record, node.fields.as_slice(), &node.fields, shadowed, false, e);
+                self.emit_fields(record, node.fields.as_slice(), &node.fields, shadowed, None, e);
             }
         }
-        if record.truncated() {
-            e.key("truncated");
-            e.bool(true);
-        }
-        if self.metrics.is_some() {
-            self.emit_aws(record, e);
-        }
-        e.end_record();
     }
 
     fn emit_basic<E: Emit>(&self, r: &Record, key: &Key, attr: Attr, e: &mut E) {
@@ -372,7 +380,7 @@ impl Format {
         fields: &[Field],
         store: &crate::record::Fields,
         shadowed: impl Fn(&str) -> bool,
-        own: bool,
+        mut metrics: Option<&mut metrics::Found>,
         e: &mut E,
     ) {
         let mut i = 0;
@@ -393,7 +401,11 @@ impl Format {
                 .iter()
                 .any(|p| p.name == f.name && !matches!(p.value, Value::Source(_)));
             if !matches!(f.value, Value::Source(_)) && !repeated && !shadowed(f.name) {
-                if !(own && self.metrics.is_some() && self.emit_metric_member(r, f, e)) {
+                let metric = match metrics.as_deref_mut() {
+                    Some(found) => self.emit_metric_member(r, i, f, found, e),
+                    None => false,
+                };
+                if !metric {
                     self.emit_field(r, f, &fields[i + 1..end], store, e);
                 }
             }
