@@ -18,7 +18,8 @@
 //! (`hivelog::trace::start`), so its lines carry `trace_id` and `span_id`.
 //! `hivelog_metrics` is `hivelog` with `HIVELOG_METRICS=emf` (and a dimension); with it,
 //! `plain3` is the benchmark event with three more numeric fields and `metric3` the same event
-//! with those three as `metric.*` fields (an EMF document).
+//! with those three as `metric.*` fields (an EMF document); `plain1`/`metric1` the same with
+//! one field; `hivelog_metrics_nodim` is `hivelog_metrics` without the dimension.
 
 use std::io;
 
@@ -65,13 +66,18 @@ fn main() {
         }
         // Volume control (issue 15): `hivelog` plus a level file changed to `debug` and back,
         // or plus a rate limit never reached.
-        "hivelog" | "hivelog_level_file" | "hivelog_rate_limit" | "hivelog_metrics" => {
+        "hivelog"
+        | "hivelog_level_file"
+        | "hivelog_rate_limit"
+        | "hivelog_metrics"
+        | "hivelog_metrics_nodim" => {
             let vars: Vec<(String, String)> = match sub {
                 "hivelog_level_file" => {
                     std::fs::write(&file, "info\n").unwrap();
                     vec![("HIVELOG_LEVEL_FILE".into(), file.display().to_string())]
                 }
                 "hivelog_rate_limit" => vec![("HIVELOG_RATE_LIMIT".into(), "1000000000/s".into())],
+                "hivelog_metrics_nodim" => vec![("HIVELOG_METRICS".into(), "emf".into())],
                 "hivelog_metrics" => vec![
                     ("HIVELOG_METRICS".into(), "emf".into()),
                     ("HIVELOG_METRICS_DIMENSIONS".into(), "route".into()),
@@ -145,6 +151,18 @@ fn main() {
                     latency_ms = 12.5,
                     body_bytes = 512u64,
                     retries_count = 1,
+                    "article hit"
+                ),
+                "plain1" => info!(
+                    user = "a@b.c",
+                    article = "https://example.com/x",
+                    latency_ms = 12.5,
+                    "article hit"
+                ),
+                "metric1" => info!(
+                    user = "a@b.c",
+                    article = "https://example.com/x",
+                    metric.latency_ms = 12.5,
                     "article hit"
                 ),
                 "metric3" => info!(

@@ -112,9 +112,8 @@ impl Heartbeat {
 fn emit_emf(now: &Report, before: &Report, uptime_s: u64) {
     if let Some(l) = &now.local {
         let was = before.local.as_ref().filter(|b| b.output == l.output);
-        let delta = |f: fn(&crate::output::LocalReport) -> u64| {
-            f(l).saturating_sub(was.map_or(0, f))
-        };
+        let delta =
+            |f: fn(&crate::output::LocalReport) -> u64| f(l).saturating_sub(was.map_or(0, f));
         tracing::info!(
             target: "hivelog",
             destination = l.output.as_str(),

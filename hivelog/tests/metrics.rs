@@ -68,12 +68,28 @@ fn metric_fields_are_written_at_the_root_with_an_aws_block_and_units_from_their_
     assert_eq!(d.dimensions, [Vec::<String>::new()], "no dimension: [[]]");
     assert_eq!(
         d.metrics,
-        ["latency_ms", "wait_us", "uptime_s", "body_bytes", "cpu_pct", "retries_count", "requests"]
+        [
+            "latency_ms",
+            "wait_us",
+            "uptime_s",
+            "body_bytes",
+            "cpu_pct",
+            "retries_count",
+            "requests"
+        ]
     );
     let units: Vec<_> = d.units.iter().map(|u| u.as_deref().unwrap()).collect();
     assert_eq!(
         units,
-        ["Milliseconds", "Microseconds", "Seconds", "Bytes", "Percent", "Count", "None"]
+        [
+            "Milliseconds",
+            "Microseconds",
+            "Seconds",
+            "Bytes",
+            "Percent",
+            "Count",
+            "None"
+        ]
     );
     assert_eq!(d.resolutions, vec![None; 7], "60 s resolution is left out");
     assert_eq!(l["latency_ms"], 12.5);
@@ -182,7 +198,10 @@ fn a_metric_whose_name_is_already_a_key_keeps_its_full_name() {
     });
     let l = &lines[0];
     let d = doc(l);
-    assert_eq!(d.metrics, ["metric.message", "metric.env", "metric.latency"]);
+    assert_eq!(
+        d.metrics,
+        ["metric.message", "metric.env", "metric.latency"]
+    );
     assert_eq!(l["message"], "collide");
     assert_eq!(l["env"], "prod");
     assert_eq!(l["latency"], "plain");
@@ -341,7 +360,10 @@ fn exactly_100_metrics_are_one_document() {
 fn metrics_beyond_100_become_several_complete_lines_none_dropped() {
     for (total, lines_expected) in [(101usize, 2usize), (250, 3)] {
         let lines = match total {
-            101 => json_lines(&[EMF, ("HIVELOG_OUTPUT_MODE", "sync")], event_with_metrics::<104>),
+            101 => json_lines(
+                &[EMF, ("HIVELOG_OUTPUT_MODE", "sync")],
+                event_with_metrics::<104>,
+            ),
             _ => json_lines(&[EMF], event_with_metrics::<253>),
         };
         assert_eq!(lines.len(), lines_expected, "{total}");
@@ -358,7 +380,8 @@ fn metrics_beyond_100_become_several_complete_lines_none_dropped() {
             }
             // Only its own metrics are on a line.
             let members = l.as_object().unwrap().keys();
-            let metric_members = members.filter(|k| k.starts_with('m') && k[1..].parse::<u32>().is_ok());
+            let metric_members =
+                members.filter(|k| k.starts_with('m') && k[1..].parse::<u32>().is_ok());
             assert_eq!(metric_members.count(), d.metrics.len());
             seen.extend(d.metrics);
         }
@@ -394,7 +417,14 @@ fn with_metrics_on_the_heartbeat_is_an_emf_document_per_destination() {
         assert_eq!(b["destination"], "writer");
         assert_eq!(
             d.metrics,
-            ["delivered", "dropped", "pending", "retried", "failed", "spilled"]
+            [
+                "delivered",
+                "dropped",
+                "pending",
+                "retried",
+                "failed",
+                "spilled"
+            ]
         );
         assert_eq!(b["dropped"], 0);
         assert_eq!(b["failed"], 0);

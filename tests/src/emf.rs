@@ -63,12 +63,15 @@ pub struct Doc {
 }
 
 fn obj<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, String> {
-    v.as_object().ok_or_else(|| format!("{what} is not an object: {v}"))
+    v.as_object()
+        .ok_or_else(|| format!("{what} is not an object: {v}"))
 }
 
 fn only_members(o: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), String> {
     match o.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(format!("{what} has a member the specification does not define: {k}")),
+        Some(k) => Err(format!(
+            "{what} has a member the specification does not define: {k}"
+        )),
         None => Ok(()),
     }
 }
@@ -79,7 +82,9 @@ fn name(v: &Value, max: usize, what: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{what} is not a string: {v}"))?;
     let n = s.chars().count();
     if n == 0 || n > max || s.trim().is_empty() {
-        return Err(format!("{what} must be 1 to {max} characters, not blank: {s:?}"));
+        return Err(format!(
+            "{what} must be 1 to {max} characters, not blank: {s:?}"
+        ));
     }
     Ok(s.to_owned())
 }
@@ -91,7 +96,11 @@ pub fn validate(line: &Value) -> Result<Doc, String> {
         root.get("_aws").ok_or("no _aws member at the root")?,
         "_aws",
     )?;
-    only_members(aws, &["Timestamp", "CloudWatchMetrics", "LogGroupName"], "_aws")?;
+    only_members(
+        aws,
+        &["Timestamp", "CloudWatchMetrics", "LogGroupName"],
+        "_aws",
+    )?;
     let timestamp = aws
         .get("Timestamp")
         .and_then(Value::as_u64)
@@ -106,7 +115,11 @@ pub fn validate(line: &Value) -> Result<Doc, String> {
     };
     for d in directives {
         let d = obj(d, "a MetricDirective")?;
-        only_members(d, &["Namespace", "Dimensions", "Metrics"], "a MetricDirective")?;
+        only_members(
+            d,
+            &["Namespace", "Dimensions", "Metrics"],
+            "a MetricDirective",
+        )?;
         doc.namespace = name(
             d.get("Namespace").ok_or("a directive without Namespace")?,
             255,
@@ -124,7 +137,10 @@ pub fn validate(line: &Value) -> Result<Doc, String> {
                 .as_array()
                 .ok_or_else(|| format!("a DimensionSet is not an array: {set}"))?;
             if set.len() > 30 {
-                return Err(format!("a DimensionSet holds {} keys (at most 30)", set.len()));
+                return Err(format!(
+                    "a DimensionSet holds {} keys (at most 30)",
+                    set.len()
+                ));
             }
             let mut keys = Vec::new();
             for k in set {
@@ -146,11 +162,18 @@ pub fn validate(line: &Value) -> Result<Doc, String> {
             .and_then(Value::as_array)
             .ok_or("Metrics must be an array")?;
         if metrics.len() > 100 {
-            return Err(format!("a directive holds {} metrics (at most 100)", metrics.len()));
+            return Err(format!(
+                "a directive holds {} metrics (at most 100)",
+                metrics.len()
+            ));
         }
         for m in metrics {
             let m = obj(m, "a MetricDefinition")?;
-            only_members(m, &["Name", "Unit", "StorageResolution"], "a MetricDefinition")?;
+            only_members(
+                m,
+                &["Name", "Unit", "StorageResolution"],
+                "a MetricDefinition",
+            )?;
             let n = name(m.get("Name").ok_or("a metric without Name")?, 1024, "Name")?;
             match root.get(&n) {
                 Some(Value::Number(_)) => {}

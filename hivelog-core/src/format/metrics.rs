@@ -149,7 +149,9 @@ impl MetricsConfig {
         }
         for (i, d) in self.dimensions.iter().enumerate() {
             let bad = if d.is_empty() || d.chars().count() > MAX_DIMENSION_NAME_CHARS {
-                Some(format!("field names of 1 to {MAX_DIMENSION_NAME_CHARS} characters"))
+                Some(format!(
+                    "field names of 1 to {MAX_DIMENSION_NAME_CHARS} characters"
+                ))
             } else if self.dimensions[..i].contains(d) {
                 Some(format!("each field name once ('{d}' repeats)"))
             } else {
@@ -206,11 +208,13 @@ struct AwsJson {
     unit_tails: Vec<Vec<u8>>,
 }
 
-/// The metrics one line has written so far: each as its field's index in the event's own
-/// fields, times two, plus one when the member kept its full name.
+/// The metrics one line has written so far. For the JSON output each entry is where its
+/// escaped key already is in the output (offset, length) and its unit (a [`UNITS`] position),
+/// so the `_aws` block copies rather than re-escapes; for other formats it is the field's index
+/// in the event's own fields, times two, plus one when the member kept its full name.
 #[derive(Debug)]
 pub(super) struct Found {
-    at: [u32; MAX_METRICS_PER_DOCUMENT],
+    at: [u64; MAX_METRICS_PER_DOCUMENT],
     len: usize,
 }
 
@@ -220,6 +224,23 @@ impl Default for Found {
             at: [0; MAX_METRICS_PER_DOCUMENT],
             len: 0,
         }
+    }
+}
+
+impl Found {
+    /// Notes a metric; past 100 (a record that did not go through `metric_parts`) only the
+    /// first 100 are declared.
+    #[inline]
+    fn push(&mut self, entry: u64) {
+        if self.len < MAX_METRICS_PER_DOCUMENT {
+            self.at[self.len] = entry;
+            self.len += 1;
+        }
+    }
+
+    /// The entries, in order.
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.at[..self.len].iter().copied()
     }
 }
 
@@ -301,25 +322,51 @@ impl Metrics {
 
     /// The unit of the metric `name` (prefix removed): the override, else its suffix's.
     fn unit(&self, name: &str) -> &'static str {
-        if let Some((_, u)) = self.units.iter().find(|(n, _)| n == name) {
-            return u;
-        }
-        SUFFIX_UNITS
-            .iter()
-            .find(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix))
-            .map_or("None", |(_, u)| u)
+        UNITS[self.unit_index(name)]
     }
 
-    /// [`Metrics::unit`]'s position in [`UNITS`].
+    /// [`Metrics::unit`]'s position in [`UNITS`] (no string search on the common path).
+    #[inline]
     fn unit_index(&self, name: &str) -> usize {
-        let unit = self.unit(name);
-        UNITS.iter().position(|u| *u == unit).unwrap_or(UNITS.len() - 1)
+        if !self.units.is_empty() {
+            if let Some((_, u)) = self.units.iter().find(|(n, _)| n == name) {
+                return UNITS.iter().position(|x| x == u).unwrap_or(NONE);
+            }
+        }
+        suffix_unit(name.as_bytes())
+    }
+}
+
+/// Positions in [`UNITS`] of the suffix units and `None`.
+const SECONDS: usize = 0;
+const MICROSECONDS: usize = 1;
+const MILLISECONDS: usize = 2;
+const BYTES: usize = 3;
+const PERCENT: usize = 13;
+const COUNT: usize = 14;
+const NONE: usize = 26;
+
+/// [`SUFFIX_UNITS`] as literal comparisons (each a few instructions), as a [`UNITS`] position.
+#[inline]
+fn suffix_unit(n: &[u8]) -> usize {
+    let ends = |s: &[u8]| n.len() > s.len() && n.ends_with(s);
+    match n.last() {
+        Some(b's') if ends(b"_ms") => MILLISECONDS,
+        Some(b's') if ends(b"_us") => MICROSECONDS,
+        Some(b's') if ends(b"_s") => SECONDS,
+        Some(b's') if ends(b"_bytes") => BYTES,
+        Some(b't') if ends(b"_pct") => PERCENT,
+        Some(b't') if ends(b"_count") => COUNT,
+        _ => NONE,
     }
 }
 
 /// `Unit` names, for error messages.
 fn units_form() -> String {
-    format!("comma-separated 'name=Unit' pairs, Unit one of {}", UNITS.join(", "))
+    format!(
+        "comma-separated 'name=Unit' pairs, Unit one of {}",
+        UNITS.join(", ")
+    )
 }
 
 /// Parses `HIVELOG_METRICS_UNITS` (`latency=Milliseconds,size=Bytes`).
@@ -400,8 +447,8 @@ impl Format {
         }
         // Escaping can make a string 6 times longer (`\u00XX`); keys and punctuation ~110 bytes.
         let string = |s: &str| 6 * s.len() + 8;
-        let dimensions: usize = m.dimensions.iter().map(|d| string(d)).sum::<usize>()
-            + string(OWN_DIMENSION);
+        let dimensions: usize =
+            m.dimensions.iter().map(|d| string(d)).sum::<usize>() + string(OWN_DIMENSION);
         let metrics: usize = r
             .fields
             .iter()
@@ -432,7 +479,6 @@ impl Format {
     }
 
     /// [`Format::metric_parts`] for a record with `metric.*` fields.
-    #[inline(never)]
     fn count_and_split(&self, m: &Metrics, r: &Record) -> Vec<Record> {
         let own = r.fields.as_slice();
         let (mut metrics, mut skipped) = (0usize, 0u64);
@@ -454,6 +500,14 @@ impl Format {
         if metrics <= MAX_METRICS_PER_DOCUMENT {
             return Vec::new();
         }
+        self.split(r)
+    }
+
+    /// The parts of a record with more than 100 metrics (see [`Format::metric_parts`]).
+    #[cold]
+    #[inline(never)]
+    fn split(&self, r: &Record) -> Vec<Record> {
+        let own = r.fields.as_slice();
         let exact = (0..own.len())
             .filter(|&i| self.is_metric(&own[i]) && !repeated(own, i))
             .count();
@@ -494,9 +548,7 @@ impl Format {
     /// not redacted (see the module docs).
     #[inline]
     fn is_metric(&self, f: &Field) -> bool {
-        is_metric_name(f.name)
-            && finite_number(&f.value)
-            && !self.is_redacted(f.name)
+        is_metric_name(f.name) && finite_number(&f.value) && !self.is_redacted(f.name)
     }
 
     /// The root key a metric field's value is written under: `<name>`, or its full name when
@@ -539,6 +591,26 @@ impl Format {
         let Some(key) = self.metric_key(r, f) else {
             return false;
         };
+        if let Some(out) = e.json_member() {
+            let start = out.len();
+            super::emit::write_json_str(out, key);
+            let len = out.len() - start;
+            out.push(b':');
+            match f.value {
+                Value::I64(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+                Value::U64(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+                Value::F64(v) => {
+                    out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes())
+                }
+                _ => out.extend_from_slice(b"null"),
+            }
+            let unit = self
+                .metrics
+                .as_ref()
+                .map_or(NONE, |m| m.unit_index(&f.name[PREFIX.len()..]));
+            found.push((start as u64) << 32 | (len.min(0xff_ffff) as u64) << 8 | unit as u64);
+            return true;
+        }
         e.key(key);
         match f.value {
             Value::I64(v) => e.i64(v),
@@ -546,11 +618,7 @@ impl Format {
             Value::F64(v) => e.f64(v),
             _ => e.null(),
         }
-        // Past 100 (a record that did not go through `metric_parts`): the first 100 are declared.
-        if found.len < MAX_METRICS_PER_DOCUMENT {
-            found.at[found.len] = (i as u32) << 1 | u32::from(key.len() == f.name.len());
-            found.len += 1;
-        }
+        found.push((i as u64) << 1 | u64::from(key.len() == f.name.len()));
         true
     }
 
@@ -562,13 +630,6 @@ impl Format {
         if found.len == 0 {
             return;
         }
-        let own = r.fields.as_slice();
-        // (key, name without the prefix) of each metric.
-        let metrics = found.at[..found.len].iter().map(|&at| {
-            let name = own[(at >> 1) as usize].name;
-            let short = &name[PREFIX.len()..];
-            (if at & 1 == 1 { name } else { short }, short)
-        });
         let (secs, nanos) = r.unix_time();
         let timestamp = secs * 1000 + u64::from(nanos / 1_000_000);
         let own_line = r.target() == "hivelog";
@@ -596,14 +657,26 @@ impl Format {
                 }
             }
             out.extend_from_slice(br#"]],"Metrics":["#);
-            for (n, (key, short)) in metrics.enumerate() {
-                out.extend_from_slice(if n == 0 { br#"{"Name":"# } else { br#",{"Name":"# });
-                super::emit::write_json_str(out, key);
-                out.extend_from_slice(&j.unit_tails[m.unit_index(short)]);
+            for (n, at) in found.iter().enumerate() {
+                out.extend_from_slice(if n == 0 {
+                    br#"{"Name":"#
+                } else {
+                    br#",{"Name":"#
+                });
+                let start = (at >> 32) as usize;
+                out.extend_from_within(start..start + ((at >> 8) & 0xff_ffff) as usize);
+                out.extend_from_slice(&j.unit_tails[(at & 0xff) as usize]);
             }
             out.extend_from_slice(b"]}]}");
             return;
         }
+        let own = r.fields.as_slice();
+        // (key, name without the prefix) of each metric.
+        let metrics = found.iter().map(|at| {
+            let name = own[(at >> 1) as usize].name;
+            let short = &name[PREFIX.len()..];
+            (if at & 1 == 1 { name } else { short }, short)
+        });
         let k = &m.keys;
         e.key_static(&k.aws);
         e.begin_map();
@@ -683,5 +756,44 @@ impl Format {
                 s.ancestry()
                     .any(|node| node.fields.iter().any(|f| f.name == name))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_suffix_match_agrees_with_the_documented_table() {
+        assert_eq!(
+            [
+                SECONDS,
+                MICROSECONDS,
+                MILLISECONDS,
+                BYTES,
+                PERCENT,
+                COUNT,
+                NONE
+            ]
+            .map(|i| UNITS[i]),
+            [
+                "Seconds",
+                "Microseconds",
+                "Milliseconds",
+                "Bytes",
+                "Percent",
+                "Count",
+                "None"
+            ]
+        );
+        for name in [
+            "a_ms", "a_us", "a_s", "a_bytes", "a_pct", "a_count", "a", "_ms", "ms", "a_x",
+        ] {
+            let table = SUFFIX_UNITS
+                .iter()
+                .find(|(s, _)| name.len() > s.len() && name.ends_with(s))
+                .map_or("None", |(_, u)| u);
+            assert_eq!(UNITS[suffix_unit(name.as_bytes())], table, "{name}");
+        }
     }
 }

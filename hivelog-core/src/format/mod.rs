@@ -24,8 +24,8 @@ pub mod metrics;
 pub mod time;
 
 pub use config::{hostname, FormatBuilder, FORMAT_VARS};
-pub use metrics::MetricsConfig;
 pub use emit::{Emit, JsonWriter, Key};
+pub use metrics::MetricsConfig;
 pub use time::TimestampFormat;
 
 use crate::capture::CaptureOptions;
@@ -241,15 +241,28 @@ impl Format {
         }
         let own = record.fields.as_slice();
         // With metrics on, a line with `metric.*` fields notes its metrics as they are written.
-        let mut found = (self.metrics.is_some() && metrics::any_metric_name(own))
-            .then(metrics::Found::default);
-        self.emit_fields(record, own, &record.fields, |_| false, found.as_mut(), e);
+        let mut storage;
+        let mut found = match self.metrics.is_some() && metrics::any_metric_name(own) {
+            true => {
+                storage = metrics::Found::default();
+                Some(&mut storage)
+            }
+            false => None,
+        };
+        self.emit_fields(
+            record,
+            own,
+            &record.fields,
+            |_| false,
+            found.as_deref_mut(),
+            e,
+        );
         self.emit_spans_fields(record, own, e);
         if record.truncated() {
             e.key("truncated");
             e.bool(true);
         }
-        if let Some(found) = &found {
+        if let Some(found) = found {
             self.emit_aws(record, found, e);
         }
         e.end_record();
@@ -266,7 +279,14 @@ impl Format {
                             .take(depth)
                             .any(|inner| inner.fields.iter().any(|f| f.name == name))
                 };
-                self.emit_fields(record, node.fields.as_slice(), &node.fields, shadowed, None, e);
+                self.emit_fields(
+                    record,
+                    node.fields.as_slice(),
+                    &node.fields,
+                    shadowed,
+                    None,
+                    e,
+                );
             }
         }
     }
