@@ -681,7 +681,7 @@ mod tests {
             let mut streams: Vec<(Arc<str>, Vec<Event>)> = vec![("a".into(), Vec::new()), ("b".into(), Vec::new())];
             for (index, (timestamp, text)) in input.into_iter().enumerate() {
                 let message = prepare_message(text, max_msg);
-                streams[usize::from(index >= half)].1.push(Event { index, timestamp, message });
+                streams[usize::from(index >= half)].1.push(Event { index, timestamp, message, emf: false });
             }
             let mut outcomes = Outcomes::delivered(n);
             let puts = pack(streams, max_puts, &|e: &Event| e.index % 3 != 0, &mut outcomes);

@@ -99,7 +99,7 @@ fn metric_fields_are_written_at_the_root_with_an_aws_block_and_units_from_their_
     assert!(l.get("metric.latency_ms").is_none(), "{l}");
     // The metric's timestamp is the event's, in integer milliseconds.
     assert_eq!(Value::from(d.timestamp), l["timestamp"]);
-    assert_eq!(l.as_object().unwrap().keys().last().unwrap(), "_aws");
+    assert_eq!(l.as_object().unwrap().keys().next_back().unwrap(), "_aws");
 }
 
 #[test]
