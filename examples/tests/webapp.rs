@@ -431,7 +431,11 @@ fn every_line_of_a_request_carries_its_trace_whatever_the_caller_sent() {
         ),
     ];
     let receiver = ForwardReceiver::start(ReceiverConfig::default());
-    let mut service = Service::start(&[("HIVELOG_FLUENT_ADDR", &receiver.url())]);
+    let mut service = Service::start(&[
+        ("HIVELOG_FLUENT_ADDR", &receiver.url()),
+        ("HIVELOG_METRICS", "emf"),
+        ("HIVELOG_METRICS_DIMENSIONS", "route,method"),
+    ]);
     let mut conn = Connection::open(service.addr.as_str()).unwrap();
     let mut answered = Vec::new();
     for (headers, expected) in &cases {
@@ -479,6 +483,11 @@ fn every_line_of_a_request_carries_its_trace_whatever_the_caller_sent() {
             done["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
             "{done}"
         );
+        // The latency is a CloudWatch metric of that line (embedded metric format).
+        let metric = hivelog_tests::emf::validate(done).unwrap_or_else(|e| panic!("{e}: {done}"));
+        assert_eq!(metric.metrics, ["latency_ms"]);
+        assert_eq!(metric.units, [Some("Milliseconds".to_owned())]);
+        assert_eq!(metric.dimensions, [["route", "method"]]);
         assert_eq!(done["level"], "WARN", "a 5xx is logged as a warning");
         assert_ne!(
             error["span_id"], done["span_id"],

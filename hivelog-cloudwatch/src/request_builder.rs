@@ -44,6 +44,8 @@ pub(crate) struct Event {
     pub timestamp: i64,
     /// Never empty, at most the configured event size minus 26 bytes.
     pub message: String,
+    /// The message is an embedded-metric-format document (`HIVELOG_METRICS=emf`).
+    pub emf: bool,
 }
 
 /// One PutLogEvents request.
@@ -55,6 +57,8 @@ pub(crate) struct Put {
     pub events: Vec<Event>,
     /// Sum of message bytes + 26 per event, as CloudWatch counts.
     pub bytes: usize,
+    /// Some event is an EMF document: the request carries `x-amzn-logs-format: json/emf`.
+    pub emf: bool,
 }
 
 /// What one batch becomes: the requests to send, and the outcomes already known
@@ -231,10 +235,12 @@ impl RequestBuilder {
                 continue;
             }
             let message = prepare_message(self.message(record), self.max_message_bytes);
+            let emf = self.message_format == MessageFormat::Json && self.format.has_metrics(record);
             let event = Event {
                 index,
                 timestamp,
                 message,
+                emf,
             };
             let slot = match &self.fixed_stream {
                 // One stream for the process: no per-record lookup.
@@ -375,10 +381,12 @@ pub(crate) fn pack(
                     stream: stream.clone(),
                     events: Vec::with_capacity((left + 1).min(limits::MAX_BATCH_EVENTS)),
                     bytes: 0,
+                    emf: false,
                 });
             }
             let put = current.as_mut().expect("a request is open");
             put.bytes += size;
+            put.emf |= event.emf;
             put.events.push(event);
         }
         if let Some(last) = current {
@@ -571,6 +579,7 @@ mod tests {
                 index: i,
                 timestamp: 1,
                 message: "x".into(),
+                emf: false,
             })
             .collect();
         let mut outcomes = Outcomes::delivered(25_000);
@@ -592,6 +601,7 @@ mod tests {
                 index: i,
                 timestamp: i as i64,
                 message: "m".repeat(200),
+                emf: false,
             })
             .collect();
         let mut outcomes = Outcomes::delivered(30_000);
@@ -671,7 +681,7 @@ mod tests {
             let mut streams: Vec<(Arc<str>, Vec<Event>)> = vec![("a".into(), Vec::new()), ("b".into(), Vec::new())];
             for (index, (timestamp, text)) in input.into_iter().enumerate() {
                 let message = prepare_message(text, max_msg);
-                streams[usize::from(index >= half)].1.push(Event { index, timestamp, message });
+                streams[usize::from(index >= half)].1.push(Event { index, timestamp, message, emf: false });
             }
             let mut outcomes = Outcomes::delivered(n);
             let puts = pack(streams, max_puts, &|e: &Event| e.index % 3 != 0, &mut outcomes);

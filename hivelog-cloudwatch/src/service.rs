@@ -31,6 +31,12 @@ use crate::request_builder::Put;
 use crate::retry::{classify, failure_kind, Disposition};
 use hivelog_core::FailureKind;
 
+/// The header marking a PutLogEvents request that holds embedded-metric-format lines, as the
+/// CloudWatch agent sends it (`HIVELOG_METRICS=emf`).
+pub const EMF_HEADER: &str = "x-amzn-logs-format";
+/// [`EMF_HEADER`]'s value.
+pub const EMF_FORMAT: &str = "json/emf";
+
 /// Longest wait for a TCP (and TLS) connection to CloudWatch.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for one call's answer; a 1 MiB put normally takes well under a second.
@@ -249,10 +255,11 @@ impl Service {
         }
     }
 
-    /// Sends one request; on `ResourceNotFoundException` recreates the stream and asks for a retry.
+    /// Sends one request (marked as EMF when it holds such lines); on `ResourceNotFoundException` recreates the stream and asks for a retry.
     pub(crate) async fn deliver(&self, put: Put) -> Delivery {
         let indices: Vec<usize> = put.events.iter().map(|e| e.index).collect();
         let bytes = put.bytes;
+        let emf = put.emf;
         let mut events = Vec::with_capacity(put.events.len());
         for e in put.events {
             events.push(
@@ -263,7 +270,7 @@ impl Service {
                     .expect("timestamp and message are set"),
             );
         }
-        let result = self.deliver_events(&put.stream, events).await;
+        let result = self.deliver_events(&put.stream, events, emf).await;
         Delivery {
             indices,
             bytes,
@@ -275,9 +282,10 @@ impl Service {
         &self,
         stream: &Arc<str>,
         events: Vec<InputLogEvent>,
+        emf: bool,
     ) -> Result<Option<RejectedLogEventsInfo>, CallError> {
         self.ensure_stream(stream).await?;
-        match self.put(stream, events).await {
+        match self.put(stream, events, emf).await {
             // The events were moved into the request; rather than keep a copy of every request
             // for this rare case, recreate the stream now and let the pipeline resend them.
             Err(mut e) if e.disposition == Disposition::NotFound && self.create => {
@@ -303,12 +311,20 @@ impl Service {
         &self,
         stream: &str,
         events: Vec<InputLogEvent>,
+        emf: bool,
     ) -> Result<Option<RejectedLogEventsInfo>, CallError> {
         self.client
             .put_log_events()
             .log_group_name(&self.group)
             .log_stream_name(stream)
             .set_log_events(Some(events))
+            .customize()
+            .mutate_request(move |req| {
+                // What the CloudWatch agent sends with EMF lines (optional for CloudWatch today).
+                if emf {
+                    req.headers_mut().insert(EMF_HEADER, EMF_FORMAT);
+                }
+            })
             .send()
             .await
             .map(|out| out.rejected_log_events_info)

@@ -3,11 +3,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use hivelog_cloudwatch::{limits, MessageFormat};
-use hivelog_core::{Outcome, Sink};
+use hivelog_cloudwatch::{limits, CloudWatchSink, MessageFormat};
+use hivelog_core::{Format, Outcome, Sink};
 
 fn moto() -> String {
     hivelog_tests::peers::moto_url()
@@ -369,5 +370,77 @@ fn through_the_pipeline_every_record_lands_once_in_log_order() {
                 .collect();
             assert_eq!(got, want);
         }
+    });
+}
+
+#[test]
+fn batches_with_emf_lines_carry_the_json_emf_header_on_put_log_events() {
+    use hivelog_core::format::MetricsConfig;
+    use hivelog_core::record::Value;
+    runtime().block_on(async {
+        let url = moto();
+        let upstream = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("moto's address");
+        let proxy = hivelog_tests::proxy::FaultProxy::start(upstream);
+        proxy.record();
+        let group = unique("emf");
+        let format = Arc::new(
+            Format::builder()
+                .service("svc")
+                .metrics(MetricsConfig {
+                    dimensions: vec!["route".into()],
+                    ..MetricsConfig::default()
+                })
+                .unwrap()
+                .build(),
+        );
+        let mut sink = CloudWatchSink::new(config(&proxy.http_url(), &group), format.clone());
+        let t = SystemTime::now() - Duration::from_secs(60);
+        let mut metric = record("app", "served", t);
+        let route = metric.fields.push_str("/cart");
+        metric.fields.push("route", Value::Str(route));
+        metric.fields.push("metric.latency_ms", Value::F64(12.5));
+        let plain = record("app", "plain", t + Duration::from_millis(1));
+        for batch in [&metric, &plain] {
+            let outcomes = sink.send(std::slice::from_ref(batch)).await;
+            assert_eq!(tally(&outcomes), (1, 0, 0, 0, 0));
+        }
+        let puts: Vec<_> = proxy
+            .recorded_requests()
+            .into_iter()
+            .filter(|r| r.header("x-amz-target") == Some("Logs_20140328.PutLogEvents"))
+            .collect();
+        assert_eq!(puts.len(), 2, "{puts:?}");
+        let messages = |r: &hivelog_tests::proxy::RecordedRequest| -> Vec<String> {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            body["logEvents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["message"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let (with, without) = if messages(&puts[0])[0].contains("served") {
+            (&puts[0], &puts[1])
+        } else {
+            (&puts[1], &puts[0])
+        };
+        assert_eq!(with.header("x-amzn-logs-format"), Some("json/emf"));
+        assert_eq!(without.header("x-amzn-logs-format"), None);
+        // What moto stored is the formatter's line, a valid EMF document.
+        let c = client(&url).await;
+        let got = events(&c, &group, &sink.stream_name(&metric)).await;
+        let line: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
+        let doc = hivelog_tests::emf::validate(&line).unwrap();
+        assert_eq!(doc.metrics, ["latency_ms"]);
+        assert_eq!(doc.dimensions, [["route"]]);
+        assert_eq!(doc.timestamp as i64, got[0].0);
+        assert!(hivelog_tests::emf::validate(
+            &serde_json::from_str::<serde_json::Value>(&got[1].1).unwrap()
+        )
+        .is_err());
     });
 }

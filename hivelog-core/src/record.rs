@@ -222,6 +222,11 @@ impl Fields {
         }
     }
 
+    /// Keeps only the fields for which `keep` returns true, in order (the text stays).
+    pub fn retain(&mut self, keep: impl FnMut(&Field) -> bool) {
+        self.fields.retain(keep);
+    }
+
     /// Appends a field.
     pub fn push(&mut self, name: &'static str, value: Value) {
         self.fields.push(Field { name, value });

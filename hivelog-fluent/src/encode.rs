@@ -360,7 +360,7 @@ impl Encoder {
                 _ => 0,
             };
         }
-        n += fields_bound(&r.fields) + self.format.trace_bound(r);
+        n += fields_bound(&r.fields) + self.format.trace_bound(r) + self.format.metrics_bound(r);
         if let Some(span) = &r.span {
             n += span
                 .ancestry()
@@ -535,6 +535,12 @@ mod tests {
         r.fields.push("ok", Value::Bool(false));
         r.fields.push("level", Value::U64(3));
         r.fields.push("password", Value::U64(3));
+        // Metrics (with HIVELOG_METRICS=emf): one plain, one whose short name is taken, one
+        // that cannot be a metric.
+        r.fields.push("metric.latency_ms", Value::F64(2.5));
+        r.fields.push("metric.n", Value::I64(7));
+        r.fields.push("metric.\"odd\" é", Value::U64(1));
+        r.fields.push("metric.bad", Value::F64(f64::INFINITY));
         let e = TestErr("outer", Some(Box::new(TestErr("inner", None))));
         r.fields.push_error("error", &e);
         let mut outer = Fields::with_limit(1024, 2);
@@ -562,6 +568,18 @@ mod tests {
                     .build(),
             ),
             Arc::new(Format::builder().service("svc").schema(Schema::Ecs).build()),
+            Arc::new(
+                Format::builder()
+                    .service("svc \"ns\"")
+                    .extra("route", "/a")
+                    .metrics(hivelog_core::format::MetricsConfig {
+                        dimensions: vec!["route".into(), "request_id".into(), "n".into()],
+                        high_resolution: true,
+                        ..Default::default()
+                    })
+                    .unwrap()
+                    .build(),
+            ),
         ]
     }
 

@@ -30,6 +30,11 @@
 //! `noop` is a registry with only a layer that takes every event and does nothing, and
 //! `hivelog_layer_noop` the same plus hivelog's layer: with `filtered`, their difference is
 //! what hivelog adds to a `debug!` it filters out that another layer wants.
+//!
+//! `hivelog_metrics` is `hivelog` with `HIVELOG_METRICS=emf` (and a dimension); with it,
+//! `plain3` is the benchmark event with three more numeric fields and `metric3` the same event
+//! with those three as `metric.*` fields (an EMF document); `plain1`/`metric1` the same with
+//! one field; `hivelog_metrics_nodim` is `hivelog_metrics` without the dimension.
 
 use std::io;
 
@@ -92,7 +97,12 @@ fn main() {
         }
         // Volume control (issue 15): `hivelog` plus a level file changed to `debug` and back,
         // or plus a rate limit never reached.
-        "hivelog" | "hivelog_level_file" | "hivelog_rate_limit" | "hivelog_buffer" => {
+        "hivelog"
+        | "hivelog_level_file"
+        | "hivelog_rate_limit"
+        | "hivelog_buffer"
+        | "hivelog_metrics"
+        | "hivelog_metrics_nodim" => {
             let vars: Vec<(String, String)> = match sub {
                 "hivelog_buffer" => vec![("HIVELOG_REQUEST_BUFFER_LEVEL".into(), "debug".into())],
                 "hivelog_level_file" => {
@@ -100,6 +110,11 @@ fn main() {
                     vec![("HIVELOG_LEVEL_FILE".into(), file.display().to_string())]
                 }
                 "hivelog_rate_limit" => vec![("HIVELOG_RATE_LIMIT".into(), "1000000000/s".into())],
+                "hivelog_metrics_nodim" => vec![("HIVELOG_METRICS".into(), "emf".into())],
+                "hivelog_metrics" => vec![
+                    ("HIVELOG_METRICS".into(), "emf".into()),
+                    ("HIVELOG_METRICS_DIMENSIONS".into(), "route".into()),
+                ],
                 _ => Vec::new(),
             };
             let (d, g) = hivelog::builder()
@@ -218,6 +233,50 @@ fn main() {
                     debug!(
                         user = "a@b.c",
                         article = "https://example.com/x",
+                        "article hit"
+                    )
+                }
+            }
+            "plain3" => {
+                for _ in 0..n {
+                    info!(
+                        user = "a@b.c",
+                        article = "https://example.com/x",
+                        latency_ms = 12.5,
+                        body_bytes = 512u64,
+                        retries_count = 1,
+                        "article hit"
+                    )
+                }
+            }
+            "plain1" => {
+                for _ in 0..n {
+                    info!(
+                        user = "a@b.c",
+                        article = "https://example.com/x",
+                        latency_ms = 12.5,
+                        "article hit"
+                    )
+                }
+            }
+            "metric1" => {
+                for _ in 0..n {
+                    info!(
+                        user = "a@b.c",
+                        article = "https://example.com/x",
+                        metric.latency_ms = 12.5,
+                        "article hit"
+                    )
+                }
+            }
+            "metric3" => {
+                for _ in 0..n {
+                    info!(
+                        user = "a@b.c",
+                        article = "https://example.com/x",
+                        metric.latency_ms = 12.5,
+                        metric.body_bytes = 512u64,
+                        metric.retries_count = 1,
                         "article hit"
                     )
                 }

@@ -445,6 +445,7 @@ impl Builder {
             )?
             .unwrap_or(self.heartbeat);
         crate::destinations::warn_unused(&env);
+        outputs.format = Some(format.clone());
         let filter = HivelogFilter::new(cell.clone(), requests.clone());
         // Once in a subscriber: level changes re-ask its callsites, the heartbeat logs to it.
         let joined = outputs.clone();
@@ -459,7 +460,8 @@ impl Builder {
             outputs.limiter.clone(),
             requests,
             (!dry_run).then_some(on_dispatch),
-        );
+        )
+        .with_metrics(&format);
         Ok(Built {
             layer,
             filter,

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use hivelog_core::{ConfigError, Pipeline, Stats};
+use hivelog_core::{ConfigError, Format, Pipeline, Stats};
 
 /// How errors and notices name the level API.
 const SET_LEVEL: &str = "hivelog::set_level";
@@ -31,6 +31,8 @@ pub(crate) struct Outputs {
     pub(crate) limiter: Option<Arc<Limiter>>,
     /// `HIVELOG_REQUEST_BUFFER_LEVEL`'s buffers, for their counters.
     pub(crate) requests: Option<Arc<Buffers>>,
+    /// The format (its metrics counter, and whether the heartbeat is an EMF document).
+    pub(crate) format: Option<Arc<Format>>,
 }
 
 impl Outputs {
@@ -43,7 +45,8 @@ impl Outputs {
             return;
         }
         let me = self.clone();
-        match Heartbeat::start(every, dispatch, move || me.report()) {
+        let emf = self.format.as_ref().is_some_and(|f| f.metrics_enabled());
+        match Heartbeat::start(every, dispatch, emf, move || me.report()) {
             Ok(hb) => {
                 if let Err(second) = self.heartbeat.set(hb) {
                     second.stop();
@@ -87,7 +90,13 @@ impl Outputs {
             local: self.local.as_ref().map(|l| l.report()),
             sinks: self.sinks.iter().map(Pipeline::stats).collect(),
             request_buffer: self.requests.as_ref().map(|r| r.report()),
+            metrics_skipped: self.metrics_skipped(),
         }
+    }
+
+    /// `metric.*` fields that could not be metrics (`HIVELOG_METRICS=emf`).
+    fn metrics_skipped(&self) -> u64 {
+        self.format.as_ref().map_or(0, |f| f.metrics_skipped())
     }
 
     /// Runs `local` on the local output and `f` on every pipeline, all at once against the
@@ -125,6 +134,7 @@ impl Outputs {
             local: self.local.as_ref().map(|l| l.report()),
             sinks,
             request_buffer: self.requests.as_ref().map(|r| r.report()),
+            metrics_skipped: self.metrics_skipped(),
         }
     }
 
@@ -209,6 +219,10 @@ pub struct Report {
     /// The request buffer's counters (absent when `HIVELOG_REQUEST_BUFFER_LEVEL` is off).
     /// Discarded lines are the buffer working as meant: they do not make a report incomplete.
     pub request_buffer: Option<RequestBufferReport>,
+    /// With `HIVELOG_METRICS=emf`: `metric.*` fields left out of the metrics because their
+    /// value was not a finite number (NaN, ±inf, a string, a bool) or was redacted; each stays
+    /// on its line as a plain field.
+    pub metrics_skipped: u64,
 }
 
 impl Report {
@@ -279,6 +293,10 @@ impl fmt::Display for Report {
                 "{sep}request buffer: held {}, flushed {}, discarded {}, evicted {}, holding {}",
                 r.held, r.flushed, r.discarded, r.evicted, r.holding
             )?;
+            sep = "; ";
+        }
+        if self.metrics_skipped > 0 {
+            write!(f, "{sep}metrics skipped {}", self.metrics_skipped)?;
         }
         Ok(())
     }
@@ -432,6 +450,7 @@ mod tests {
                 ],
                 ..Stats::default()
             }],
+            metrics_skipped: 0,
         };
         assert_eq!(
             report.to_string(),

@@ -3,6 +3,14 @@
 //! from a quiet one. It goes through the normal filters and sinks like any event. Drops are
 //! also given per level (`dropped_error` … `dropped_trace`): losing INFO under a burst is
 //! expected, losing ERROR is worth an alert.
+//!
+//! With `HIVELOG_METRICS=emf` the heartbeat is instead one CloudWatch embedded-metric-format
+//! line per output (the local output, then each sink), with the dimension `destination` and
+//! the metrics `delivered`, `dropped`, `pending`, `retried`, `failed`, `spilled` (and
+//! `rejected` for sinks): what happened since the previous heartbeat (`pending` is the queue
+//! now). An alarm on "logs dropped" per destination then needs no code. Deltas rather than
+//! totals because a CloudWatch metric is summed per period: totals would grow forever and
+//! restart at zero with the process.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +31,7 @@ impl Heartbeat {
     pub(crate) fn start(
         every: Duration,
         dispatch: Dispatch,
+        emf: bool,
         report: impl Fn() -> Report + Send + 'static,
     ) -> std::io::Result<Arc<Heartbeat>> {
         let hb = Arc::new(Heartbeat::default());
@@ -32,6 +41,7 @@ impl Heartbeat {
             .name("hivelog-heartbeat".into())
             .spawn(move || {
                 let mut stopped = me.stopped.lock().unwrap_or_else(|p| p.into_inner());
+                let mut previous = Report::default();
                 loop {
                     let (guard, timeout) = me
                         .wake
@@ -42,6 +52,14 @@ impl Heartbeat {
                         return;
                     }
                     let r = report();
+                    if emf {
+                        let uptime_s = started.elapsed().as_secs();
+                        tracing::dispatcher::with_default(&dispatch, || {
+                            emit_emf(&r, &previous, uptime_s)
+                        });
+                        previous = r;
+                        continue;
+                    }
                     let sum =
                         |f: fn(&hivelog_core::Stats) -> u64| r.sinks.iter().map(f).sum::<u64>();
                     // Per-endpoint figures of the sinks that publish them (a Fluentd tier).
@@ -93,6 +111,44 @@ impl Heartbeat {
     pub(crate) fn stop(&self) {
         *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.wake.notify_all();
+    }
+}
+
+/// One EMF heartbeat line per output: its counters since `before` (see the module docs).
+fn emit_emf(now: &Report, before: &Report, uptime_s: u64) {
+    if let Some(l) = &now.local {
+        let was = before.local.as_ref().filter(|b| b.output == l.output);
+        let delta =
+            |f: fn(&crate::output::LocalReport) -> u64| f(l).saturating_sub(was.map_or(0, f));
+        tracing::info!(
+            target: "hivelog",
+            destination = l.output.as_str(),
+            uptime_s,
+            metric.delivered = delta(|l| l.written),
+            metric.dropped = delta(|l| l.dropped),
+            metric.pending = l.pending,
+            metric.retried = 0u64,
+            metric.failed = delta(|l| l.failed),
+            metric.spilled = 0u64,
+            "hivelog.heartbeat"
+        );
+    }
+    for (i, s) in now.sinks.iter().enumerate() {
+        let was = before.sinks.get(i).filter(|b| b.sink == s.sink);
+        let delta = |f: fn(&hivelog_core::Stats) -> u64| f(s).saturating_sub(was.map_or(0, f));
+        tracing::info!(
+            target: "hivelog",
+            destination = s.sink,
+            uptime_s,
+            metric.delivered = delta(|s| s.delivered),
+            metric.dropped = delta(|s| s.dropped()),
+            metric.pending = s.pending,
+            metric.retried = delta(|s| s.retried),
+            metric.failed = delta(|s| s.failed),
+            metric.spilled = delta(|s| s.spilled),
+            metric.rejected = delta(|s| s.rejected),
+            "hivelog.heartbeat"
+        );
     }
 }
 

@@ -23,7 +23,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use hivelog_core::capture::{self, CaptureOptions, SpanAccess};
-use hivelog_core::Record;
+use hivelog_core::{Format, Record};
 use tracing_core::span::{Attributes, Id, Record as SpanValues};
 use tracing_core::{Dispatch, Event, Subscriber};
 
@@ -55,6 +55,9 @@ pub struct HivelogLayer {
     /// `HIVELOG_REQUEST_BUFFER_LEVEL`, when on.
     requests: Option<Arc<Buffers>>,
     on_dispatch: Option<OnDispatch>,
+    /// The format, with `HIVELOG_METRICS=emf` only: an event with more than 100 metrics is
+    /// queued as several records (see `hivelog_core::format::metrics`).
+    metrics: Option<Arc<Format>>,
 }
 
 impl HivelogLayer {
@@ -73,7 +76,14 @@ impl HivelogLayer {
             limiter,
             requests,
             on_dispatch,
+            metrics: None,
         }
+    }
+
+    /// Splits events with more metrics than one EMF document holds, when `format` has metrics on.
+    pub(crate) fn with_metrics(mut self, format: &Arc<Format>) -> Self {
+        self.metrics = format.metrics_enabled().then(|| format.clone());
+        self
     }
 
     /// One bit per destination whose filter takes the event.
@@ -114,6 +124,17 @@ impl HivelogLayer {
         if wanted == 0 {
             return;
         }
+        // More metrics than one EMF document holds: several complete lines.
+        if let Some(parts) = self.metrics.as_ref().map(|f| f.metric_parts(&record)) {
+            if !parts.is_empty() {
+                return parts.into_iter().for_each(|p| self.route(wanted, p));
+            }
+        }
+        self.route(wanted, record);
+    }
+
+    /// Hands `record` to every destination whose bit is set in `wanted` (not zero).
+    fn route(&self, wanted: u64, record: Record) {
         let last = 63 - wanted.leading_zeros() as usize;
         for (i, dest) in self.routes.iter().enumerate().take(last) {
             if wanted & (1 << i) != 0 {
@@ -237,9 +258,14 @@ impl HivelogLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         match self.routes.as_slice() {
-            // One destination: the filter already said yes for it.
-            [Dest::Local(local)] => return write_local(local, event, &ctx, &self.capture),
-            [only] => return send(only, capture::capture_event(event, &ctx, &self.capture)),
+            // One destination: the filter already said yes for it. (With metrics on, an event
+            // may become several lines: `deliver_to` splits it.)
+            [Dest::Local(local)] if self.metrics.is_none() => {
+                return write_local(local, event, &ctx, &self.capture)
+            }
+            [only] if self.metrics.is_none() => {
+                return send(only, capture::capture_event(event, &ctx, &self.capture))
+            }
             _ => {}
         }
         let wanted = self.wanted(event.metadata(), &ctx);

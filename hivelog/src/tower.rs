@@ -7,6 +7,11 @@
 //! request's `traceparent` so a client can find the request's lines. A malformed header only
 //! means a new trace: it never fails the request.
 //!
+//! [`TraceLayer::latency_metric`] names the field `metric.latency_ms`: with
+//! `HIVELOG_METRICS=emf` the line then still has `latency_ms` at its root, and is a CloudWatch
+//! embedded-metric-format document making it a metric (dimensions from
+//! `HIVELOG_METRICS_DIMENSIONS`, `route,method` say), so a latency alarm needs no other code.
+//!
 //! The trace lives on the request span, so the span must be enabled: it is an ERROR-level span
 //! (target `hivelog::tower`), on whenever anything is logged. With `HIVELOG_OUTPUT=none` and no
 //! sink, or a filter that turns `hivelog::tower` off, there is no span and no trace.
@@ -82,6 +87,7 @@ type RouteFn = fn(&http::request::Parts) -> Option<String>;
 #[derive(Clone, Copy, Default)]
 pub struct TraceLayer {
     route: Option<RouteFn>,
+    latency_metric: bool,
 }
 
 impl fmt::Debug for TraceLayer {
@@ -102,6 +108,12 @@ impl TraceLayer {
         self.route = Some(route);
         self
     }
+
+    /// Logs the latency as the metric field `metric.latency_ms` (see the [module docs](self)).
+    pub fn latency_metric(mut self) -> Self {
+        self.latency_metric = true;
+        self
+    }
 }
 
 impl<S> tower_layer::Layer<S> for TraceLayer {
@@ -111,6 +123,7 @@ impl<S> tower_layer::Layer<S> for TraceLayer {
         TraceService {
             inner,
             route: self.route,
+            latency_metric: self.latency_metric,
         }
     }
 }
@@ -120,6 +133,7 @@ impl<S> tower_layer::Layer<S> for TraceLayer {
 pub struct TraceService<S> {
     inner: S,
     route: Option<RouteFn>,
+    latency_metric: bool,
 }
 
 impl<S, B, ResBody> tower_service::Service<Request<B>> for TraceService<S>
@@ -152,6 +166,7 @@ where
             span,
             start: Instant::now(),
             traceparent,
+            latency_metric: self.latency_metric,
         }
     }
 }
@@ -164,6 +179,7 @@ pin_project! {
         span: Span,
         start: Instant,
         traceparent: Option<HeaderValue>,
+        latency_metric: bool,
     }
 }
 
@@ -182,15 +198,24 @@ where
         Poll::Ready(match result {
             Ok(mut response) => {
                 let status = response.status().as_u16();
-                if response.status().is_server_error() {
-                    tracing::warn!(status, latency_ms, "request completed");
-                } else {
-                    tracing::info!(status, latency_ms, "request completed");
+                match (response.status().is_server_error(), *this.latency_metric) {
+                    (true, false) => tracing::warn!(status, latency_ms, "request completed"),
+                    (false, false) => tracing::info!(status, latency_ms, "request completed"),
+                    (true, true) => {
+                        tracing::warn!(status, metric.latency_ms = latency_ms, "request completed")
+                    }
+                    (false, true) => {
+                        tracing::info!(status, metric.latency_ms = latency_ms, "request completed")
+                    }
                 }
                 if let Some(v) = this.traceparent.take() {
                     response.headers_mut().insert(TRACEPARENT, v);
                 }
                 Ok(response)
+            }
+            Err(e) if *this.latency_metric => {
+                tracing::error!(error = %e, metric.latency_ms = latency_ms, "request failed");
+                Err(e)
             }
             Err(e) => {
                 tracing::error!(error = %e, latency_ms, "request failed");

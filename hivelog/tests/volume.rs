@@ -517,7 +517,7 @@ fn the_report_names_the_levels_that_lost_events() {
     let report = hivelog::Report {
         local: None,
         sinks: vec![stats],
-        request_buffer: None,
+        ..Default::default()
     };
     assert_eq!(
         report.to_string(),

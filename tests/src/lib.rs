@@ -4,9 +4,11 @@
 //! - [`forward`]: a Fluentd Forward protocol v1 receiver written from the specification.
 //! - [`http`]: a scripted HTTP/1.1 server for fault injection (429, 413, 5xx, resets, slowness).
 //! - [`wait`]: [`wait_until`], waiting on an event rather than on time.
+//! - [`emf`]: a checker for CloudWatch embedded-metric-format documents.
 #![allow(missing_docs)]
 
 pub mod collect;
+pub mod emf;
 pub mod forward;
 pub mod http;
 pub mod peers;

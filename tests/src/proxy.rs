@@ -34,6 +34,10 @@
 //! as a NAT or stateful firewall that lost it does): their data was swallowed, and a client that
 //! waits for an answer on them would otherwise only be freed by its own timeout.
 //!
+//! [`FaultProxy::record`] keeps what clients send in `Pass` mode, so a test can read the HTTP
+//! requests that went through ([`FaultProxy::recorded_requests`]): headers a server such as
+//! moto does not echo back.
+//!
 //! Like the other servers here it runs on its own thread with its own tokio runtime, listens on
 //! a port the OS picks on 127.0.0.1, and stops when dropped.
 
@@ -82,6 +86,59 @@ struct Shared {
     silent_gen: AtomicU64,
     listening: AtomicBool,
     upstream: Mutex<SocketAddr>,
+    /// Whether new connections' client→server bytes are kept ([`FaultProxy::record`]).
+    recording: AtomicBool,
+    /// Per recorded connection, the bytes the client sent.
+    recorded: Mutex<Vec<Vec<u8>>>,
+}
+
+/// One HTTP/1.1 request a client sent through the proxy.
+#[derive(Clone, Debug, Default)]
+pub struct RecordedRequest {
+    /// The request line (`POST / HTTP/1.1`).
+    pub line: String,
+    /// Header names (lowercase) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (`content-length` bytes).
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Splits a connection's bytes into requests (bodies sized by `content-length`).
+fn parse_requests(mut bytes: &[u8]) -> Vec<RecordedRequest> {
+    let mut out = Vec::new();
+    while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let mut req = RecordedRequest {
+            line: lines.next().unwrap_or_default().to_owned(),
+            ..RecordedRequest::default()
+        };
+        for l in lines {
+            if let Some((n, v)) = l.split_once(':') {
+                req.headers
+                    .push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let len: usize = req
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body_end = (end + 4 + len).min(bytes.len());
+        req.body = bytes[end + 4..body_end].to_vec();
+        bytes = &bytes[body_end..];
+        out.push(req);
+    }
+    out
 }
 
 /// What the proxy has seen so far.
@@ -123,6 +180,8 @@ impl FaultProxy {
             silent_gen: AtomicU64::new(0),
             listening: AtomicBool::new(true),
             upstream: Mutex::new(upstream),
+            recording: AtomicBool::new(false),
+            recorded: Mutex::new(Vec::new()),
         });
         let (stop, stop_rx) = tokio::sync::oneshot::channel();
         let sh = shared.clone();
@@ -198,6 +257,17 @@ impl FaultProxy {
     /// Sends new connections to another upstream (e.g. a restarted server on a new port).
     pub fn set_upstream(&self, upstream: SocketAddr) {
         *self.shared.upstream.lock().unwrap() = upstream;
+    }
+
+    /// Keeps what clients send on connections opened from now on.
+    pub fn record(&self) {
+        self.shared.recording.store(true, Ordering::SeqCst);
+    }
+
+    /// The HTTP requests sent through recorded connections, connection by connection.
+    pub fn recorded_requests(&self) -> Vec<RecordedRequest> {
+        let recorded = self.shared.recorded.lock().unwrap();
+        recorded.iter().flat_map(|c| parse_requests(c)).collect()
     }
 
     /// The counters now.
@@ -334,6 +404,11 @@ async fn connection(
     let (mut client_eof, mut upstream_eof) = (false, false);
     // Client→server bytes forwarded since `ResetAfter` took effect.
     let mut since_reset_mode = 0u64;
+    let slot = shared.recording.load(Ordering::SeqCst).then(|| {
+        let mut r = shared.recorded.lock().unwrap();
+        r.push(Vec::new());
+        r.len() - 1
+    });
     let mut must_reset = false;
     let mut swallowing_since: Option<u64> = None;
     'conn: loop {
@@ -355,6 +430,9 @@ async fn connection(
                 };
                 match mode {
                     Mode::Pass | Mode::ResetOnAnswer | Mode::Silent => {
+                        if let Some(i) = slot {
+                            shared.recorded.lock().unwrap()[i].extend_from_slice(&up_buf[..n]);
+                        }
                         if uw.write_all(&up_buf[..n]).await.is_err() { must_reset = true; break 'conn }
                         c.up_bytes.fetch_add(n as u64, Ordering::SeqCst);
                     }

@@ -41,6 +41,14 @@
 //! line it logs carries `trace_id` and `span_id`, the layer logs `request completed` with
 //! `status` and `latency_ms`, and the response carries the request's `traceparent`.
 //!
+//! # Latency as a CloudWatch metric
+//! The latency is recorded as the metric field `metric.latency_ms`
+//! ([`hivelog::tower::TraceLayer::latency_metric`]). Run with `HIVELOG_METRICS=emf
+//! HIVELOG_METRICS_DIMENSIONS=route,method` and each `request completed` line is also a
+//! CloudWatch embedded-metric-format document: CloudWatch Logs (the `awslogs` driver, or
+//! `HIVELOG_CLOUDWATCH_GROUP`) turns it into the metric `latency_ms` per route and method,
+//! ready for an alarm, with no metrics agent.
+//!
 //! ```sh
 //! curl -i -H 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' localhost:3000/article/7
 //! ```
@@ -180,7 +188,11 @@ fn app() -> Router {
         .route("/", get(index))
         .route("/hit/{id}", get(hit))
         .route("/article/{id}", get(article))
-        .layer(hivelog::tower::TraceLayer::new().route(matched_route))
+        .layer(
+            hivelog::tower::TraceLayer::new()
+                .route(matched_route)
+                .latency_metric(),
+        )
 }
 
 /// The route template (`/article/{id}`) as the request span's `route`.

@@ -1,5 +1,6 @@
 //! Building a [`Format`] from code defaults, then `HIVELOG_*` overrides.
 
+use super::metrics::{self, Metrics, MetricsConfig, MAX_NAMESPACE_CHARS};
 use super::{
     Attr, Extra, Format, Key, Schema, TimestampFormat, TraceFormat, DEFAULT_MAX_EVENT_BYTES,
     ECS_VERSION,
@@ -18,6 +19,7 @@ pub struct FormatBuilder {
     service: Option<String>,
     max_event_bytes: Option<usize>,
     trace_format: TraceFormat,
+    metrics: Option<MetricsConfig>,
 }
 
 /// The variables this builder reads.
@@ -57,6 +59,31 @@ pub const FORMAT_VARS: &[Var] = &[
         "HIVELOG_TRACE_FORMAT",
         "w3c",
         "trace id form: w3c (32 hex) or xray (1-xxxxxxxx-…)",
+    ),
+    Var::new(
+        "HIVELOG_METRICS",
+        "off",
+        "emf: metric.<name> fields become CloudWatch embedded-metric-format metrics of their line",
+    ),
+    Var::new(
+        "HIVELOG_METRICS_NAMESPACE",
+        "(HIVELOG_SERVICE)",
+        "CloudWatch namespace of the metrics, at most 255 characters",
+    ),
+    Var::new(
+        "HIVELOG_METRICS_DIMENSIONS",
+        "none",
+        "field names (route,status) forming the metrics' dimension set, at most 30",
+    ),
+    Var::new(
+        "HIVELOG_METRICS_UNITS",
+        "(from the name's suffix)",
+        "name=Unit pairs over the suffix units (_ms _us _s _bytes _pct _count)",
+    ),
+    Var::new(
+        "HIVELOG_METRICS_RESOLUTION",
+        "60s",
+        "1s: high-resolution metrics (StorageResolution 1); 60s: standard",
     ),
 ];
 
@@ -113,6 +140,14 @@ impl FormatBuilder {
         self
     }
 
+    /// Turns on CloudWatch embedded-metric-format metrics (`HIVELOG_METRICS=emf`), with these
+    /// settings; the `HIVELOG_METRICS_*` variables override them.
+    pub fn metrics(mut self, config: MetricsConfig) -> Result<Self, ConfigError> {
+        config.validate(&|v: &str| v.to_owned())?;
+        self.metrics = Some(config);
+        Ok(self)
+    }
+
     /// Applies the `HIVELOG_*` format variables over the code defaults.
     pub fn apply_env(mut self, env: &Env) -> Result<Self, ConfigError> {
         if let Some(v) = env.get("HIVELOG_FIELDS") {
@@ -163,6 +198,7 @@ impl FormatBuilder {
         })? {
             self.max_event_bytes = Some(n as usize);
         }
+        self.apply_metrics_env(env)?;
         if self.schema == Schema::Ecs && env.get("HIVELOG_FIELDS").is_some() {
             return Err(ConfigError::conflict(
                 "HIVELOG_FIELDS",
@@ -181,6 +217,75 @@ impl FormatBuilder {
             ));
         }
         Ok(self)
+    }
+
+    /// `HIVELOG_METRICS` and its settings, checked against CloudWatch's limits.
+    fn apply_metrics_env(&mut self, env: &Env) -> Result<(), ConfigError> {
+        if let Some(on) = env.choice(
+            "HIVELOG_METRICS",
+            "a metrics mode",
+            &[("off", false), ("emf", true)],
+        )? {
+            self.metrics = on.then(|| self.metrics.take().unwrap_or_default());
+        }
+        let namespace = env.get("HIVELOG_METRICS_NAMESPACE").map(str::to_owned);
+        let dimensions = env.get("HIVELOG_METRICS_DIMENSIONS");
+        let units = env.parse("HIVELOG_METRICS_UNITS", "a list of metric units", |v| {
+            metrics::parse_units(v)
+        })?;
+        let resolution = env.parse(
+            "HIVELOG_METRICS_RESOLUTION",
+            "a metric resolution",
+            metrics::parse_resolution,
+        )?;
+        let service = self.service_name();
+        let Some(m) = self.metrics.as_mut() else {
+            return Ok(());
+        };
+        if namespace.is_some() {
+            m.namespace = namespace;
+        }
+        if let Some(d) = dimensions {
+            m.dimensions = metrics::parse_dimensions(d);
+        }
+        if let Some(u) = units {
+            m.units.retain(|(n, _)| !u.iter().any(|(x, _)| x == n));
+            m.units.extend(u);
+        }
+        if let Some(high) = resolution {
+            m.high_resolution = high;
+        }
+        m.validate(&|v: &str| v.to_owned())?;
+        // A metric whose short name is taken keeps its full name: hivelog's keys must not be one.
+        let taken = |k: &str| k.starts_with(metrics::PREFIX);
+        if let Some((k, _)) = self.extras.iter().find(|(k, _)| taken(k)) {
+            return Err(ConfigError::conflict(
+                "HIVELOG_EXTRA",
+                format!("the key '{k}' starts with 'metric.', which HIVELOG_METRICS=emf reserves for metric fields; rename it"),
+            ));
+        }
+        if let Some((k, _)) = self.fields.iter().flatten().find(|(k, _)| taken(k)) {
+            return Err(ConfigError::conflict(
+                "HIVELOG_FIELDS",
+                format!("the output name '{k}' starts with 'metric.', which HIVELOG_METRICS=emf reserves for metric fields; rename it"),
+            ));
+        }
+        let (var, ns) = match &m.namespace {
+            Some(ns) => ("HIVELOG_METRICS_NAMESPACE", ns.as_str()),
+            None => ("HIVELOG_SERVICE", service.as_str()),
+        };
+        if ns.trim().is_empty() || ns.chars().count() > MAX_NAMESPACE_CHARS {
+            return Err(ConfigError::invalid(
+                var,
+                ns,
+                "a CloudWatch metrics namespace",
+                &format!(
+                    "1 to {MAX_NAMESPACE_CHARS} characters, not all spaces ({} given); set HIVELOG_METRICS_NAMESPACE",
+                    ns.chars().count()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The service name this builder will use.
@@ -234,9 +339,12 @@ impl FormatBuilder {
                     .iter()
                     .map(|(k, _)| k.as_str())
                     .chain(self.extras.iter().map(|(k, _)| k.as_str()))
-                    .chain(["truncated"]),
+                    .chain(["truncated"])
+                    .chain(self.metrics.is_some().then_some("_aws")),
             );
+        let metrics = self.metrics.map(|m| Metrics::new(m, &service));
         Format {
+            metrics,
             trace_key_starts,
             owned_key_starts,
             trace_format: self.trace_format,

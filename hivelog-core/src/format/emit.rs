@@ -75,6 +75,12 @@ pub trait Emit {
     fn begin_map(&mut self);
     /// Ends a nested map.
     fn end_map(&mut self);
+    /// For JSON emitters, the output to append one whole member of the current map to
+    /// (`"key":value`, JSON text rendered ahead of time); `None` (the default) for other
+    /// formats, which get the member as calls.
+    fn json_member(&mut self) -> Option<&mut Vec<u8>> {
+        None
+    }
 }
 
 /// Writes one JSON object (no trailing newline) into a byte vector.
@@ -200,6 +206,12 @@ impl Emit for JsonWriter<'_> {
     fn end_map(&mut self) {
         self.out.push(b'}');
         self.comma = true;
+    }
+    #[inline]
+    fn json_member(&mut self) -> Option<&mut Vec<u8>> {
+        self.sep();
+        self.comma = true;
+        Some(self.out)
     }
 }
 

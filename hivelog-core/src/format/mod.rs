@@ -20,10 +20,12 @@
 
 mod config;
 pub mod emit;
+pub mod metrics;
 pub mod time;
 
 pub use config::{hostname, FormatBuilder, FORMAT_VARS};
 pub use emit::{Emit, JsonWriter, Key};
+pub use metrics::MetricsConfig;
 pub use time::TimestampFormat;
 
 use crate::capture::CaptureOptions;
@@ -152,6 +154,8 @@ pub struct Format {
     /// trace keys): a user field starting with another byte cannot collide, and is written
     /// without comparing names (the common case, on every field of every line).
     owned_key_starts: u128,
+    /// `HIVELOG_METRICS=emf` (see [`metrics`]).
+    metrics: Option<metrics::Metrics>,
 }
 
 /// `[redacted]`: what a redacted field's value is replaced with.
@@ -235,7 +239,36 @@ impl Format {
             }
         }
         let own = record.fields.as_slice();
-        self.emit_fields(record, own, &record.fields, |_| false, e);
+        // With metrics on, a line with `metric.*` fields notes its metrics as they are written.
+        let mut storage;
+        let mut found = match self.metrics.is_some() && metrics::any_metric_name(own) {
+            true => {
+                storage = metrics::Found::default();
+                Some(&mut storage)
+            }
+            false => None,
+        };
+        self.emit_fields(
+            record,
+            own,
+            &record.fields,
+            |_| false,
+            found.as_deref_mut(),
+            e,
+        );
+        self.emit_spans_fields(record, own, e);
+        if record.truncated() {
+            e.key("truncated");
+            e.bool(true);
+        }
+        if let Some(found) = found {
+            self.emit_aws(record, found, e);
+        }
+        e.end_record();
+    }
+
+    /// The fields of the enclosing spans, innermost first, those shadowed left out.
+    fn emit_spans_fields<E: Emit>(&self, record: &Record, own: &[Field], e: &mut E) {
         if let Some(span) = &record.span {
             for (depth, node) in span.ancestry().enumerate() {
                 let shadowed = |name: &str| {
@@ -245,14 +278,16 @@ impl Format {
                             .take(depth)
                             .any(|inner| inner.fields.iter().any(|f| f.name == name))
                 };
-                self.emit_fields(record, node.fields.as_slice(), &node.fields, shadowed, e);
+                self.emit_fields(
+                    record,
+                    node.fields.as_slice(),
+                    &node.fields,
+                    shadowed,
+                    None,
+                    e,
+                );
             }
         }
-        if record.truncated() {
-            e.key("truncated");
-            e.bool(true);
-        }
-        e.end_record();
     }
 
     fn emit_basic<E: Emit>(&self, r: &Record, key: &Key, attr: Attr, e: &mut E) {
@@ -367,6 +402,7 @@ impl Format {
         fields: &[Field],
         store: &crate::record::Fields,
         shadowed: impl Fn(&str) -> bool,
+        mut metrics: Option<&mut metrics::Found>,
         e: &mut E,
     ) {
         let mut i = 0;
@@ -387,7 +423,13 @@ impl Format {
                 .iter()
                 .any(|p| p.name == f.name && !matches!(p.value, Value::Source(_)));
             if !matches!(f.value, Value::Source(_)) && !repeated && !shadowed(f.name) {
-                self.emit_field(r, f, &fields[i + 1..end], store, e);
+                let metric = match metrics.as_deref_mut() {
+                    Some(found) => self.emit_metric_member(r, i, f, found, e),
+                    None => false,
+                };
+                if !metric {
+                    self.emit_field(r, f, &fields[i + 1..end], store, e);
+                }
             }
             i = end;
         }
@@ -404,7 +446,8 @@ impl Format {
         }
     }
 
-    /// Whether `name` is written by hivelog itself (basic fields, extras, `truncated`).
+    /// Whether `name` is written by hivelog itself (basic fields, extras, `truncated`, `_aws`
+    /// on a line with metrics).
     fn owned_by_hivelog(&self, r: &Record, name: &str) -> bool {
         let may_be_owned = match name.as_bytes().first() {
             Some(&b) if b < 128 && self.owned_key_starts & 1 == 0 => {
@@ -418,6 +461,7 @@ impl Format {
     fn owned_slow(&self, r: &Record, name: &str) -> bool {
         self.reserved(name)
             || (name == "truncated" && r.truncated())
+            || (name == "_aws" && self.metrics.is_some() && self.has_metric(r))
             || (self.maybe_trace_key(name)
                 && r.trace().is_some()
                 && self.trace_keys.iter().any(|(k, _)| k.as_str() == name))
@@ -430,13 +474,7 @@ impl Format {
         if !self.owned_by_hivelog(r, name) {
             return e.key(name);
         }
-        let is_user_field = |n: &str| {
-            r.fields.iter().any(|f| f.name == n)
-                || r.span.as_ref().is_some_and(|s| {
-                    s.ancestry()
-                        .any(|node| node.fields.iter().any(|f| f.name == n))
-                })
-        };
+        let is_user_field = |n: &str| self.is_user_field(r, n);
         let mut prefix = String::from("fields.");
         loop {
             let candidate = format!("{prefix}{name}");
