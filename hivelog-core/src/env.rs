@@ -95,12 +95,15 @@ pub struct Env {
 }
 
 impl Env {
-    /// The process's `HIVELOG_*`, `RUST_LOG` and `HOSTNAME` variables.
+    /// The process's `HIVELOG_*`, `OTEL_*` (the OpenTelemetry standard variables the OTLP
+    /// destination reads), `RUST_LOG` and `HOSTNAME` variables.
     pub fn from_process() -> Self {
-        Env::from_pairs(
-            std::env::vars()
-                .filter(|(k, _)| k.starts_with("HIVELOG_") || k == "RUST_LOG" || k == "HOSTNAME"),
-        )
+        Env::from_pairs(std::env::vars().filter(|(k, _)| {
+            k.starts_with("HIVELOG_")
+                || k.starts_with("OTEL_")
+                || k == "RUST_LOG"
+                || k == "HOSTNAME"
+        }))
     }
 
     /// Variables given explicitly (tests, `hivelog check`).
