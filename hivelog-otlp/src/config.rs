@@ -151,6 +151,7 @@ fn pair(suffix: &str) -> [String; 2] {
 }
 
 /// Every `OTEL_EXPORTER_OTLP_[LOGS_]*` name this configuration reads (`ENDPOINT` aside).
+#[cfg(test)]
 pub(crate) const SUFFIXES: &[&str] = &[
     "PROTOCOL",
     "HEADERS",
