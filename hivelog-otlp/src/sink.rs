@@ -41,7 +41,6 @@ pub struct OtlpSink {
     encoded: Encoded,
     transport: Option<Transport>,
     config: OtlpConfig,
-    gzip_buf: Vec<u8>,
 }
 
 impl OtlpSink {
@@ -53,7 +52,6 @@ impl OtlpSink {
             encoded: Encoded::default(),
             transport: None,
             config,
-            gzip_buf: Vec::new(),
         }
     }
 
@@ -64,17 +62,19 @@ impl OtlpSink {
         (&self.encoded.body, &self.encoded.sent)
     }
 
+    /// The body to POST, moved out (no copy of a request of megabytes): the next batch is
+    /// encoded into a buffer allocated at its exact size.
     fn body(&mut self) -> Bytes {
         if self.config.compression() == Compression::Gzip {
-            self.gzip_buf.clear();
-            let mut gz =
-                flate2::write::GzEncoder::new(&mut self.gzip_buf, flate2::Compression::fast());
+            let mut gz = flate2::write::GzEncoder::new(
+                Vec::with_capacity(self.encoded.body.len() / 4 + 64),
+                flate2::Compression::fast(),
+            );
             // Writing to a Vec cannot fail.
             let _ = gz.write_all(&self.encoded.body);
-            let _ = gz.finish();
-            Bytes::copy_from_slice(&self.gzip_buf)
+            Bytes::from(gz.finish().unwrap_or_default())
         } else {
-            Bytes::copy_from_slice(&self.encoded.body)
+            Bytes::from(std::mem::take(&mut self.encoded.body))
         }
     }
 }
