@@ -29,7 +29,8 @@ PIDS+=($!)
 
 # The OTLP test receiver, and the rotel collector forwarding to it (gzip-compressed protobuf).
 OTLP_PORT=$(free_port)
-setsid "$VENV/bin/python" tests/peers/otlp_receiver.py --port "$OTLP_PORT" >/tmp/hivelog-otlp-receiver.log 2>&1 &
+OTLP_GRPC_PORT=$(free_port)
+setsid "$VENV/bin/python" tests/peers/otlp_receiver.py --port "$OTLP_PORT" --grpc-port "$OTLP_GRPC_PORT" >/tmp/hivelog-otlp-receiver.log 2>&1 &
 PIDS+=($!)
 ROTEL_HTTP_PORT=$(free_port)
 ROTEL_GRPC_PORT=$(free_port)
@@ -40,6 +41,7 @@ setsid "$ROTEL_AGENT" start --otlp-grpc-endpoint "127.0.0.1:$ROTEL_GRPC_PORT" --
 PIDS+=($!)
 
 export HIVELOG_TEST_OTLP_RECEIVER="http://127.0.0.1:$OTLP_PORT"
+export HIVELOG_TEST_OTLP_RECEIVER_GRPC="http://127.0.0.1:$OTLP_GRPC_PORT"
 export HIVELOG_TEST_ROTEL_HTTP="http://127.0.0.1:$ROTEL_HTTP_PORT"
 export HIVELOG_TEST_ROTEL_GRPC="http://127.0.0.1:$ROTEL_GRPC_PORT"
 export HIVELOG_TEST_MOTO="http://127.0.0.1:$MOTO_PORT"

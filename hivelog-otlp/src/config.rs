@@ -35,8 +35,7 @@ pub enum Protocol {
     HttpProtobuf,
     /// `http/json`: the specification's JSON mapping of the same messages.
     HttpJson,
-    /// `grpc`: the `LogsService/Export` call. Not built into this version: a configuration
-    /// asking for it is refused at init with a message naming the variable.
+    /// `grpc`: the `LogsService/Export` unary call over HTTP/2 (`tonic`).
     Grpc,
 }
 
@@ -168,7 +167,7 @@ impl OtlpConfig {
     /// `http://collector:4318/v1/logs`), with the specification's defaults otherwise.
     pub fn new(endpoint: impl Into<String>) -> Result<Self, ConfigError> {
         let endpoint = endpoint.into();
-        check_url("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &endpoint)?;
+        check_url("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &endpoint, false)?;
         Ok(OtlpConfig {
             endpoint: Some(Endpoint::Logs(endpoint)),
             ..OtlpConfig::default()
@@ -213,11 +212,13 @@ impl OtlpConfig {
         if let Some((var, v)) = first(env, "PROTOCOL") {
             self.protocol = parse_protocol(var, v)?;
         }
+        // gRPC endpoints may omit the scheme: `_INSECURE` then chooses plain text or TLS.
+        let bare_ok = self.protocol == Protocol::Grpc;
         if let Some(v) = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") {
-            check_url("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", v)?;
+            check_url("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", v, bare_ok)?;
             self.endpoint = Some(Endpoint::Logs(v.to_owned()));
         } else if let Some(v) = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            check_url("OTEL_EXPORTER_OTLP_ENDPOINT", v)?;
+            check_url("OTEL_EXPORTER_OTLP_ENDPOINT", v, bare_ok)?;
             self.endpoint = Some(Endpoint::Base(v.to_owned()));
         }
         if let Some((var, v)) = first(env, "HEADERS") {
@@ -284,17 +285,6 @@ impl OtlpConfig {
         if let Some(v) = env.get("OTEL_SERVICE_NAME") {
             self.service_name = Some(v.to_owned());
         }
-        if self.protocol == Protocol::Grpc {
-            let var = first(env, "PROTOCOL")
-                .map(|(var, _)| var)
-                .unwrap_or("OTEL_EXPORTER_OTLP_PROTOCOL");
-            return Err(ConfigError::invalid(
-                var,
-                "grpc",
-                "a protocol this build of hivelog speaks",
-                "http/protobuf or http/json (gRPC is not built in yet)",
-            ));
-        }
         Ok(self)
     }
 
@@ -303,12 +293,13 @@ impl OtlpConfig {
     pub fn endpoint(&self) -> String {
         let http = self.protocol != Protocol::Grpc;
         match &self.endpoint {
-            Some(Endpoint::Logs(url)) => url.clone(),
+            Some(Endpoint::Logs(url)) if http => url.clone(),
+            Some(Endpoint::Logs(url)) => grpc_url(url, self.insecure),
             Some(Endpoint::Base(url)) if http => {
                 let sep = if url.ends_with('/') { "" } else { "/" };
                 format!("{url}{sep}{LOGS_PATH}")
             }
-            Some(Endpoint::Base(url)) => url.clone(),
+            Some(Endpoint::Base(url)) => grpc_url(url, self.insecure),
             None if http => format!("{DEFAULT_HTTP_ENDPOINT}/{LOGS_PATH}"),
             None => DEFAULT_GRPC_ENDPOINT.to_owned(),
         }
@@ -406,18 +397,38 @@ fn parse_protocol(var: &str, v: &str) -> Result<Protocol, ConfigError> {
     }
 }
 
-fn check_url(var: &str, v: &str) -> Result<(), ConfigError> {
-    let rest = v
+fn check_url(var: &str, v: &str, bare_ok: bool) -> Result<(), ConfigError> {
+    let with_scheme;
+    let v_full = if bare_ok && !v.contains("://") {
+        with_scheme = format!("http://{v}");
+        with_scheme.as_str()
+    } else {
+        v
+    };
+    let rest = v_full
         .strip_prefix("http://")
-        .or_else(|| v.strip_prefix("https://"));
+        .or_else(|| v_full.strip_prefix("https://"));
     match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && reqwest::Url::parse(v).is_ok() => Ok(()),
+        Some(r) if !r.is_empty() && !r.starts_with('/') && reqwest::Url::parse(v_full).is_ok() => {
+            Ok(())
+        }
         _ => Err(ConfigError::invalid(
             var,
             v,
             "an endpoint URL",
             "http:// or https:// then host[:port][/path] (http://collector:4318)",
         )),
+    }
+}
+
+/// A gRPC endpoint with its scheme: as given, else `http://` when `insecure`, else `https://`.
+fn grpc_url(url: &str, insecure: bool) -> String {
+    if url.contains("://") {
+        url.to_owned()
+    } else if insecure {
+        format!("http://{url}")
+    } else {
+        format!("https://{url}")
     }
 }
 
@@ -625,8 +636,28 @@ mod tests {
             let e = err(&[(var, value)]);
             assert!(e.starts_with(&format!("{var}: '{value}' {says}")), "{e}");
         }
-        let e = err(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
-        assert!(e.starts_with("OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc'"), "{e}");
+        let grpc = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")];
+            all.extend_from_slice(pairs);
+            on(&all).endpoint()
+        };
+        assert_eq!(grpc(&[]), "http://localhost:4317");
+        assert_eq!(
+            grpc(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")]),
+            "http://c:4317",
+            "no /v1/logs over gRPC"
+        );
+        assert_eq!(
+            grpc(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4317")]),
+            "https://c:4317"
+        );
+        assert_eq!(
+            grpc(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4317"),
+                ("OTEL_EXPORTER_OTLP_LOGS_INSECURE", "true")
+            ]),
+            "http://c:4317"
+        );
     }
 
     #[test]

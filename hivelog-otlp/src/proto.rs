@@ -63,6 +63,18 @@ pub(crate) mod field {
     pub(crate) const PARTIAL_MESSAGE: u32 = 2;
     /// `google.rpc.Status.message`.
     pub(crate) const STATUS_MESSAGE: u32 = 2;
+    /// `google.rpc.Status.details` (repeated `google.protobuf.Any`).
+    pub(crate) const STATUS_DETAILS: u32 = 3;
+    /// `google.protobuf.Any.type_url`.
+    pub(crate) const ANY_TYPE_URL: u32 = 1;
+    /// `google.protobuf.Any.value`.
+    pub(crate) const ANY_VALUE: u32 = 2;
+    /// `google.rpc.RetryInfo.retry_delay` (`google.protobuf.Duration`).
+    pub(crate) const RETRY_INFO_DELAY: u32 = 1;
+    /// `google.protobuf.Duration.seconds`.
+    pub(crate) const DURATION_SECONDS: u32 = 1;
+    /// `google.protobuf.Duration.nanos`.
+    pub(crate) const DURATION_NANOS: u32 = 2;
 }
 
 const VARINT: u32 = 0;

@@ -10,6 +10,17 @@
 //! | connection refused, reset, timed out | retried |
 //! | 401, 403 | failed: the credentials (`OTEL_EXPORTER_OTLP_HEADERS`) are refused |
 //! | any other status (400, 404, 413, 500 …) | failed: "all other responses MUST NOT be retried"; the `google.rpc.Status` message is in the error |
+//!
+//! Over gRPC ("OTLP/gRPC Response"):
+//!
+//! | status | outcome |
+//! |---|---|
+//! | `OK`, with or without `partial_success` | as a 2xx above |
+//! | `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE`, `DATA_LOSS` | retried, at least the `google.rpc.RetryInfo` delay when the status carries one |
+//! | `RESOURCE_EXHAUSTED` with `RetryInfo` | retried (the server is throttling) |
+//! | `RESOURCE_EXHAUSTED` without it | failed: it usually means a message too large, which resending cannot fix |
+//! | `UNAUTHENTICATED`, `PERMISSION_DENIED` | failed: the credentials are refused |
+//! | any other | failed |
 
 use std::time::Duration;
 
@@ -73,6 +84,87 @@ pub(crate) fn verdict(
             message,
         },
     }
+}
+
+/// Reads a gRPC call's failure status.
+pub(crate) fn grpc_verdict(status: &tonic::Status, url: &str) -> Verdict {
+    use tonic::Code;
+    let code = status.code();
+    let message = format!("{url} answered {code:?}: {}", status.message());
+    let retry_after = retry_info(status.details());
+    let kind = match code {
+        Code::DeadlineExceeded => FailureKind::TimedOut,
+        // A status tonic made from a transport error (refused, reset): nothing answered.
+        Code::Unavailable if std::error::Error::source(status).is_some() => {
+            FailureKind::Unreachable
+        }
+        Code::ResourceExhausted => FailureKind::Throttled,
+        Code::Unauthenticated | Code::PermissionDenied => FailureKind::Credentials,
+        Code::Cancelled | Code::Aborted | Code::OutOfRange | Code::Unavailable | Code::DataLoss => {
+            FailureKind::Unavailable
+        }
+        _ => FailureKind::Protocol,
+    };
+    match code {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => Verdict::Retry {
+            kind,
+            message,
+            retry_after,
+        },
+        Code::ResourceExhausted if retry_after.is_some() => Verdict::Retry {
+            kind,
+            message,
+            retry_after,
+        },
+        Code::ResourceExhausted => Verdict::Fail {
+            kind: FailureKind::Protocol,
+            message: format!("{message} (no RetryInfo: the request is likely too large)"),
+        },
+        _ => Verdict::Fail { kind, message },
+    }
+}
+
+/// The delay of a `google.rpc.RetryInfo` among the details of a `google.rpc.Status`
+/// (`details` is the status's encoded bytes, as the `grpc-status-details-bin` trailer carries).
+pub(crate) fn retry_info(details: &[u8]) -> Option<Duration> {
+    let status = proto::fields(details)?;
+    let any = status.into_iter().find_map(|(f, w)| match (f, w) {
+        (field::STATUS_DETAILS, Wire::Bytes(any)) => {
+            let fs = proto::fields(any)?;
+            let is_retry_info = fs.iter().any(|(f, w)| {
+                matches!((f, w), (&field::ANY_TYPE_URL, Wire::Bytes(t)) if t.ends_with(b"/google.rpc.RetryInfo"))
+            });
+            is_retry_info.then(|| {
+                fs.into_iter().find_map(|(f, w)| match (f, w) {
+                    (field::ANY_VALUE, Wire::Bytes(v)) => Some(v),
+                    _ => None,
+                })
+            })?
+        }
+        _ => None,
+    })?;
+    let delay = proto::fields(any)?
+        .into_iter()
+        .find_map(|(f, w)| match (f, w) {
+            (field::RETRY_INFO_DELAY, Wire::Bytes(d)) => Some(d),
+            _ => None,
+        })?;
+    let (mut secs, mut nanos) = (0u64, 0u32);
+    for (f, w) in proto::fields(delay)? {
+        match (f, w) {
+            (field::DURATION_SECONDS, Wire::Varint(v)) => secs = (v as i64).max(0) as u64,
+            (field::DURATION_NANOS, Wire::Varint(v)) => {
+                nanos = (v as i32).clamp(0, 999_999_999) as u32
+            }
+            _ => {}
+        }
+    }
+    Some(Duration::new(secs, nanos).min(MAX_RETRY_AFTER))
 }
 
 /// `Retry-After` in seconds (the form collectors send), capped.
@@ -207,6 +299,80 @@ mod tests {
             (3, Some("x".into()))
         );
         assert_eq!(partial_success(b"{}", true), (0, None));
+    }
+
+    fn status_with_retry_info(code: tonic::Code, secs: Option<u64>) -> tonic::Status {
+        let mut details = Vec::new();
+        proto::put_uint(&mut details, 1, code as u64);
+        proto::put_bytes(&mut details, field::STATUS_MESSAGE, b"slow down");
+        if let Some(secs) = secs {
+            let mut duration = Vec::new();
+            proto::put_uint(&mut duration, field::DURATION_SECONDS, secs);
+            proto::put_uint(&mut duration, field::DURATION_NANOS, 500_000_000);
+            let mut info = Vec::new();
+            proto::put_bytes(&mut info, field::RETRY_INFO_DELAY, &duration);
+            let mut any = Vec::new();
+            proto::put_bytes(
+                &mut any,
+                field::ANY_TYPE_URL,
+                b"type.googleapis.com/google.rpc.RetryInfo",
+            );
+            proto::put_bytes(&mut any, field::ANY_VALUE, &info);
+            proto::put_bytes(&mut details, field::STATUS_DETAILS, &any);
+        }
+        tonic::Status::with_details(code, "slow down", details.into())
+    }
+
+    #[test]
+    fn grpc_codes_follow_the_specification_and_resource_exhausted_needs_retry_info() {
+        use tonic::Code;
+        for code in [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ] {
+            let v = grpc_verdict(&tonic::Status::new(code, "x"), "u");
+            assert!(matches!(v, Verdict::Retry { .. }), "{code:?}");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::Internal,
+            Code::Unimplemented,
+            Code::Unknown,
+            Code::ResourceExhausted,
+        ] {
+            let v = grpc_verdict(&tonic::Status::new(code, "x"), "u");
+            assert!(matches!(v, Verdict::Fail { .. }), "{code:?}");
+        }
+        assert!(matches!(
+            grpc_verdict(&tonic::Status::new(Code::Unauthenticated, "x"), "u"),
+            Verdict::Fail {
+                kind: FailureKind::Credentials,
+                ..
+            }
+        ));
+        let throttled = status_with_retry_info(Code::ResourceExhausted, Some(2));
+        assert_eq!(
+            grpc_verdict(&throttled, "u"),
+            Verdict::Retry {
+                kind: FailureKind::Throttled,
+                message: "u answered ResourceExhausted: slow down".into(),
+                retry_after: Some(Duration::from_millis(2500)),
+            }
+        );
+        let unavailable = status_with_retry_info(Code::Unavailable, Some(1));
+        assert!(matches!(
+            grpc_verdict(&unavailable, "u"),
+            Verdict::Retry { retry_after: Some(d), .. } if d == Duration::from_millis(1500)
+        ));
+        assert_eq!(
+            retry_info(status_with_retry_info(Code::Unavailable, None).details()),
+            None
+        );
+        assert_eq!(retry_info(b"\xff"), None);
     }
 
     #[test]

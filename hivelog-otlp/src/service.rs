@@ -1,4 +1,7 @@
-//! Sending one export: a `reqwest` client (rustls, keep-alive) built once on the sink's thread.
+//! Sending one export: over HTTP a `reqwest` client (rustls, keep-alive), over gRPC a `tonic`
+//! channel (HTTP/2, rustls) calling `LogsService/Export` with the request's bytes as they are
+//! (a pass-through codec: the body is already protobuf); either is built once, on the sink's
+//! thread, so nothing of it touches the application's runtime.
 //!
 //! TLS: the system's trust is replaced by nothing; `_CERTIFICATE` adds CAs to the built-in
 //! roots, `_CLIENT_KEY` + `_CLIENT_CERTIFICATE` present a client certificate (mTLS). Like most
@@ -13,10 +16,10 @@ use bytes::Bytes;
 use hivelog_core::FailureKind;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 
-use crate::config::{OtlpConfig, Protocol};
+use crate::config::{Compression, OtlpConfig, Protocol};
 use crate::limits::MAX_RESPONSE_BYTES;
 
-/// What the collector answered.
+/// What the collector answered over HTTP.
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub(crate) status: u16,
@@ -35,17 +38,57 @@ pub(crate) enum SendError {
     Client(String),
 }
 
+/// What the collector answered, over either protocol.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Http(Answer),
+    /// The `ExportLogsServiceResponse` bytes, or the call's status.
+    Grpc(Result<Vec<u8>, tonic::Status>),
+}
+
+/// How exports are sent.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    Http(HttpTransport),
+    Grpc(GrpcTransport),
+}
+
+impl Transport {
+    pub(crate) fn new(config: &OtlpConfig) -> Self {
+        match config.protocol() {
+            Protocol::Grpc => Transport::Grpc(GrpcTransport::new(config)),
+            _ => Transport::Http(HttpTransport::new(config)),
+        }
+    }
+
+    /// Where exports go.
+    pub(crate) fn url(&self) -> &str {
+        match self {
+            Transport::Http(t) => &t.url,
+            Transport::Grpc(t) => &t.url,
+        }
+    }
+
+    /// Sends one export.
+    pub(crate) async fn send(&mut self, body: Bytes, gzip: bool) -> Result<Reply, SendError> {
+        match self {
+            Transport::Http(t) => t.send(body, gzip).await.map(Reply::Http),
+            Transport::Grpc(t) => t.send(body).await.map(Reply::Grpc),
+        }
+    }
+}
+
 /// The HTTP side of the sink.
 #[derive(Debug)]
-pub(crate) struct Transport {
+pub(crate) struct HttpTransport {
     client: Result<reqwest::Client, String>,
     url: String,
     content_type: &'static str,
 }
 
-impl Transport {
-    pub(crate) fn new(config: &OtlpConfig) -> Self {
-        Transport {
+impl HttpTransport {
+    fn new(config: &OtlpConfig) -> Self {
+        HttpTransport {
             client: build_client(config),
             url: config.endpoint(),
             content_type: match config.protocol() {
@@ -55,13 +98,8 @@ impl Transport {
         }
     }
 
-    /// The URL exports go to.
-    pub(crate) fn url(&self) -> &str {
-        &self.url
-    }
-
     /// POSTs one export.
-    pub(crate) async fn send(&self, body: Bytes, gzip: bool) -> Result<Answer, SendError> {
+    async fn send(&self, body: Bytes, gzip: bool) -> Result<Answer, SendError> {
         let client = self
             .client
             .as_ref()
@@ -185,4 +223,159 @@ fn build_client(config: &OtlpConfig) -> Result<reqwest::Client, String> {
     }
     b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// `LogsService/Export`, as the official `logs_service.proto` names it.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// The gRPC side of the sink.
+pub(crate) struct GrpcTransport {
+    grpc: Result<tonic::client::Grpc<tonic::transport::Channel>, String>,
+    url: String,
+    metadata: Vec<(
+        tonic::metadata::MetadataKey<tonic::metadata::Ascii>,
+        tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    )>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for GrpcTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcTransport")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcTransport {
+    fn new(config: &OtlpConfig) -> Self {
+        let url = config.endpoint();
+        let mut metadata = Vec::new();
+        let mut bad = None;
+        for (k, v) in &config.headers {
+            let key = tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes());
+            let value = v.expose().parse::<tonic::metadata::MetadataValue<_>>();
+            match (key, value) {
+                (Ok(k), Ok(v)) => metadata.push((k, v)),
+                _ => bad = Some(format!("header {k:?} cannot be sent as gRPC metadata")),
+            }
+        }
+        let grpc = match bad {
+            Some(e) => Err(e),
+            None => build_channel(config, &url).map(|channel| {
+                let mut g = tonic::client::Grpc::new(channel)
+                    .max_encoding_message_size(usize::MAX)
+                    .max_decoding_message_size(crate::limits::MAX_RESPONSE_BYTES);
+                if config.compression() == Compression::Gzip {
+                    g = g.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+                }
+                g
+            }),
+        };
+        GrpcTransport {
+            grpc,
+            url,
+            metadata,
+            timeout: config.timeout,
+        }
+    }
+
+    async fn send(&mut self, body: Bytes) -> Result<Result<Vec<u8>, tonic::Status>, SendError> {
+        let grpc = self
+            .grpc
+            .as_mut()
+            .map_err(|e| SendError::Client(e.clone()))?;
+        if let Err(e) = grpc.ready().await {
+            return Err(SendError::Network(
+                FailureKind::Unreachable,
+                format!("{}: {e}", self.url),
+            ));
+        }
+        let mut req = tonic::Request::new(body);
+        for (k, v) in &self.metadata {
+            req.metadata_mut().insert(k.clone(), v.clone());
+        }
+        if let Some(t) = self.timeout {
+            req.set_timeout(t);
+        }
+        let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+        Ok(grpc
+            .unary(req, path, PassThrough)
+            .await
+            .map(tonic::Response::into_inner))
+    }
+}
+
+fn build_channel(config: &OtlpConfig, url: &str) -> Result<tonic::transport::Channel, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let mut e = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| format!("{url}: {e}"))?
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .user_agent(concat!("hivelog/", env!("CARGO_PKG_VERSION")))
+        .map_err(|e| format!("user agent: {e}"))?;
+    if let Some(t) = config.timeout {
+        e = e.timeout(t).connect_timeout(t.min(Duration::from_secs(10)));
+    }
+    if url.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_webpki_roots();
+        if let Some(ca) = &config.certificate {
+            tls = tls.ca_certificate(Certificate::from_pem(&ca.pem));
+        }
+        if let (Some(key), Some(cert)) = (&config.client_key, &config.client_certificate) {
+            tls = tls.identity(Identity::from_pem(&cert.pem, &key.pem));
+        }
+        e = e
+            .tls_config(tls)
+            .map_err(|e| format!("TLS for {url}: {e}"))?;
+    }
+    Ok(e.connect_lazy())
+}
+
+/// A codec that sends the already-encoded request as it is and keeps the answer's bytes.
+struct PassThrough;
+
+impl tonic::codec::Codec for PassThrough {
+    type Encode = Bytes;
+    type Decode = Vec<u8>;
+    type Encoder = PassThrough;
+    type Decoder = PassThrough;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        PassThrough
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        PassThrough
+    }
+}
+
+impl tonic::codec::Encoder for PassThrough {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut as _;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for PassThrough {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf as _;
+        let mut out = vec![0u8; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
 }

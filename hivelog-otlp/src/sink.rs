@@ -16,10 +16,10 @@ use bytes::Bytes;
 use hivelog_core::{diag, BatchLimits, FailureKind, Format, Outcomes, Record, Sink};
 
 use crate::config::{Compression, OtlpConfig, Protocol};
-use crate::limits::{MAX_BATCH_RECORDS, MAX_HTTP_BODY, TOO_LARGE};
+use crate::limits::{MAX_BATCH_RECORDS, MAX_GRPC_MESSAGE, MAX_HTTP_BODY, TOO_LARGE};
 use crate::request_builder::{Encoded, RequestBuilder};
-use crate::retry::{verdict, Verdict};
-use crate::service::{SendError, Transport};
+use crate::retry::{grpc_verdict, partial_success, verdict, Verdict};
+use crate::service::{Reply, SendError, Transport};
 
 /// Ships records to an OpenTelemetry collector: hand it to [`hivelog_core::Pipeline::spawn`].
 ///
@@ -47,8 +47,9 @@ impl OtlpSink {
     /// A sink for `config`; `format` gives the service name, the extras (resource attributes)
     /// and the redacted fields. Does no I/O: the HTTP client is built on the sink's thread.
     pub fn new(config: OtlpConfig, format: Arc<Format>) -> OtlpSink {
+        let max_body = max_body(config.protocol());
         OtlpSink {
-            builder: RequestBuilder::new(&config, format, MAX_HTTP_BODY),
+            builder: RequestBuilder::new(&config, format, max_body),
             encoded: Encoded::default(),
             transport: None,
             config,
@@ -79,6 +80,14 @@ impl OtlpSink {
     }
 }
 
+/// The most bytes of one request: the collector's default limit for the protocol.
+fn max_body(protocol: Protocol) -> usize {
+    match protocol {
+        Protocol::Grpc => MAX_GRPC_MESSAGE,
+        _ => MAX_HTTP_BODY,
+    }
+}
+
 impl Sink for OtlpSink {
     fn name(&self) -> &'static str {
         "otlp"
@@ -87,7 +96,7 @@ impl Sink for OtlpSink {
     fn limits(&self) -> BatchLimits {
         BatchLimits {
             max_events: MAX_BATCH_RECORDS,
-            max_bytes: MAX_HTTP_BODY,
+            max_bytes: max_body(self.config.protocol()),
         }
     }
 
@@ -107,7 +116,12 @@ impl Sink for OtlpSink {
         if self.encoded.sent.is_empty() {
             return out;
         }
-        let body = self.body();
+        // gRPC compresses the message itself (`grpc-encoding: gzip`).
+        let body = if self.config.protocol() == Protocol::Grpc {
+            Bytes::from(std::mem::take(&mut self.encoded.body))
+        } else {
+            self.body()
+        };
         let wire = body.len() as u64;
         let transport = self
             .transport
@@ -143,13 +157,15 @@ impl Sink for OtlpSink {
         out.add_bytes_sent(wire);
         let json = self.config.protocol() == Protocol::HttpJson;
         let url = transport.url();
-        match verdict(
-            answer.status,
-            answer.retry_after.as_deref(),
-            &answer.body,
-            json,
-            url,
-        ) {
+        let verdict = match answer {
+            Reply::Http(a) => verdict(a.status, a.retry_after.as_deref(), &a.body, json, url),
+            Reply::Grpc(Ok(body)) => {
+                let (rejected, message) = partial_success(&body, false);
+                Verdict::Delivered { rejected, message }
+            }
+            Reply::Grpc(Err(status)) => grpc_verdict(&status, url),
+        };
+        match verdict {
             Verdict::Delivered { rejected, message } => {
                 if rejected > 0 {
                     let reason = format!(

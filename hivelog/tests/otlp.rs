@@ -8,7 +8,9 @@ use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hivelog::trace::{self, TraceParent};
-use hivelog_tests::peers::{http, otlp_receiver_url, rotel_http_url, unique};
+use hivelog_tests::peers::{
+    http, otlp_receiver_grpc_url, otlp_receiver_url, rotel_grpc_url, rotel_http_url, unique,
+};
 use serde_json::{json, Value};
 
 const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -185,7 +187,11 @@ fn check_mapping(recs: &[Value], service: &str, span_id: &str, before: u64, afte
 
 fn through_rotel(protocol: &str) {
     let service = unique("otlp-rotel");
-    let rotel = rotel_http_url();
+    let rotel = if protocol == "grpc" {
+        rotel_grpc_url()
+    } else {
+        rotel_http_url()
+    };
     let (dispatch, guard) = build(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &rotel),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
@@ -215,6 +221,11 @@ fn every_mapped_field_arrives_through_a_collector_over_http_protobuf() {
 #[test]
 fn every_mapped_field_arrives_through_a_collector_over_http_json() {
     through_rotel("http/json");
+}
+
+#[test]
+fn every_mapped_field_arrives_through_a_collector_over_grpc() {
+    through_rotel("grpc");
 }
 
 /// A tenant of the receiver with its scripted answers; returns its logs endpoint and its
@@ -363,4 +374,104 @@ fn a_collector_that_never_answers_cannot_hold_shutdown_past_its_deadline() {
     assert_eq!(s.delivered, 0, "{s:?}");
     assert_eq!(s.enqueued, 3);
     assert!(s.is_balanced(), "{s:?}");
+}
+
+/// A tenant of the receiver's gRPC side (named by the `x-tenant` header, sent as metadata);
+/// returns the variables that point hivelog at it and its requests URL.
+fn grpc_tenant(script: Value) -> (Vec<(&'static str, String)>, String) {
+    let name = unique("g");
+    let base = format!("{}/{name}", otlp_receiver_url());
+    let (status, _) = http("POST", &format!("{base}/script"), Some(script));
+    assert_eq!(status, 200);
+    let vars = vec![
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver_grpc_url()),
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+            format!("x-tenant={name}"),
+        ),
+    ];
+    (vars, format!("{base}/requests"))
+}
+
+fn build_with(
+    vars: &[(&'static str, String)],
+    more: &[(&str, &str)],
+) -> (tracing::Dispatch, hivelog::Guard) {
+    let mut all: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(more);
+    build(&all)
+}
+
+#[test]
+fn grpc_unavailable_is_retried_after_its_retry_info_delay() {
+    let (vars, requests_url) =
+        grpc_tenant(json!([{"grpc": "UNAVAILABLE", "retry_after": 1, "message": "busy"}]));
+    let (dispatch, guard) = build_with(&vars, &[]);
+    log_n(&dispatch, 3);
+    let report = guard.shutdown(Duration::from_secs(15));
+    let s = otlp_stats(&report);
+    assert_eq!((s.delivered, s.retried, s.failed), (3, 3, 0), "{s:?}");
+    let reqs = requests(&requests_url);
+    assert_eq!(reqs.len(), 2, "one refused, one accepted");
+    assert_eq!(
+        reqs[0]["records"], reqs[1]["records"],
+        "the same records resent"
+    );
+    let gap = reqs[1]["received_at"].as_f64().unwrap() - reqs[0]["received_at"].as_f64().unwrap();
+    assert!(gap >= 0.9, "resent {gap}s later, before RetryInfo's 1s");
+}
+
+#[test]
+fn grpc_resource_exhausted_is_final_without_retry_info_and_retried_with_it() {
+    let (vars, requests_url) =
+        grpc_tenant(json!([{"grpc": "RESOURCE_EXHAUSTED", "message": "message too large"}]));
+    let (dispatch, guard) = build_with(&vars, &[]);
+    log_n(&dispatch, 3);
+    let report = guard.shutdown(Duration::from_secs(10));
+    let s = otlp_stats(&report);
+    assert_eq!((s.delivered, s.failed, s.retried), (0, 3, 0), "{s:?}");
+    assert!(
+        s.last_error
+            .as_deref()
+            .unwrap()
+            .contains("message too large"),
+        "{s:?}"
+    );
+    assert_eq!(requests(&requests_url).len(), 1, "never retried");
+
+    let (vars, requests_url) = grpc_tenant(
+        json!([{"grpc": "RESOURCE_EXHAUSTED", "retry_after": 0, "message": "slow down"}]),
+    );
+    let (dispatch, guard) = build_with(&vars, &[]);
+    log_n(&dispatch, 3);
+    let report = guard.shutdown(Duration::from_secs(10));
+    let s = otlp_stats(&report);
+    assert_eq!((s.delivered, s.retried, s.failed), (3, 3, 0), "{s:?}");
+    assert_eq!(requests(&requests_url).len(), 2);
+}
+
+#[test]
+fn grpc_gzip_messages_decode_and_a_partial_success_rejects_its_count() {
+    let (vars, requests_url) = grpc_tenant(json!([{"partial": 1, "message": "one too old"}]));
+    let (dispatch, guard) = build_with(&vars, &[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]);
+    log_n(&dispatch, 4);
+    let report = guard.shutdown(Duration::from_secs(10));
+    let s = otlp_stats(&report);
+    assert_eq!((s.delivered, s.rejected, s.retried), (3, 1, 0), "{s:?}");
+    assert!(
+        s.last_error.as_deref().unwrap().contains("one too old"),
+        "{s:?}"
+    );
+    let reqs = requests(&requests_url);
+    // grpcio hides `grpc-encoding` from the handler: what is checked is that the compressed
+    // messages decode to every record.
+    assert_eq!(reqs.len(), 1);
+    let bodies: Vec<&str> = reqs[0]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["body"]["string"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["event 0", "event 1", "event 2", "event 3"]);
 }

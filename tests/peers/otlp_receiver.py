@@ -12,6 +12,10 @@ own scripted answers, so tests running at the same time do not see each other.
                             {"status": 503, "retry_after": "1"} | {"status": 400, "message": "m"}
                             | {"partial": 2, "message": "m"} | {"hang": true}
     GET  /<tenant>/requests all requests so far, decoded (see `decode`)
+    gRPC LogsService/Export on --grpc-port: the same, the tenant named by the `x-tenant`
+                            metadata; scripted answers may be {"grpc": "UNAVAILABLE",
+                            "retry_after": 1, "message": "m"} (a google.rpc.RetryInfo in the
+                            status details when retry_after is given) or {"partial": n}
     GET  /requests?service=S the requests of the root tenant (where a collector forwards)
                             with only their records whose resource's service.name is S
 """
@@ -189,10 +193,57 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(status, out_body, "application/json" if is_json else "application/x-protobuf", extra)
 
 
+def retry_info_details(seconds):
+    """google.rpc.Status.details holding one Any(google.rpc.RetryInfo{retry_delay})."""
+    duration = b"\x08" + varint(seconds)
+    info = b"\x0a" + varint(len(duration)) + duration
+    url = b"type.googleapis.com/google.rpc.RetryInfo"
+    any_ = b"\x0a" + varint(len(url)) + url + b"\x12" + varint(len(info)) + info
+    return b"\x1a" + varint(len(any_)) + any_
+
+
+def grpc_server(port):
+    import grpc
+    from concurrent import futures
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+
+    class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+        def Export(self, request, context):
+            md = {k: v for k, v in context.invocation_metadata()}
+            tenant = md.get("x-tenant", "")
+            headers = {k: (v if isinstance(v, str) else v.hex()) for k, v in md.items()}
+            with LOCK:
+                script = SCRIPTS.get(tenant) or []
+                answer = script.pop(0) if script else {}
+                REQUESTS.setdefault(tenant, []).append(decode(request, headers) | {"answer": answer})
+            resp = logs_service_pb2.ExportLogsServiceResponse()
+            if "partial" in answer:
+                resp.partial_success.rejected_log_records = answer["partial"]
+                resp.partial_success.error_message = answer.get("message", "")
+            if "grpc" in answer:
+                code = getattr(grpc.StatusCode, answer["grpc"])
+                message = answer.get("message", "")
+                details = retry_info_details(answer["retry_after"]) if "retry_after" in answer else b""
+                context.set_trailing_metadata(
+                    (("grpc-status-details-bin", rpc_status(code.value[0], message, details)),))
+                context.set_code(code)
+                context.set_details(message)
+            return resp
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    return server
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--grpc-port", type=int)
     args = p.parse_args()
+    if args.grpc_port:
+        _grpc = grpc_server(args.grpc_port)  # noqa: F841 (kept alive with the process)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.serve_forever()

@@ -5,6 +5,7 @@
 //! - `HIVELOG_TEST_PYTHON`: a python with `fluent-logger`, `msgpack` and `boto3` installed
 //! - `HIVELOG_TEST_OTLP_RECEIVER`: `tests/peers/otlp_receiver.py`'s base URL (OTLP/HTTP logs,
 //!   decoded with the official `opentelemetry-proto` classes; scripted answers per tenant)
+//! - `HIVELOG_TEST_OTLP_RECEIVER_GRPC`: the same receiver's OTLP/gRPC endpoint (`grpcio`)
 //! - `HIVELOG_TEST_ROTEL_HTTP`, `HIVELOG_TEST_ROTEL_GRPC`: the `rotel` collector's OTLP
 //!   receivers, forwarding to the OTLP receiver's root tenant
 //!
@@ -30,6 +31,11 @@ pub fn es_url() -> String {
 /// The OTLP test receiver's base URL.
 pub fn otlp_receiver_url() -> String {
     var("HIVELOG_TEST_OTLP_RECEIVER")
+}
+
+/// The OTLP test receiver's gRPC endpoint.
+pub fn otlp_receiver_grpc_url() -> String {
+    var("HIVELOG_TEST_OTLP_RECEIVER_GRPC")
 }
 
 /// The rotel collector's OTLP/HTTP base URL (it forwards to the OTLP test receiver).
