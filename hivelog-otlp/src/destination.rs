@@ -27,7 +27,7 @@ pub const VARS: &[Var] = &[
     Var::new(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "http://localhost:4318",
-        "collector base URL; /v1/logs is appended over HTTP",
+        "collector base URL; /v1/logs is appended over HTTP (gRPC default :4317)",
     ),
     Var::new(
         "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
@@ -37,7 +37,7 @@ pub const VARS: &[Var] = &[
     Var::new(
         "OTEL_EXPORTER_OTLP_PROTOCOL",
         "http/protobuf",
-        "http/protobuf or http/json",
+        "http/protobuf, http/json or grpc",
     ),
     Var::new(
         "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",

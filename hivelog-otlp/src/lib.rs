@@ -1,4 +1,5 @@
-//! hivelog destination for OpenTelemetry collectors: OTLP logs over HTTP (protobuf or JSON).
+//! hivelog destination for OpenTelemetry collectors: OTLP logs over HTTP (protobuf or JSON) or
+//! gRPC.
 //!
 //! Switched on by `OTEL_LOGS_EXPORTER=otlp` through the `hivelog` crate's `otlp` feature and
 //! configured by the OpenTelemetry specification's own variables (see [`OtlpConfig`] and
@@ -11,7 +12,7 @@
 //! - [`limits`]: what collectors accept;
 //! - `proto`: the protobuf wire format of the few OTLP messages used;
 //! - `request_builder`: records → one export request (the data-model mapping);
-//! - `service`: the HTTP client;
+//! - `service`: the HTTP client and the gRPC channel;
 //! - `retry`: which answers are retried, failed, or partially rejected;
 //! - `sink`: the [`Sink`](hivelog_core::Sink) implementation tying them together;
 //! - [`destination`]: the variable table and the registration value.

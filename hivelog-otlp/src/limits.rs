@@ -9,7 +9,7 @@
 pub const MAX_HTTP_BODY: usize = 20 * 1024 * 1024 - 64 * 1024;
 
 /// The most bytes of one gRPC message: the Collector's `configgrpc` `max_recv_msg_size_mib`
-/// default, 4 MiB (gRPC's own default). For the gRPC transport, when it is built.
+/// default, 4 MiB (gRPC's own default). Kept a little below.
 pub const MAX_GRPC_MESSAGE: usize = 4 * 1024 * 1024 - 64 * 1024;
 
 /// Most records per request: the Collector's batch processor default `send_batch_size`,
@@ -26,4 +26,4 @@ pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(
 
 /// Why a record alone was refused before sending.
 pub(crate) const TOO_LARGE: &str =
-    "record larger than the collector's request limit (20 MiB decompressed)";
+    "record larger than the collector's request limit (20 MiB over HTTP, 4 MiB over gRPC)";
