@@ -357,10 +357,7 @@ fn with_otel_logs_exporter_otlp_every_line_reaches_the_collector_with_its_trace(
     let mut conn = Connection::open(service.addr.as_str()).unwrap();
     let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let res = conn
-        .get_with(
-            "/hit/7",
-            &[("cookie", "email=a@b.c"), ("traceparent", tp)],
-        )
+        .get_with("/hit/7", &[("cookie", "email=a@b.c"), ("traceparent", tp)])
         .unwrap();
     assert_eq!(res.status, 303);
     service.wait_for("article hit", Duration::from_secs(10));
@@ -374,7 +371,11 @@ fn with_otel_logs_exporter_otlp_every_line_reaches_the_collector_with_its_trace(
         .iter()
         .flat_map(|q| q["records"].as_array().unwrap().clone())
         .collect();
-    assert_eq!(records.len(), lines.len(), "every stdout line also reached the collector");
+    assert_eq!(
+        records.len(),
+        lines.len(),
+        "every stdout line also reached the collector"
+    );
     let hit = records
         .iter()
         .find(|r| r["body"]["string"] == "article hit")

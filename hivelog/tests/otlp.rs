@@ -475,3 +475,36 @@ fn grpc_gzip_messages_decode_and_a_partial_success_rejects_its_count() {
         .collect();
     assert_eq!(bodies, ["event 0", "event 1", "event 2", "event 3"]);
 }
+
+#[test]
+fn tls_trusts_the_collector_only_with_otel_exporter_otlp_certificate() {
+    use hivelog_tests::http::{HttpServer, Request, Response};
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = hivelog_tests::forward::tls_material(dir.path());
+    let server = HttpServer::start_tls(&cert, &key, |_: &Request| {
+        Response::new(200).header("content-type", "application/x-protobuf")
+    });
+    let endpoint = format!("{}/v1/logs", server.https_url());
+
+    let (dispatch, guard) = build(&[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &endpoint)]);
+    log_n(&dispatch, 2);
+    let report = guard.shutdown(Duration::from_secs(2));
+    let s = otlp_stats(&report);
+    assert_eq!(s.delivered, 0, "{s:?}");
+    let err = s.last_error.clone().unwrap_or_default().to_lowercase();
+    assert!(
+        err.contains("certificate") || err.contains("unknownissuer"),
+        "{err}"
+    );
+    assert_eq!(server.request_count(), 0);
+
+    let ca = ca.to_str().unwrap();
+    let (dispatch, guard) = build(&[
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca),
+    ]);
+    log_n(&dispatch, 2);
+    let report = guard.shutdown(Duration::from_secs(5));
+    assert_eq!(otlp_stats(&report).delivered, 2);
+    assert_eq!(server.request_count(), 1);
+}
