@@ -340,6 +340,54 @@ fn sigterm_flushes_what_is_still_queued_for_fluentd() {
 }
 
 #[test]
+fn with_otel_logs_exporter_otlp_every_line_reaches_the_collector_with_its_trace() {
+    // The test receiver's own tenant: what arrives there was sent by this service only.
+    let tenant = format!(
+        "{}/{}",
+        hivelog_tests::peers::otlp_receiver_url(),
+        hivelog_tests::peers::unique("webapp")
+    );
+    let endpoint = format!("{tenant}/v1/logs");
+    let mut service = Service::start(&[
+        ("OTEL_LOGS_EXPORTER", "otlp"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &endpoint),
+        ("HIVELOG_FLUSH_INTERVAL", "60s"),
+    ]);
+    let mut conn = Connection::open(service.addr.as_str()).unwrap();
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let res = conn
+        .get_with("/hit/7", &[("cookie", "email=a@b.c"), ("traceparent", tp)])
+        .unwrap();
+    assert_eq!(res.status, 303);
+    service.wait_for("article hit", Duration::from_secs(10));
+    let (status, lines, stderr) = service.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    let (code, reqs) = hivelog_tests::peers::http("GET", &format!("{tenant}/requests"), None);
+    assert_eq!(code, 200);
+    let records: Vec<Value> = reqs
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|q| q["records"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(
+        records.len(),
+        lines.len(),
+        "every stdout line also reached the collector"
+    );
+    let hit = records
+        .iter()
+        .find(|r| r["body"]["string"] == "article hit")
+        .expect("the hit");
+    assert_eq!(hit["resource"]["service.name"]["string"], "webapp");
+    assert_eq!(hit["resource"]["team"]["string"], "news", "HIVELOG_EXTRA");
+    assert_eq!(hit["attributes"]["user"]["string"], "a@b.c");
+    assert_eq!(hit["severity_text"], "INFO");
+    assert_eq!(hit["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(hit["span_id"].as_str().unwrap().len(), 16);
+}
+
+#[test]
 fn ctrl_c_stops_it_the_same_way() {
     let service = Service::start(&[]);
     let (status, lines, stderr) = service.stop(libc::SIGINT, Duration::from_secs(10));

@@ -89,10 +89,19 @@ pub struct Section {
 pub struct Vars(BTreeMap<String, String>);
 
 impl Vars {
-    /// The process's `HIVELOG_*`, `RUST_LOG`, `HOSTNAME` and `AWS_*` variables.
+    /// The process's `HIVELOG_*`, `RUST_LOG`, `HOSTNAME` and `AWS_*` variables, and any other
+    /// variable a destination's table lists (the OTLP destination's `OTEL_*`).
     pub fn from_process() -> Vars {
+        let listed: Vec<&str> = hivelog::variables()
+            .into_iter()
+            .flat_map(|(_, vars)| vars.into_iter().map(|v| v.name))
+            .collect();
         Vars::from_pairs(std::env::vars().filter(|(k, _)| {
-            k.starts_with("HIVELOG_") || k.starts_with("AWS_") || k == "RUST_LOG" || k == "HOSTNAME"
+            k.starts_with("HIVELOG_")
+                || k.starts_with("AWS_")
+                || k == "RUST_LOG"
+                || k == "HOSTNAME"
+                || listed.contains(&k.as_str())
         }))
     }
 

@@ -95,14 +95,19 @@ pub struct Env {
 }
 
 impl Env {
-    /// The process's `HIVELOG_*`, `AWS_*`, `RUST_LOG` and `HOSTNAME` variables.
+    /// The process's `HIVELOG_*`, `AWS_*`, `OTEL_*`, `RUST_LOG` and `HOSTNAME` variables.
     ///
     /// `AWS_*` because the CloudWatch destination's table lists the AWS chain's variables
-    /// (region, endpoint, keys): reading them through the same `Env` as the rest keeps what
+    /// (region, endpoint, keys), `OTEL_*` for the OpenTelemetry standard variables the OTLP
+    /// destination reads: reading them through the same `Env` as the rest keeps what
     /// `hivelog check` shows, what the sink uses and what a test gives in one place.
     pub fn from_process() -> Self {
         Env::from_pairs(std::env::vars().filter(|(k, _)| {
-            k.starts_with("HIVELOG_") || k.starts_with("AWS_") || k == "RUST_LOG" || k == "HOSTNAME"
+            k.starts_with("HIVELOG_")
+                || k.starts_with("AWS_")
+                || k.starts_with("OTEL_")
+                || k == "RUST_LOG"
+                || k == "HOSTNAME"
         }))
     }
 

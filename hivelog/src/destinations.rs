@@ -39,7 +39,7 @@ macro_rules! destination {
     }};
 }
 
-fn built_in() -> [Entry; 3] {
+fn built_in() -> [Entry; 4] {
     [
         destination!("fluent", "HIVELOG_FLUENT_", hivelog_fluent::DESTINATION),
         destination!("elk", "HIVELOG_ES_", hivelog_elk::DESTINATION),
@@ -48,6 +48,7 @@ fn built_in() -> [Entry; 3] {
             "HIVELOG_CLOUDWATCH_",
             hivelog_cloudwatch::DESTINATION
         ),
+        destination!("otlp", "HIVELOG_OTLP_", hivelog_otlp::DESTINATION),
     ]
 }
 

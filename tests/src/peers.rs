@@ -3,6 +3,11 @@
 //! - `HIVELOG_TEST_MOTO`: moto_server's base URL (CloudWatch Logs), e.g. `http://127.0.0.1:41234`
 //! - `HIVELOG_TEST_ES`: noida-db's Elasticsearch API base URL
 //! - `HIVELOG_TEST_PYTHON`: a python with `fluent-logger`, `msgpack` and `boto3` installed
+//! - `HIVELOG_TEST_OTLP_RECEIVER`: `tests/peers/otlp_receiver.py`'s base URL (OTLP/HTTP logs,
+//!   decoded with the official `opentelemetry-proto` classes; scripted answers per tenant)
+//! - `HIVELOG_TEST_OTLP_RECEIVER_GRPC`: the same receiver's OTLP/gRPC endpoint (`grpcio`)
+//! - `HIVELOG_TEST_ROTEL_HTTP`, `HIVELOG_TEST_ROTEL_GRPC`: the `rotel` collector's OTLP
+//!   receivers, forwarding to the OTLP receiver's root tenant
 //!
 //! A test that needs one of them and does not find it fails with a message saying how to run
 //! the suite; it never passes silently.
@@ -21,6 +26,26 @@ pub fn moto_url() -> String {
 /// noida-db's Elasticsearch base URL.
 pub fn es_url() -> String {
     var("HIVELOG_TEST_ES")
+}
+
+/// The OTLP test receiver's base URL.
+pub fn otlp_receiver_url() -> String {
+    var("HIVELOG_TEST_OTLP_RECEIVER")
+}
+
+/// The OTLP test receiver's gRPC endpoint.
+pub fn otlp_receiver_grpc_url() -> String {
+    var("HIVELOG_TEST_OTLP_RECEIVER_GRPC")
+}
+
+/// The rotel collector's OTLP/HTTP base URL (it forwards to the OTLP test receiver).
+pub fn rotel_http_url() -> String {
+    var("HIVELOG_TEST_ROTEL_HTTP")
+}
+
+/// The rotel collector's OTLP/gRPC endpoint (it forwards to the OTLP test receiver).
+pub fn rotel_grpc_url() -> String {
+    var("HIVELOG_TEST_ROTEL_GRPC")
 }
 
 /// A python interpreter with the peer clients installed.

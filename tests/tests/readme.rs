@@ -55,6 +55,7 @@ fn known() -> BTreeSet<String> {
         ("HIVELOG_FLUENT_ADDR", "tcp://127.0.0.1:9"),
         ("HIVELOG_ES_URL", "http://127.0.0.1:9"),
         ("HIVELOG_CLOUDWATCH_GROUP", "readme"),
+        ("OTEL_LOGS_EXPORTER", "otlp"),
     ];
     let shapes: [&[(&str, &str)]; 3] = [
         &[],
@@ -143,6 +144,9 @@ fn hivelog_check_shows_the_variables_of_the_table_and_no_other() {
             ("HIVELOG_ES_URL", "http://127.0.0.1:9"),
             ("HIVELOG_CLOUDWATCH_GROUP", "readme"),
             ("HIVELOG_WEBHOOK_URL", "http://127.0.0.1:9"),
+            ("OTEL_LOGS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr3t-header"),
             ("AWS_REGION", "us-east-1"),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ])
@@ -167,6 +171,65 @@ fn hivelog_check_shows_the_variables_of_the_table_and_no_other() {
         .map(|v| v.name.to_owned())
         .collect();
     assert_eq!(webhook, webhook_table);
+    // The OTLP destination's standard OTEL_* variables are shown too, the headers masked.
+    let otlp = v["config"]["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "otlp")
+        .expect("an otlp section");
+    let rows: Vec<(String, String)> = otlp["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["value"].to_string(),
+            )
+        })
+        .collect();
+    let names: BTreeSet<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, otlp_table().iter().map(String::as_str).collect());
+    let headers = rows
+        .iter()
+        .find(|(n, _)| n == "OTEL_EXPORTER_OTLP_HEADERS")
+        .unwrap();
+    assert!(!headers.1.contains("s3cr3t"), "{headers:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cr3t-header"));
+}
+
+/// Every name of the OTLP destination's table.
+fn otlp_table() -> BTreeSet<String> {
+    hivelog::variables()
+        .into_iter()
+        .find(|(name, _)| *name == "otlp")
+        .expect("built with the otlp feature")
+        .1
+        .into_iter()
+        .map(|v| v.name.to_owned())
+        .collect()
+}
+
+#[test]
+fn the_readme_s_otlp_table_lists_exactly_the_destination_s_variables() {
+    let readme = readme();
+    let start = readme.find("### OpenTelemetry collector, OTLP").unwrap();
+    let end = start + readme[start..].find("\n### ").unwrap();
+    let documented: BTreeSet<String> = readme[start..end]
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| {
+            l.split('|')
+                .nth(1)
+                .unwrap_or("")
+                .split('`')
+                .filter(|t| t.starts_with("OTEL_") || t.starts_with("HIVELOG_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(documented, otlp_table());
 }
 
 #[test]

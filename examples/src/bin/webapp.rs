@@ -14,9 +14,14 @@
 //! HIVELOG_EXTRA='environment=dev' cargo run -p hivelog-examples
 //! ```
 //!
-//! The binary is built with hivelog's `fluent`, `elk` and `cloudwatch` features, so setting
-//! `HIVELOG_FLUENT_ADDR`, `HIVELOG_ES_URL` or `HIVELOG_CLOUDWATCH_GROUP` ships the same events
-//! there too (see `deploy/` and `docs/deploying.md`).
+//! The binary is built with hivelog's `fluent`, `elk`, `cloudwatch` and `otlp` features, so
+//! setting `HIVELOG_FLUENT_ADDR`, `HIVELOG_ES_URL`, `HIVELOG_CLOUDWATCH_GROUP` or
+//! `OTEL_LOGS_EXPORTER=otlp` (with the standard `OTEL_EXPORTER_OTLP_*` variables) ships the
+//! same events there too (see `deploy/` and `docs/deploying.md`):
+//!
+//! ```sh
+//! OTEL_LOGS_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 cargo run -p hivelog-examples
+//! ```
 //!
 //! # Routes
 //! - `GET /` logs the visitor: `user` comes from the `email` cookie (`anonymous` without one).

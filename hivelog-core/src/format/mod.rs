@@ -172,6 +172,12 @@ impl Format {
         &self.service
     }
 
+    /// The static extra fields (`HIVELOG_EXTRA` over the builder's), in order: what a
+    /// destination with a resource of its own (OTLP) sends once per request, not per line.
+    pub fn extras(&self) -> impl Iterator<Item = (&str, &Extra)> {
+        self.extras.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// The host name.
     pub fn hostname(&self) -> &str {
         &self.hostname
