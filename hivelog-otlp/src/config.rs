@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hivelog_core::{ConfigError, Env, Secret};
+use hivelog_core::{ConfigError, Env, Secret, Var};
 
 /// The switch: a comma list of exporters; hivelog ships when it contains `otlp`.
 pub(crate) const EXPORTER_VAR: &str = "OTEL_LOGS_EXPORTER";
@@ -150,6 +150,120 @@ fn pair(suffix: &str) -> [String; 2] {
 }
 
 /// Every `OTEL_EXPORTER_OTLP_[LOGS_]*` name this configuration reads (`ENDPOINT` aside).
+/// Every variable this destination reads: the one list the warnings, `hivelog check`, the
+/// README test and the fuzz list use. For each `OTEL_EXPORTER_OTLP_*` setting the `LOGS_`
+/// form wins over the generic one.
+pub const VARS: &[Var] = &[
+    Var::new(
+        "OTEL_LOGS_EXPORTER",
+        "off",
+        "comma list of exporters; one named otlp switches the destination on",
+    ),
+    Var::new(
+        "HIVELOG_OTLP_LEVEL",
+        "(HIVELOG_LEVEL)",
+        "filter for this destination only",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "http://localhost:4318",
+        "collector base URL; /v1/logs is appended over HTTP (gRPC default :4317)",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        "(OTEL_EXPORTER_OTLP_ENDPOINT + /v1/logs)",
+        "logs URL, used as given",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "http/protobuf",
+        "http/protobuf, http/json or grpc",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+        "(OTEL_EXPORTER_OTLP_PROTOCOL)",
+        "protocol for logs",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "none",
+        "headers on every export, k=v,k2=v2 with percent-encoded values",
+    )
+    .secret(),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+        "(OTEL_EXPORTER_OTLP_HEADERS)",
+        "headers for logs",
+    )
+    .secret(),
+    Var::new("OTEL_EXPORTER_OTLP_COMPRESSION", "none", "gzip or none"),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+        "(OTEL_EXPORTER_OTLP_COMPRESSION)",
+        "compression for logs",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "10000",
+        "milliseconds per export; 0 = no limit",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+        "(OTEL_EXPORTER_OTLP_TIMEOUT)",
+        "timeout for logs",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "none",
+        "PEM file of CAs trusted for the collector",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+        "(OTEL_EXPORTER_OTLP_CERTIFICATE)",
+        "CAs for logs",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        "none",
+        "PEM private key for mTLS",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+        "(OTEL_EXPORTER_OTLP_CLIENT_KEY)",
+        "mTLS key for logs",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        "none",
+        "PEM client certificate for mTLS",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+        "(OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE)",
+        "mTLS certificate for logs",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_INSECURE",
+        "false",
+        "gRPC without TLS for an endpoint without a scheme",
+    ),
+    Var::new(
+        "OTEL_EXPORTER_OTLP_LOGS_INSECURE",
+        "(OTEL_EXPORTER_OTLP_INSECURE)",
+        "insecure for logs",
+    ),
+    Var::new(
+        "OTEL_SERVICE_NAME",
+        "(service.name of OTEL_RESOURCE_ATTRIBUTES, else HIVELOG_SERVICE)",
+        "the resource's service.name",
+    ),
+    Var::new(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "none",
+        "resource attributes, k=v,k2=v2 with percent-encoded values",
+    ),
+];
+
 #[cfg(test)]
 pub(crate) const SUFFIXES: &[&str] = &[
     "PROTOCOL",
@@ -376,8 +490,7 @@ fn first<'e>(env: &'e Env, suffix: &str) -> Option<(&'static str, &'e str)> {
 
 /// The `'static` name of a known variable, for errors (every name is in the table).
 fn leak_name(name: &str) -> &'static str {
-    crate::destination::VARS
-        .iter()
+    VARS.iter()
         .map(|v| v.name)
         .find(|n| *n == name)
         .unwrap_or("OTEL_EXPORTER_OTLP_*")

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Dispatch;
 
-use crate::guard::Report;
+use crate::report::Report;
 
 /// The running heartbeat; [`Heartbeat::stop`] ends it at once.
 #[derive(Debug, Default)]
@@ -67,7 +67,7 @@ impl Heartbeat {
                     for s in r.sinks.iter().filter(|s| !s.endpoints.is_empty()) {
                         endpoints.push_str(if endpoints.is_empty() { "" } else { "; " });
                         endpoints.push_str(s.sink);
-                        let _ = crate::guard::write_endpoints(&mut endpoints, &s.endpoints);
+                        let _ = crate::report::write_endpoints(&mut endpoints, &s.endpoints);
                     }
                     // The request buffer's counters, when it is on.
                     let rb = r.request_buffer;

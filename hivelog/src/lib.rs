@@ -39,6 +39,7 @@ mod output;
 mod panic;
 mod pretty;
 mod ratelimit;
+mod report;
 pub mod request_buffer;
 mod route;
 mod target;
@@ -55,10 +56,11 @@ pub use builder::Builder;
 pub use destinations::{destinations, register_destination, variables};
 pub use file::Rotation;
 pub use filter::HivelogFilter;
-pub use guard::{Guard, Report};
+pub use guard::Guard;
 pub use hivelog_core::format::{Schema, TimestampFormat};
 pub use hivelog_core::{ConfigError, Env, PipelineConfig, Stats};
 pub use layer::HivelogLayer;
+pub use report::Report;
 
 /// hivelog as one layer of a `tracing_subscriber` stack: [`HivelogLayer`] under its own
 /// per-layer [`HivelogFilter`], for a subscriber of type `S` (what [`layer`] returns).

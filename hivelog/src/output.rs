@@ -31,6 +31,7 @@ use hivelog_core::{Format, PipelineConfig, Record};
 
 use crate::file::{RollingFile, Rotation};
 use crate::line_queue::{LineQueue, Pushed};
+pub use crate::target::Style;
 use crate::target::{Lines, Target};
 
 /// Where local lines go (`HIVELOG_OUTPUT`).
@@ -52,16 +53,6 @@ pub enum Output {
         /// How many rotated files are kept.
         keep: usize,
     },
-}
-
-/// How local lines look (`HIVELOG_FORMAT`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Style {
-    /// One JSON object per line (default).
-    #[default]
-    Json,
-    /// Readable text, colored when the output is a terminal and `NO_COLOR` is unset.
-    Pretty,
 }
 
 /// Who writes local lines (`HIVELOG_OUTPUT_MODE`).

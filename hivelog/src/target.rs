@@ -22,8 +22,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use hivelog_core::{Format, Record};
 
 use crate::file::RollingFile;
-use crate::output::Style;
 use crate::pretty;
+
+/// How local lines look (`HIVELOG_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Style {
+    /// One JSON object per line (default).
+    #[default]
+    Json,
+    /// Readable text, colored when the output is a terminal and `NO_COLOR` is unset.
+    Pretty,
+}
 
 /// The file or stream local lines are written to.
 pub(crate) enum Target {

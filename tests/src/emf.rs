@@ -6,7 +6,7 @@
 //! ```
 //! let line = serde_json::json!({
 //!     "latency_ms": 12.5, "route": "/a",
-//!     "_aws": {"Timestamp": 1764750000123, "CloudWatchMetrics": [{
+//!     "_aws": {"Timestamp": 1764750000123u64, "CloudWatchMetrics": [{
 //!         "Namespace": "web", "Dimensions": [["route"]],
 //!         "Metrics": [{"Name": "latency_ms", "Unit": "Milliseconds"}]}]}
 //! });

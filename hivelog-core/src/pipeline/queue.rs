@@ -156,6 +156,9 @@ struct State {
     flush_upto: u64,
     /// Records replayed from disk that a `flush` waits for have a `seq` below this.
     replay_flush_end: u64,
+    /// A segment was handed to the worker to read back and its records are not queued yet:
+    /// they are neither on disk unread nor in memory, so a `flush` waits for them.
+    replay_in_hand: bool,
     closing: bool,
     deadline: Option<Instant>,
     finished: bool,
@@ -269,6 +272,7 @@ impl Shared {
                 inflight_min: None,
                 flush_upto: 0,
                 replay_flush_end: 0,
+                replay_in_hand: false,
                 closing: false,
                 deadline: None,
                 finished: false,
@@ -693,6 +697,7 @@ impl Shared {
         let st = self.wait_until(st, deadline, |st| {
             st.finished
                 || (st.oldest_pending() >= target.max(st.replay_flush_end)
+                    && !st.replay_in_hand
                     && st.disk.oldest_own.is_none_or(|id| id >= target))
         });
         let stats = st.counters.clone();

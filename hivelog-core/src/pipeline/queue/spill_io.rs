@@ -177,7 +177,9 @@ impl Shared {
                 s.next_sealed().ok().flatten()
             }
         };
-        self.mirror(&mut self.lock(), Some(s));
+        let mut st = self.lock();
+        self.mirror(&mut st, Some(s));
+        st.replay_in_hand = sealed.is_some();
         sealed
     }
 
@@ -186,6 +188,7 @@ impl Shared {
     pub fn enqueue_replayed(&self, segment: &Sealed, replay: Replay) -> Range<u64> {
         let mut st = self.lock();
         let st = &mut *st;
+        st.replay_in_hand = false;
         let start = st.next_seq;
         let n = replay.records.len() as u64;
         for mut record in replay.records {
