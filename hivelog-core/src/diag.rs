@@ -89,6 +89,41 @@ pub fn warn_every(sink: &str, cause: &str, interval: Duration, message: impl Dis
     true
 }
 
+/// `head` (the caller's words for `error`) followed by each of `error`'s sources not already
+/// in the text, joined by `: `: an HTTP client's own message alone ("error sending request")
+/// says little, its causes say why.
+///
+/// ```
+/// #[derive(Debug)]
+/// struct Send(std::io::Error);
+/// impl std::fmt::Display for Send {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("error sending request")
+///     }
+/// }
+/// impl std::error::Error for Send {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+/// let e = Send(std::io::Error::other("connection refused"));
+/// let line = hivelog_core::diag::with_sources(e.to_string(), &e);
+/// assert_eq!(line, "error sending request: connection refused");
+/// ```
+pub fn with_sources(head: String, error: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = head;
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        next = cause.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,21 +162,12 @@ fn kind_of(e: &reqwest::Error) -> FailureKind {
 
 /// An error with its source chain (`reqwest`'s own message alone says little).
 fn describe(url: &str, e: &reqwest::Error) -> String {
-    let mut s = if e.is_timeout() {
+    let head = if e.is_timeout() {
         format!("{url}: timed out (OTEL_EXPORTER_OTLP_TIMEOUT)")
     } else {
         e.to_string()
     };
-    let mut src = std::error::Error::source(e);
-    while let Some(cause) = src {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        src = cause.source();
-    }
-    s
+    hivelog_core::diag::with_sources(head, e)
 }
 
 fn build_client(config: &OtlpConfig) -> Result<reqwest::Client, String> {
