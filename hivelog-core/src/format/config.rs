@@ -342,7 +342,14 @@ impl FormatBuilder {
                     .chain(["truncated"])
                     .chain(self.metrics.is_some().then_some("_aws")),
             );
-        let metrics = self.metrics.map(|m| Metrics::new(m, &service));
+        let metrics = self.metrics.map(|m| {
+            let owned = basic
+                .iter()
+                .chain(&trace_keys)
+                .map(|(k, _)| k.as_str())
+                .chain(self.extras.iter().map(|(k, _)| k.as_str()));
+            Metrics::new(m, &service, owned)
+        });
         Format {
             metrics,
             trace_key_starts,

@@ -191,56 +191,113 @@ pub(crate) struct Metrics {
     skipped: AtomicU64,
     keys: AwsKeys,
     json: AwsJson,
+    /// [`name_bit`]s of every key hivelog may write itself (basic fields, extras, trace keys,
+    /// `truncated`, `_aws`): with the line's field names, see [`Found::taken`].
+    owned_names: u64,
+    /// [`name_bit`] of each configured dimension, and of [`OWN_DIMENSION`].
+    dimension_bits: Vec<u64>,
+    own_dimension_bit: u64,
 }
 
 /// The `_aws` block's constant JSON text, rendered once (the JSON output copies it).
 #[derive(Debug)]
 struct AwsJson {
-    /// `"_aws":{"Timestamp":`
-    head: Vec<u8>,
     /// `,"CloudWatchMetrics":[{"Namespace":"…","Dimensions":[[`
     directive: Vec<u8>,
     /// Each configured dimension as a JSON string.
     dimensions: Vec<Vec<u8>>,
     /// [`OWN_DIMENSION`] as a JSON string.
     own_dimension: Vec<u8>,
-    /// Per entry of [`UNITS`]: `,"Unit":"…"` (`,"StorageResolution":1`) `}`.
+    /// Per entry of [`UNITS`]: `,"Unit":"…"` (`,"StorageResolution":1`) `}` and the next
+    /// metric's [`NEXT_METRIC`] (cut after the last one): one copy per metric besides its name.
     unit_tails: Vec<Vec<u8>>,
 }
+
+/// How many [`Found`] entries live inline; a line with more metrics (rare) spills to a `Vec`.
+const INLINE_METRICS: usize = 8;
 
 /// The metrics one line has written so far. For the JSON output each entry is where its
 /// escaped key already is in the output (offset, length) and its unit (a [`UNITS`] position),
 /// so the `_aws` block copies rather than re-escapes; for other formats it is the field's index
 /// in the event's own fields, times two, plus one when the member kept its full name.
+///
+/// Made for every line that has `metric.*` fields, so it costs no allocation and no large
+/// zeroing in the common case of a few metrics.
 #[derive(Debug)]
 pub(super) struct Found {
-    at: [u64; MAX_METRICS_PER_DOCUMENT],
+    at: [u64; INLINE_METRICS],
+    more: Vec<u64>,
     len: usize,
-}
-
-impl Default for Found {
-    fn default() -> Self {
-        Found {
-            at: [0; MAX_METRICS_PER_DOCUMENT],
-            len: 0,
-        }
-    }
+    /// [`name_bit`]s of every key the line may hold besides its metric members (hivelog's
+    /// own and the names of the event's and its spans' fields): a metric name or dimension
+    /// whose bit is clear is none of them, and needs no name comparisons.
+    taken: u64,
 }
 
 impl Found {
+    /// Nothing found yet on `r`'s line, with the names it holds noted (see [`Found::taken`]).
+    #[inline]
+    pub(super) fn new(m: &Metrics, r: &Record) -> Found {
+        let mut taken = m.owned_names;
+        for f in r.fields.as_slice() {
+            taken |= name_bit(f.name);
+        }
+        if let Some(span) = &r.span {
+            for node in span.ancestry() {
+                for f in node.fields.as_slice() {
+                    taken |= name_bit(f.name);
+                }
+            }
+        }
+        Found {
+            at: [0; INLINE_METRICS],
+            more: Vec::new(),
+            len: 0,
+            taken,
+        }
+    }
+
     /// Notes a metric; past 100 (a record that did not go through `metric_parts`) only the
     /// first 100 are declared.
     #[inline]
     fn push(&mut self, entry: u64) {
-        if self.len < MAX_METRICS_PER_DOCUMENT {
+        if self.len < INLINE_METRICS {
             self.at[self.len] = entry;
-            self.len += 1;
+        } else if self.len < MAX_METRICS_PER_DOCUMENT {
+            self.more.push(entry);
+        } else {
+            return;
         }
+        self.len += 1;
     }
 
     /// The entries, in order.
     fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.at[..self.len].iter().copied()
+        self.at[..self.len.min(INLINE_METRICS)]
+            .iter()
+            .chain(&self.more)
+            .copied()
+    }
+
+    /// Whether `name` may be a key of the line other than a metric member (false: surely not).
+    #[inline]
+    fn may_be_taken(&self, name: &str) -> bool {
+        self.taken & name_bit(name) != 0
+    }
+}
+
+/// One bit of a 64-bit set of names, from a name's length and first and last bytes: equal
+/// names have equal bits, so a name whose bit is missing from a set is not in it (a few
+/// instructions, where comparing with each name costs tens).
+#[inline]
+fn name_bit(name: &str) -> u64 {
+    let b = name.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&first), Some(&last)) => {
+            let h = (first as usize).wrapping_mul(5) ^ (last as usize).wrapping_mul(3) ^ b.len();
+            1u64 << (h & 63)
+        }
+        _ => 1,
     }
 }
 
@@ -271,7 +328,13 @@ struct AwsKeys {
 }
 
 impl Metrics {
-    pub(crate) fn new(config: MetricsConfig, service: &str) -> Metrics {
+    /// The settings of `config`; `owned` are the keys hivelog writes itself (besides `_aws`
+    /// and `truncated`), for the collision filter of [`Found`].
+    pub(crate) fn new<'a>(
+        config: MetricsConfig,
+        service: &str,
+        owned: impl Iterator<Item = &'a str>,
+    ) -> Metrics {
         let namespace = config.namespace.unwrap_or_else(|| service.to_owned());
         let quoted = |s: &str| {
             let mut v = Vec::new();
@@ -282,7 +345,6 @@ impl Metrics {
         directive.extend(quoted(&namespace));
         directive.extend_from_slice(br#","Dimensions":[["#);
         let json = AwsJson {
-            head: br#""_aws":{"Timestamp":"#.to_vec(),
             directive,
             dimensions: config.dimensions.iter().map(|d| quoted(d)).collect(),
             own_dimension: quoted(OWN_DIMENSION),
@@ -295,12 +357,18 @@ impl Metrics {
                         t.extend_from_slice(br#","StorageResolution":1"#);
                     }
                     t.push(b'}');
+                    t.extend_from_slice(NEXT_METRIC);
                     t
                 })
                 .collect(),
         };
         Metrics {
             json,
+            owned_names: owned
+                .chain(["truncated", "_aws"])
+                .fold(0, |set, k| set | name_bit(k)),
+            dimension_bits: config.dimensions.iter().map(|d| name_bit(d)).collect(),
+            own_dimension_bit: name_bit(OWN_DIMENSION),
             namespace,
             dimensions: config.dimensions,
             units: config.units,
@@ -336,6 +404,15 @@ impl Metrics {
         suffix_unit(name.as_bytes())
     }
 }
+
+/// The `_aws` block's JSON up to its timestamp.
+const AWS_HEAD: &[u8] = br#""_aws":{"Timestamp":"#;
+
+/// The JSON between the dimension set and the first metric's name.
+const METRICS_HEAD: &[u8] = br#"]],"Metrics":[{"Name":"#;
+
+/// The JSON between one metric definition and the next one's name.
+const NEXT_METRIC: &[u8] = br#",{"Name":"#;
 
 /// Positions in [`UNITS`] of the suffix units and `None`.
 const SECONDS: usize = 0;
@@ -472,13 +549,31 @@ impl Format {
     /// fields). Empty (no allocation) in the common case: write `r` itself.
     #[inline]
     pub fn metric_parts(&self, r: &Record) -> Vec<Record> {
-        match &self.metrics {
-            Some(m) if any_metric_name(r.fields.as_slice()) => self.count_and_split(m, r),
-            _ => Vec::new(),
+        let Some(m) = &self.metrics else {
+            return Vec::new();
+        };
+        // One pass decides the common case: every `metric.*` field a finite number, nothing
+        // redacted, at most 100 of them (counting a repeated name twice only errs towards
+        // the exact count below).
+        let (mut named, mut numbers) = (0usize, 0usize);
+        for f in r.fields.as_slice() {
+            if is_metric_name(f.name) {
+                named += 1;
+                numbers += usize::from(finite_number(&f.value));
+            }
         }
+        if named == 0
+            || (named == numbers && named <= MAX_METRICS_PER_DOCUMENT && self.redact.is_empty())
+        {
+            return Vec::new();
+        }
+        self.count_and_split(m, r)
     }
 
-    /// [`Format::metric_parts`] for a record with `metric.*` fields.
+    /// [`Format::metric_parts`] for a record with `metric.*` fields that are not all plain
+    /// metrics, or too many.
+    #[cold]
+    #[inline(never)]
     fn count_and_split(&self, m: &Metrics, r: &Record) -> Vec<Record> {
         let own = r.fields.as_slice();
         let (mut metrics, mut skipped) = (0usize, 0u64);
@@ -551,22 +646,36 @@ impl Format {
         is_metric_name(f.name) && finite_number(&f.value) && !self.is_redacted(f.name)
     }
 
-    /// The root key a metric field's value is written under: `<name>`, or its full name when
-    /// `<name>` is already a key of the line. `None` when `f` is not a metric.
-    pub(super) fn metric_key(&self, r: &Record, f: &Field) -> Option<&'static str> {
-        if !self.is_metric(f) {
-            return None;
-        }
+    /// The root key the metric field `f` (`metric.<name>`, a metric) is written under on the
+    /// line `found` is of: `<name>`, or its full name when `<name>` is already a key of the
+    /// line.
+    #[inline]
+    fn metric_key(&self, r: &Record, f: &Field, found: &Found) -> &'static str {
         let full: &'static str = f.name;
         let name = &full[PREFIX.len()..];
-        // `_aws` itself is never a metric's key: the block is; nor `fields.…`, where renamed
-        // user fields go. The full name cannot be taken: hivelog's own keys never start with
-        // `metric.` (checked at configuration).
-        let free = name != "_aws"
-            && !name.starts_with("fields.")
-            && !self.owned_by_hivelog(r, name)
-            && !self.is_user_field(r, name);
-        Some(if free { name } else { full })
+        // The full name cannot be taken: hivelog's own keys never start with `metric.`
+        // (checked at configuration).
+        let taken = if found.may_be_taken(name) {
+            self.key_taken(r, name)
+        } else {
+            name.starts_with("fields.")
+        };
+        if taken {
+            full
+        } else {
+            name
+        }
+    }
+
+    /// Whether a metric may not be written under `name` on `r`'s line: a key of the line
+    /// (hivelog's own or a field of the event or its spans), `_aws` (the block's), or a
+    /// `fields.…` name (where renamed user fields go).
+    #[inline(never)]
+    fn key_taken(&self, r: &Record, name: &str) -> bool {
+        name == "_aws"
+            || name.starts_with("fields.")
+            || self.owned_by_hivelog(r, name)
+            || self.is_user_field(r, name)
     }
 
     /// Whether the line has at least one metric (then it has an `_aws` block).
@@ -585,12 +694,10 @@ impl Format {
         found: &mut Found,
         e: &mut E,
     ) -> bool {
-        if !is_metric_name(f.name) {
+        if !self.is_metric(f) {
             return false;
         }
-        let Some(key) = self.metric_key(r, f) else {
-            return false;
-        };
+        let key = self.metric_key(r, f, found);
         if let Some(out) = e.json_member() {
             let start = out.len();
             super::emit::write_json_str(out, key);
@@ -635,7 +742,7 @@ impl Format {
         let own_line = r.target() == "hivelog";
         if let Some(out) = e.json_member() {
             let j = &m.json;
-            out.extend_from_slice(&j.head);
+            out.extend_from_slice(AWS_HEAD);
             out.extend_from_slice(itoa::Buffer::new().format(timestamp).as_bytes());
             out.extend_from_slice(&j.directive);
             let mut first = true;
@@ -646,27 +753,28 @@ impl Format {
                 out.extend_from_slice(json);
             };
             if own_line {
-                if self.dimension_present(r, OWN_DIMENSION) {
+                if self.dimension_present(r, found, OWN_DIMENSION, m.own_dimension_bit) {
                     dimension(out, &j.own_dimension);
                 }
             } else {
-                for (d, json) in m.dimensions.iter().zip(&j.dimensions) {
-                    if self.dimension_present(r, d) {
+                for ((d, json), &bit) in m
+                    .dimensions
+                    .iter()
+                    .zip(&j.dimensions)
+                    .zip(&m.dimension_bits)
+                {
+                    if self.dimension_present(r, found, d, bit) {
                         dimension(out, json);
                     }
                 }
             }
-            out.extend_from_slice(br#"]],"Metrics":["#);
-            for (n, at) in found.iter().enumerate() {
-                out.extend_from_slice(if n == 0 {
-                    br#"{"Name":"#
-                } else {
-                    br#",{"Name":"#
-                });
+            out.extend_from_slice(METRICS_HEAD);
+            for at in found.iter() {
                 let start = (at >> 32) as usize;
                 out.extend_from_within(start..start + ((at >> 8) & 0xff_ffff) as usize);
                 out.extend_from_slice(&j.unit_tails[(at & 0xff) as usize]);
             }
+            out.truncate(out.len() - NEXT_METRIC.len());
             out.extend_from_slice(b"]}]}");
             return;
         }
@@ -691,12 +799,12 @@ impl Format {
         e.begin_array();
         e.begin_array();
         if own_line {
-            if self.dimension_present(r, OWN_DIMENSION) {
+            if self.dimension_present(r, found, OWN_DIMENSION, m.own_dimension_bit) {
                 e.str(OWN_DIMENSION);
             }
         } else {
-            for d in &m.dimensions {
-                if self.dimension_present(r, d) {
+            for (d, &bit) in m.dimensions.iter().zip(&m.dimension_bits) {
+                if self.dimension_present(r, found, d, bit) {
                     e.str(d);
                 }
             }
@@ -723,8 +831,16 @@ impl Format {
         e.end_map();
     }
 
-    /// Whether the line has a string value at the root under `key` (a dimension must).
-    fn dimension_present(&self, r: &Record, key: &str) -> bool {
+    /// Whether the line has a string value at the root under `key` (a dimension must);
+    /// `bit` is its [`name_bit`].
+    #[inline]
+    fn dimension_present(&self, r: &Record, found: &Found, key: &str, bit: u64) -> bool {
+        found.taken & bit != 0 && self.dimension_lookup(r, key)
+    }
+
+    /// [`Format::dimension_present`] for a name the line may have.
+    #[inline(never)]
+    fn dimension_lookup(&self, r: &Record, key: &str) -> bool {
         if !self.owned_by_hivelog(r, key) {
             // The value written under `key`: the event's own field, else the innermost span's.
             let own = r.fields.iter().find(|f| f.name == key);
@@ -762,6 +878,86 @@ impl Format {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{Fields, SpanNode, Str};
+    use std::sync::Arc;
+    use tracing::Level;
+
+    #[test]
+    fn the_name_filter_never_hides_a_key_of_the_line() {
+        let format = Format::builder()
+            .service("web")
+            .extra("environment", "prod")
+            .metrics(MetricsConfig {
+                dimensions: vec![
+                    "route".into(),
+                    "user".into(),
+                    "level".into(),
+                    "absent".into(),
+                ],
+                ..MetricsConfig::default()
+            })
+            .unwrap()
+            .build();
+        // hivelog's keys, the event's and its span's fields, `_aws`, `fields.…`, free names.
+        let names = [
+            "timestamp",
+            "level",
+            "target",
+            "message",
+            "environment",
+            "truncated",
+            "trace_id",
+            "span_id",
+            "_aws",
+            "fields.user",
+            "user",
+            "route",
+            "latency_ms",
+            "body_bytes",
+            "retries_count",
+            "a",
+            "b_s",
+            "queue_depth",
+            "errors_count",
+            "cpu_pct",
+            "x",
+        ];
+        let mut span_fields = Fields::with_limit(1024, 1);
+        let route = span_fields.push_str("/a");
+        span_fields.push("route", Value::Str(route));
+        let mut r = Record::new(Level::INFO, Str::Static("web"), 1024, names.len() + 1);
+        r.span = Some(Arc::new(SpanNode::new("request", span_fields, None)));
+        let user = r.fields.push_str("u");
+        r.fields.push("user", Value::Str(user));
+        for n in names {
+            let full: &'static str = Box::leak(format!("{PREFIX}{n}").into_boxed_str());
+            r.fields.push(full, Value::F64(1.0));
+        }
+        let m = format.metrics.as_ref().unwrap();
+        let found = Found::new(m, &r);
+        let mut hidden = 0;
+        for f in r.fields.as_slice().iter().filter(|f| format.is_metric(f)) {
+            let name = &f.name[PREFIX.len()..];
+            let expected = if format.key_taken(&r, name) {
+                f.name
+            } else {
+                name
+            };
+            assert_eq!(format.metric_key(&r, f, &found), expected, "{}", f.name);
+            hidden += usize::from(!found.may_be_taken(name));
+        }
+        assert!(
+            hidden > 0,
+            "the filter answers some names without comparing"
+        );
+        for (d, &bit) in m.dimensions.iter().zip(&m.dimension_bits) {
+            assert_eq!(
+                format.dimension_present(&r, &found, d, bit),
+                format.dimension_lookup(&r, d),
+                "{d}"
+            );
+        }
+    }
 
     #[test]
     fn the_fast_suffix_match_agrees_with_the_documented_table() {

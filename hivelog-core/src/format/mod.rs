@@ -247,12 +247,12 @@ impl Format {
         let own = record.fields.as_slice();
         // With metrics on, a line with `metric.*` fields notes its metrics as they are written.
         let mut storage;
-        let mut found = match self.metrics.is_some() && metrics::any_metric_name(own) {
-            true => {
-                storage = metrics::Found::default();
+        let mut found = match &self.metrics {
+            Some(m) if metrics::any_metric_name(own) => {
+                storage = metrics::Found::new(m, record);
                 Some(&mut storage)
             }
-            false => None,
+            _ => None,
         };
         self.emit_fields(
             record,
