@@ -23,6 +23,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use hivelog_core::capture::{self, CaptureOptions, SpanAccess};
+use hivelog_core::format::metrics::MAX_METRICS_PER_DOCUMENT;
 use hivelog_core::{Format, Record};
 use tracing_core::span::{Attributes, Id, Record as SpanValues};
 use tracing_core::{Dispatch, Event, Subscriber};
@@ -257,14 +258,19 @@ impl HivelogLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        match self.routes.as_slice() {
-            // One destination: the filter already said yes for it. (With metrics on, an event
-            // may become several lines: `deliver_to` splits it.)
-            [Dest::Local(local)] if self.metrics.is_none() => {
-                return write_local(local, event, &ctx, &self.capture)
+        match (self.routes.as_slice(), self.metrics.as_deref()) {
+            // One destination: the filter already said yes for it.
+            ([Dest::Local(local)], None) => return write_local(local, event, &ctx, &self.capture),
+            // With metrics on, an event with more than 100 fields may have more than 100
+            // metrics, and become several lines: `deliver_to` splits it.
+            ([Dest::Local(local)], Some(format)) if !may_split(event) => {
+                return write_local_counted(local, event, &ctx, &self.capture, format)
             }
-            [only] if self.metrics.is_none() => {
+            ([only], None) => {
                 return send(only, capture::capture_event(event, &ctx, &self.capture))
+            }
+            ([_], Some(_)) => {
+                return self.deliver_to(capture::capture_event(event, &ctx, &self.capture), 1)
             }
             _ => {}
         }
@@ -324,6 +330,31 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     local.log(|r| capture::capture_event_into(r, event, ctx, opts));
+}
+
+/// [`write_local`] with metrics on, for an event that cannot be split (see [`may_split`]):
+/// its `metric.*` fields that cannot be metrics are counted, as in
+/// [`HivelogLayer::deliver_to`], and the local output's reused record is kept.
+fn write_local_counted<S>(
+    local: &Local,
+    event: &Event<'_>,
+    ctx: &Context<'_, S>,
+    opts: &CaptureOptions,
+    format: &Format,
+) where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    local.log(|r| {
+        capture::capture_event_into(r, event, ctx, opts);
+        let parts = format.metric_parts(r);
+        debug_assert!(parts.is_empty(), "an event that may_split() said not");
+    });
+}
+
+/// Whether `event` may carry more metrics than one EMF document holds: only with more fields
+/// than that at its callsite (every captured field is one of them, or an error's source).
+fn may_split(event: &Event<'_>) -> bool {
+    event.metadata().fields().len() > MAX_METRICS_PER_DOCUMENT
 }
 
 fn send(dest: &Dest, record: Record) {
