@@ -112,8 +112,9 @@ pub(crate) struct Queued {
     pub(crate) at: usize,
     /// Lines in those bytes.
     pub(crate) at_lines: u64,
-    /// The record.
-    pub(crate) record: Record,
+    /// The record, boxed: moving it through the queue and the pool of spares moves a pointer,
+    /// and the writer never writes to the memory a log call captures into.
+    pub(crate) record: Box<Record>,
 }
 
 /// What the writer takes out at once: records to format and lines already formatted, in one
@@ -193,7 +194,7 @@ struct State {
     /// The first sequence number in the batch being written, if any.
     held_min: Option<u64>,
     /// Formatted records, cleared, for log calls to capture into.
-    spares: Vec<Record>,
+    spares: Vec<Box<Record>>,
     dropped: u64,
     /// Batches the writer has taken.
     takes: u64,
@@ -325,7 +326,11 @@ impl LineQueue {
     /// record in `spare` (if it is empty and the pool has one) for the caller's next capture.
     /// Once the writer has stopped (after a shutdown), hands the record back: the caller writes
     /// it itself.
-    pub(crate) fn push(&self, record: Record, spare: &mut Option<Record>) -> Option<Record> {
+    pub(crate) fn push(
+        &self,
+        record: Box<Record>,
+        spare: &mut Option<Box<Record>>,
+    ) -> Option<Box<Record>> {
         let size = record.size();
         let mut st = self.lock();
         if st.pending_bytes + size > self.budget && !st.finished {
@@ -477,7 +482,7 @@ impl LineQueue {
     pub(crate) fn next(
         &self,
         batch: &mut Batch,
-        recycled: &mut Vec<Record>,
+        recycled: &mut Vec<Box<Record>>,
         lines: u64,
         bytes: usize,
     ) -> bool {
