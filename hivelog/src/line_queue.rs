@@ -178,6 +178,10 @@ pub(crate) enum Pushed {
 }
 
 #[derive(Default)]
+#[allow(
+    clippy::vec_box,
+    reason = "records move between the pool and the queue by pointer"
+)]
 struct State {
     queued: Batch,
     /// Bytes of the records in `queued` (not of its text).
@@ -193,7 +197,8 @@ struct State {
     next_seq: u64,
     /// The first sequence number in the batch being written, if any.
     held_min: Option<u64>,
-    /// Formatted records, cleared, for log calls to capture into.
+    /// Formatted records, cleared, for log calls to capture into (boxed: they move between
+    /// the pool, a thread's scratch slot and the queue by pointer).
     spares: Vec<Box<Record>>,
     dropped: u64,
     /// Batches the writer has taken.
@@ -479,6 +484,10 @@ impl LineQueue {
     /// its formatted records (`recycled`) to the pool, then waits for lines and swaps them all
     /// into `batch` (which must be empty). Returns `false` once the queue is closed and empty:
     /// the writer then stops.
+    #[allow(
+        clippy::vec_box,
+        reason = "records move between the pool and the queue by pointer"
+    )]
     pub(crate) fn next(
         &self,
         batch: &mut Batch,

@@ -96,6 +96,10 @@ fn run(queue: &LineQueue, lines: &Lines) {
 /// this core: about 60 ns per event on two cores (BENCHMARKS.md section 7b). A span whose own
 /// fields are large is released here, so that spares never keep more than [`SPARE_MAX`] of a
 /// node's fields alive each.
+#[allow(
+    clippy::vec_box,
+    reason = "records move between the pool and the queue by pointer"
+)]
 fn recycle(mut record: Box<Record>, recycled: &mut Vec<Box<Record>>) {
     if record.size() > SPARE_MAX || recycled.len() >= SPARES {
         return;
@@ -112,6 +116,10 @@ fn recycle(mut record: Box<Record>, recycled: &mut Vec<Box<Record>>) {
 
 /// Writes `batch` in the order its lines were logged: its records formatted, its callers'
 /// lines copied; `accounted` counts the lines already written or counted as failed.
+#[allow(
+    clippy::vec_box,
+    reason = "records move between the pool and the queue by pointer"
+)]
 fn write_batch(
     queue: &LineQueue,
     lines: &Lines,
