@@ -35,6 +35,10 @@ pub struct CaptureOptions {
     pub thread_name: bool,
     /// Capture the thread's id.
     pub thread_id: bool,
+    /// Identifies the layer (from [`span_cache_key`]) whose thread-local cache of the last
+    /// event's span the capture may use; 0: no cache. A layer must call [`on_close`] from its
+    /// `on_close` when this is set.
+    pub span_cache: u64,
 }
 
 impl Default for CaptureOptions {
@@ -43,8 +47,44 @@ impl Default for CaptureOptions {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             thread_name: false,
             thread_id: false,
+            span_cache: 0,
         }
     }
+}
+
+/// A new key for [`CaptureOptions::span_cache`], one per layer.
+pub fn span_cache_key() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Spans closed so far, by every layer that caches: a cached span is trusted only if none closed
+/// since (a closed span's id may be given to a new span).
+static CLOSED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a span closing; call from `Layer::on_close` when [`CaptureOptions::span_cache`] is set.
+pub fn on_close() {
+    CLOSED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The node of this thread's last event's innermost span, for the next event in the same span.
+///
+/// Why: finding an event's span in the registry takes a slot reference and the span's
+/// extensions lock, four atomic read-modify-writes per event. On x86 each of them first waits
+/// for the thread's earlier stores to reach the cache, and a log call's stores go to memory the
+/// writer thread read a moment ago, so on two cores each costs a cache-line round trip
+/// (BENCHMARKS.md section 7b). The registry's current span id is a thread-local read; when it
+/// is the one cached, no span closed since, and the cached node is still its span's current one,
+/// the cache answers.
+struct LastSpan {
+    layer: u64,
+    id: Id,
+    closed: u64,
+    node: Arc<SpanNode>,
+}
+
+thread_local! {
+    static LAST_SPAN: RefCell<Option<LastSpan>> = const { RefCell::new(None) };
 }
 
 thread_local! {
@@ -126,10 +166,61 @@ fn fill<S>(record: &mut Record, event: &Event<'_>, ctx: &Context<'_, S>, opts: &
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    // The span first: its atomics come before the capture's stores (see `LastSpan`).
+    let span = event_node(event, ctx, opts.span_cache);
     fill_event(record, event, opts);
-    if let Some(span) = ctx.event_span(event) {
-        set_span(record, &span);
+    record.span = span;
+}
+
+/// The node of the event's innermost span (from this thread's cache when it can answer).
+fn event_node<S>(event: &Event<'_>, ctx: &Context<'_, S>, layer: u64) -> Option<Arc<SpanNode>>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if layer == 0 || !event.is_contextual() {
+        return ctx.event_span(event).and_then(|s| span_node(&s));
     }
+    let current = ctx.current_span();
+    let id = current.id()?;
+    let closed = CLOSED.load(Ordering::Relaxed);
+    let cached = LAST_SPAN
+        .try_with(|c| {
+            c.try_borrow().ok().and_then(|last| {
+                let last = last.as_ref()?;
+                (last.layer == layer
+                    && last.id == *id
+                    && last.closed == closed
+                    && !stale(&last.node))
+                .then(|| last.node.clone())
+            })
+        })
+        .ok()
+        .flatten();
+    if cached.is_some() {
+        return cached;
+    }
+    let span = ctx.event_span(event)?;
+    let node = span_node(&span);
+    // Only when hivelog's innermost span is the thread's: otherwise the answer depends on the
+    // rest of the thread's span stack (per-layer filters skip spans they did not enable).
+    if let Some(node) = node.as_ref().filter(|_| span.id() == *id) {
+        let _ = LAST_SPAN.try_with(|c| {
+            if let Ok(mut last) = c.try_borrow_mut() {
+                *last = Some(LastSpan {
+                    layer,
+                    id: id.clone(),
+                    closed,
+                    node: node.clone(),
+                });
+            }
+        });
+    }
+    node
+}
+
+/// Whether a `Span::record` (or a trace set later) replaced a node of this chain.
+fn stale(node: &Arc<SpanNode>) -> bool {
+    RECORDED.load(Ordering::Relaxed) && node.ancestry().any(SpanNode::is_replaced)
 }
 
 /// The event's own part of a record: metadata, thread, fields.
@@ -173,13 +264,19 @@ fn set_span<S>(record: &mut Record, span: &SpanRef<'_, S>)
 where
     S: for<'a> LookupSpan<'a>,
 {
+    record.span = span_node(span);
+}
+
+/// `span`'s node (rebuilt first if a `Span::record` made it stale).
+fn span_node<S>(span: &SpanRef<'_, S>) -> Option<Arc<SpanNode>>
+where
+    S: for<'a> LookupSpan<'a>,
+{
     let node = span.extensions().get::<Arc<SpanNode>>().cloned();
-    record.span = match node {
-        Some(n) if RECORDED.load(Ordering::Relaxed) && n.ancestry().any(SpanNode::is_replaced) => {
-            current_chain(span).or(Some(n))
-        }
+    match node {
+        Some(n) if stale(&n) => current_chain(span).or(Some(n)),
         other => other,
-    };
+    }
 }
 
 /// Set by the first `Span::record` in the process. Until then no node can have been replaced,

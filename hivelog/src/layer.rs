@@ -73,7 +73,10 @@ impl HivelogLayer {
         HivelogLayer {
             routes,
             filters,
-            capture,
+            capture: CaptureOptions {
+                span_cache: capture::span_cache_key(),
+                ..capture
+            },
             limiter,
             requests,
             on_dispatch,
@@ -376,6 +379,10 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         capture::on_new_span(attrs, id, &ctx, self.capture.max_event_bytes);
+    }
+
+    fn on_close(&self, _id: Id, _ctx: Context<'_, S>) {
+        capture::on_close();
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {

@@ -76,7 +76,7 @@ pub(crate) struct Local {
 /// A logging thread's reusable memory: the record it captures into, and the buffer it formats
 /// lines into.
 struct Scratch {
-    record: Option<Record>,
+    record: Option<Box<Record>>,
     line: Vec<u8>,
 }
 
@@ -179,11 +179,11 @@ impl Local {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => {
                 let Scratch { record, line } = &mut *scratch;
-                let r = record.get_or_insert_with(empty_record);
+                let r = record.get_or_insert_with(|| Box::new(empty_record()));
                 fill(r);
                 match &self.queue {
                     Some(q) if !q.wants_lines() => {
-                        let r = record.take().unwrap_or_else(empty_record);
+                        let r = record.take().unwrap_or_else(|| Box::new(empty_record()));
                         if let Some(late) = q.push(r, record) {
                             self.format_write(&late, line);
                             *record = Some(late);
@@ -230,7 +230,7 @@ impl Local {
     pub(crate) fn send(&self, record: Record) {
         match &self.queue {
             Some(q) => {
-                if let Some(late) = q.push(record, &mut None) {
+                if let Some(late) = q.push(Box::new(record), &mut None) {
                     self.write_now(&late);
                 }
             }
@@ -321,7 +321,7 @@ mod tests {
     use std::time::Duration;
 
     use hivelog_core::pipeline::Overflow;
-    use hivelog_core::record::Value;
+    use hivelog_core::record::{SpanNode, Value};
 
     use super::*;
     use crate::line_queue::Batch;
@@ -419,7 +419,7 @@ mod tests {
                 local.lines.format(&r, &mut line);
                 assert!(matches!(queue.push_line(&line, r.level), Pushed::Done));
             } else {
-                assert!(queue.push(r, &mut None).is_none());
+                assert!(queue.push(Box::new(r), &mut None).is_none());
             }
         }
         start_writer(&local);
@@ -432,18 +432,47 @@ mod tests {
         let (local, _out) = without_writer(4 << 20, Overflow::DropLowest);
         let queue = local.queue.clone().unwrap();
         let mut batch = Batch::default();
-        assert!(queue.push(record(0), &mut None).is_none());
+        assert!(queue.push(Box::new(record(0)), &mut None).is_none());
         assert!(queue.next(&mut batch, &mut Vec::new(), 0, 0));
         let (n, bytes) = (batch.lines(), batch.bytes());
-        let mut recycled: Vec<Record> = batch.records.drain(..).map(|q| q.record).collect();
+        let mut recycled: Vec<_> = batch.records.drain(..).map(|q| q.record).collect();
         // The writer offers the record it wrote when it takes the next batch...
-        assert!(queue.push(record(1), &mut None).is_none());
+        assert!(queue.push(Box::new(record(1)), &mut None).is_none());
         assert!(queue.next(&mut batch, &mut recycled, n, bytes));
         assert!(recycled.is_empty(), "the pool took it");
         // ...and the next log call gets it back for its next capture.
         let mut spare = None;
-        assert!(queue.push(record(2), &mut spare).is_none());
+        assert!(queue.push(Box::new(record(2)), &mut spare).is_none());
         assert_eq!(spare.map(|r| r.fields.as_slice().len()), Some(1));
+    }
+
+    #[test]
+    fn spare_records_keep_small_spans_alive_until_reused_and_never_large_ones() {
+        let (local, out) = without_writer(4 << 20, Overflow::DropLowest);
+        start_writer(&local);
+        let span = |text: &str| {
+            let mut fields = Fields::with_limit(1 << 20, 1);
+            let v = fields.push_str(text);
+            fields.push("f", Value::Str(v));
+            Arc::new(SpanNode::new("s", fields, None))
+        };
+        let (small, large) = (span("x"), span(&"y".repeat(4096)));
+        for (i, node) in [&small, &large].into_iter().enumerate() {
+            local.log(|r| {
+                *r = record(i as u64);
+                r.span = Some(node.clone());
+            });
+        }
+        local.flush(Instant::now() + Duration::from_secs(30));
+        assert_eq!(indexes(&out), vec![0, 1]);
+        assert_eq!(Arc::strong_count(&large), 1, "released by the writer");
+        // The small one is released by the log call that reuses its record (this thread's
+        // next captures, which take the pool's spares).
+        for i in 2..5 {
+            log(&local, i);
+        }
+        local.flush(Instant::now() + Duration::from_secs(30));
+        assert_eq!(Arc::strong_count(&small), 1, "released on reuse");
     }
 
     #[test]

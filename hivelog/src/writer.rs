@@ -89,24 +89,44 @@ fn run(queue: &LineQueue, lines: &Lines) {
 }
 
 /// Keeps a formatted record for a later capture, if it is small and the pool is not full.
-fn recycle(mut record: Record, recycled: &mut Vec<Record>) {
-    // Span references are released now, not at the record's next use.
-    record.span = None;
-    record.thread = None;
-    if record.size() <= SPARE_MAX && recycled.len() < SPARES {
-        recycled.push(record);
+///
+/// The record keeps its span reference: the log call that reuses it releases it. Releasing it
+/// here would write the span's reference count from this thread, and every event in that span
+/// (whose log call increments the count) would then wait for that cache line to come back from
+/// this core: about 60 ns per event on two cores (BENCHMARKS.md section 7b). A span whose own
+/// fields are large is released here, so that spares never keep more than [`SPARE_MAX`] of a
+/// node's fields alive each.
+#[allow(
+    clippy::vec_box,
+    reason = "records move between the pool and the queue by pointer"
+)]
+fn recycle(mut record: Box<Record>, recycled: &mut Vec<Box<Record>>) {
+    if record.size() > SPARE_MAX || recycled.len() >= SPARES {
+        return;
     }
+    if record
+        .span
+        .as_ref()
+        .is_some_and(|s| s.fields.heap_size() > SPARE_MAX)
+    {
+        record.span = None;
+    }
+    recycled.push(record);
 }
 
 /// Writes `batch` in the order its lines were logged: its records formatted, its callers'
 /// lines copied; `accounted` counts the lines already written or counted as failed.
+#[allow(
+    clippy::vec_box,
+    reason = "records move between the pool and the queue by pointer"
+)]
 fn write_batch(
     queue: &LineQueue,
     lines: &Lines,
     batch: &mut Batch,
     buf: &mut Vec<u8>,
     accounted: &mut u64,
-    recycled: &mut Vec<Record>,
+    recycled: &mut Vec<Box<Record>>,
 ) {
     if lines.is_broken() {
         lines.count_failed(batch.lines());

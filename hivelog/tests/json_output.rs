@@ -519,3 +519,77 @@ fn a_span_recorded_after_its_children_were_created_shows_the_new_value_in_them()
         );
     }
 }
+
+/// The capture remembers the last event's span per thread (to skip the registry on the next
+/// event in it): every event must still carry its own span's fields, span after span.
+#[test]
+fn each_event_carries_its_own_span_when_spans_come_and_go_on_a_thread() {
+    let lines = json_lines(&[], || {
+        for i in 0..1000 {
+            let span = info_span!("request", i);
+            let _e = span.enter();
+            info!("hit");
+            let inner = info_span!("db", j = i);
+            inner.in_scope(|| info!("query"));
+            info!("done");
+        }
+        info!("outside");
+    });
+    assert_eq!(lines.len(), 3001);
+    for (n, l) in lines[..3000].iter().enumerate() {
+        let i = (n / 3) as u64;
+        assert_eq!(l["i"], i, "{l}");
+        let in_db = l["message"] == "query";
+        assert_eq!(l.get("j").is_some(), in_db, "{l}");
+        if in_db {
+            assert_eq!(l["j"], i, "{l}");
+        }
+    }
+    assert!(lines[3000].get("i").is_none(), "{}", lines[3000]);
+}
+
+/// Two subscribers on one thread (say, a test harness's and the service's): their registries
+/// give the same ids to different spans, and each event keeps its own subscriber's span.
+#[test]
+fn two_subscribers_on_one_thread_never_mix_their_spans() {
+    let (a, b) = (support::Buf::default(), support::Buf::default());
+    let build = |buf: &support::Buf| {
+        hivelog::builder()
+            .env(hivelog::Env::from_pairs(Vec::<(String, String)>::new()))
+            .writer(buf.clone())
+            .try_build()
+            .expect("valid configuration")
+    };
+    let ((da, ga), (db, gb)) = (build(&a), build(&b));
+    let span_a = tracing::dispatcher::with_default(&da, || info_span!("a", side = "a"));
+    let span_b = tracing::dispatcher::with_default(&db, || info_span!("b", side = "b"));
+    for _ in 0..100 {
+        tracing::dispatcher::with_default(&da, || span_a.in_scope(|| info!("in a")));
+        tracing::dispatcher::with_default(&db, || span_b.in_scope(|| info!("in b")));
+    }
+    drop((span_a, span_b, ga, gb));
+    for (buf, side) in [(a, "a"), (b, "b")] {
+        let lines = support::parse(&buf.text());
+        assert_eq!(lines.len(), 100);
+        assert!(lines.iter().all(|l| l["side"] == side), "{lines:?}");
+    }
+}
+
+/// With hivelog at INFO, a DEBUG span it did not take is skipped: the event carries the
+/// enclosing INFO span, whether or not the DEBUG span is entered, event after event.
+#[test]
+fn a_span_hivelog_filtered_out_is_skipped_for_the_one_around_it() {
+    let lines = json_lines(&[("HIVELOG_LEVEL", "info")], || {
+        let outer = info_span!("request", outer = 1);
+        let _o = outer.enter();
+        for _ in 0..3 {
+            tracing::debug_span!("detail", inner = 1).in_scope(|| info!("inside"));
+            info!("beside");
+        }
+    });
+    assert_eq!(lines.len(), 6);
+    for l in &lines {
+        assert_eq!(l["outer"], 1, "{l}");
+        assert!(l.get("inner").is_none(), "{l}");
+    }
+}

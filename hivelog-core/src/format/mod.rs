@@ -216,6 +216,7 @@ impl Format {
             max_event_bytes: self.max_event_bytes,
             thread_name: self.basic.iter().any(|(_, a)| *a == Attr::Thread),
             thread_id: self.basic.iter().any(|(_, a)| *a == Attr::ThreadId),
+            span_cache: 0,
         }
     }
 
