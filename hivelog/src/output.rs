@@ -199,6 +199,7 @@ impl Local {
                     None => self.format_write(r, line),
                 }
                 if let Some(r) = record.as_mut() {
+                    crate::prefetch::for_capture(r);
                     // Release span references now; don't keep a huge event's buffers forever.
                     r.span = None;
                     if r.size() > SCRATCH_MAX {
