@@ -170,6 +170,18 @@ impl Fields {
         self.truncated = false;
     }
 
+    /// Where the text arena's and the field vector's buffers start, and their capacities in
+    /// bytes: what the next capture into this storage writes (for a prefetch).
+    pub fn buffers(&self) -> [(*const u8, usize); 2] {
+        [
+            (self.text.as_ptr(), self.text.capacity()),
+            (
+                self.fields.as_ptr().cast(),
+                self.fields.capacity() * std::mem::size_of::<Field>(),
+            ),
+        ]
+    }
+
     /// Heap bytes held.
     pub fn heap_size(&self) -> usize {
         self.text.capacity() + self.fields.capacity() * std::mem::size_of::<Field>()

@@ -37,6 +37,7 @@ mod line_queue;
 mod otel;
 mod output;
 mod panic;
+mod prefetch;
 mod pretty;
 mod ratelimit;
 mod report;

@@ -199,6 +199,7 @@ impl Local {
                     None => self.format_write(r, line),
                 }
                 if let Some(r) = record.as_mut() {
+                    crate::prefetch::for_capture(r);
                     // Release span references now; don't keep a huge event's buffers forever.
                     r.span = None;
                     if r.size() > SCRATCH_MAX {
@@ -473,6 +474,64 @@ mod tests {
         }
         local.flush(Instant::now() + Duration::from_secs(30));
         assert_eq!(Arc::strong_count(&small), 1, "released on reuse");
+    }
+
+    /// A writer that keeps the size of every `write` call.
+    #[derive(Clone, Default)]
+    struct Sizes(Arc<Mutex<Vec<usize>>>, Shared);
+
+    impl Write for Sizes {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(b.len());
+            self.1.write(b)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn megabytes_of_lines_the_callers_formatted_are_written_a_chunk_at_a_time() {
+        let sizes = Sizes::default();
+        let target = Target::Writer(Mutex::new(Box::new(sizes.clone())));
+        let format = Arc::new(Format::builder().build());
+        let lines = Lines::new(target, "writer".into(), Style::Json, false, format);
+        let local = Local {
+            lines: Arc::new(lines),
+            queue: Some(Arc::new(LineQueue::new(64 << 20, Overflow::DropLowest))),
+        };
+        let queue = local.queue.clone().unwrap();
+        // About 12 MB of whole lines, as a burst the callers formatted would leave, plus records
+        // before and between them.
+        let mut line = Vec::new();
+        for i in 0..30_000u64 {
+            let mut r = record(i);
+            if i % 10_000 == 0 {
+                assert!(queue.push(Box::new(r), &mut None).is_none());
+                continue;
+            }
+            let pad = r.fields.push_str(&"x".repeat(400));
+            r.fields.push("pad", Value::Str(pad));
+            line.clear();
+            local.lines.format(&r, &mut line);
+            assert!(matches!(queue.push_line(&line, r.level), Pushed::Done));
+        }
+        start_writer(&local);
+        local.flush(Instant::now() + Duration::from_secs(30));
+        assert_eq!(
+            indexes(&sizes.1),
+            (0..30_000).collect::<Vec<_>>(),
+            "all, in order"
+        );
+        assert_eq!(local.report().written, 30_000);
+        let sizes = sizes.0.lock().unwrap().clone();
+        assert!(sizes.iter().sum::<usize>() > 12_000_000);
+        let largest = sizes.iter().max().copied().unwrap_or(0);
+        assert!(
+            largest <= crate::writer::CHUNK,
+            "largest write {largest} bytes, {} writes",
+            sizes.len()
+        );
     }
 
     #[test]

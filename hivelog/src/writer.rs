@@ -8,7 +8,7 @@
 //! buffer, and writes it with one call (cut at [`CHUNK`] bytes, between lines). Lines stay
 //! whole and in the order they were queued. When only caller-formatted lines were queued (the
 //! writer had fallen behind, see `line_queue`), their buffer is written as it is, without a
-//! copy. Formatted records go back to the queue's pool of spares instead of being freed.
+//! copy, [`CHUNK`] by [`CHUNK`]. Formatted records go back to the queue's pool of spares instead of being freed.
 //!
 //! There is no flush interval: the thread drains continuously. When lines arrive slower than it
 //! writes them, each is written as soon as it is queued (or when the writer's nap after a write
@@ -167,8 +167,8 @@ fn write_batch(
     }
 }
 
-/// Appends the caller-formatted lines `text[from..to]` (offsets and line counts) to `buf`, or,
-/// when nothing is buffered and they are long, writes them as they are.
+/// Appends the caller-formatted lines `text[from..to]` (offsets and line counts) to `buf`;
+/// when they are long, writes what `buf` holds, then them as they are, [`CHUNK`] by [`CHUNK`].
 #[allow(clippy::too_many_arguments)]
 fn copy_text(
     queue: &LineQueue,
@@ -181,12 +181,52 @@ fn copy_text(
     accounted: &mut u64,
 ) {
     let (part, n) = (&text[from.0..to.0], to.1 - from.1);
-    if buf.is_empty() && part.len() >= CHUNK / 2 {
-        write(queue, lines, part, n);
-        *accounted += n;
-    } else {
+    if part.len() < CHUNK / 2 {
         buf.extend_from_slice(part);
         *in_buf += n;
+        if buf.len() >= CHUNK {
+            write(queue, lines, buf, *in_buf);
+            *accounted += *in_buf;
+            *in_buf = 0;
+            buf.clear();
+        }
+        return;
+    }
+    if *in_buf > 0 {
+        write(queue, lines, buf, *in_buf);
+        *accounted += *in_buf;
+        *in_buf = 0;
+        buf.clear();
+    }
+    write_chunks(queue, lines, part, n);
+    *accounted += n;
+}
+
+/// Writes `text` (`n` whole lines) in writes of at most [`CHUNK`] bytes cut after a newline (a
+/// longer line goes whole). Why not one write: the callers' lines of a burst can reach
+/// megabytes, and a `write(2)` of 13 MB to a file took 30 ms here, long enough to look like a
+/// stalled output (`line_queue::STALLED_AFTER`): the callers then stopped formatting, and a
+/// burst that only needed a busy writer lost lines to the budget.
+fn write_chunks(queue: &LineQueue, lines: &Lines, mut text: &[u8], mut n: u64) {
+    while text.len() > CHUNK {
+        let cut = match text[..CHUNK].iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None => text
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(text.len(), |i| i + 1),
+        };
+        let (piece, rest) = text.split_at(cut);
+        let k = if rest.is_empty() {
+            n
+        } else {
+            (piece.iter().filter(|&&b| b == b'\n').count() as u64).min(n)
+        };
+        write(queue, lines, piece, k);
+        (text, n) = (rest, n - k);
+    }
+    if !text.is_empty() {
+        write(queue, lines, text, n);
     }
 }
 
