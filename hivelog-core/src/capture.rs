@@ -166,7 +166,7 @@ fn fill<S>(record: &mut Record, event: &Event<'_>, ctx: &Context<'_, S>, opts: &
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    // The span first: its atomics come before the capture's stores (see `LastSpan`).
+    // The span first: its atomics come before the event's fields are stored (see `LastSpan`).
     let span = event_node(event, ctx, opts.span_cache);
     fill_event(record, event, opts);
     record.span = span;
