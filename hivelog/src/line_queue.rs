@@ -47,16 +47,15 @@
 //! Records move by pointer (`Box`), and the pool is first in, first out: a log call captures
 //! into the record the writer formatted longest ago, about a thousand events back, not the one
 //! it read a moment ago. Every store into a cache line the other core has read must first take
-//! that line back from it; a line the writer read long ago has left its nearest caches. On two
-//! cores, with one event every 10 µs, this took the log call from 320 to 223 ns (BENCHMARKS.md
-//! section 7b).
+//! that line back from it; a line the writer read long ago has left its nearest caches (the
+//! paced case of BENCHMARKS.md section 7b: 0.243× → 0.189× `fmt().json()` on two cores).
 //!
-//! **Short critical sections.** The lock is held for O(1) work only: a push (plus, on `drop_*`
-//! overflow, evictions), a swap of the whole queue, and the move of the pointers of the records
-//! the writer formatted into the pool (one per record written, at most [`SPARES`]). Nothing is
-//! formatted under it, and the queue's buffers, swapped back and forth, only grow (amortized)
-//! until they hold a burst, so a thread preempted while holding it holds it for a few dozen
-//! instructions' worth of its time slice at most.
+//! **Short critical sections.** The lock is held for short work only: a push (plus, on `drop_*`
+//! overflow, evictions), an O(1) swap of the whole queue, and the move of the pointers of the
+//! records the writer formatted into the pool (one per record written, at most [`SPARES`]).
+//! Nothing is formatted under it, and the queue's buffers, swapped back and forth, only grow
+//! (amortized) until they hold a burst, so a thread preempted while holding it holds it for a
+//! few dozen instructions' worth of its time slice at most.
 //!
 //! Wake-ups: when the queue runs empty the writer first naps for [`LINGER`], then sleeps until
 //! a push wakes it. A push wakes a sleeping writer, and a napping one only once [`WAKE_AT`]

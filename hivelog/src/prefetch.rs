@@ -6,7 +6,7 @@
 //! them back (a cross-core round trip each). Stores wait in the store buffer, but the next
 //! locked instruction (the queue's lock, a span's reference count) or system call waits for
 //! all of them. A `prefetchw` of those lines at the end of the previous log call moves that
-//! round trip off the log call: measured with one event every 10 µs on two cores, 227 → 202 ns
+//! round trip off the log call: measured with one event every 10 µs on two cores, 246 → 206 ns
 //! per call (BENCHMARKS.md section 7b).
 //!
 //! A hint only: it never faults, and on a CPU without `PREFETCHW` (CPUID 8000_0001h ECX bit 8,

@@ -8,7 +8,8 @@
 //! buffer, and writes it with one call (cut at [`CHUNK`] bytes, between lines). Lines stay
 //! whole and in the order they were queued. When only caller-formatted lines were queued (the
 //! writer had fallen behind, see `line_queue`), their buffer is written as it is, without a
-//! copy, [`CHUNK`] by [`CHUNK`]. Formatted records go back to the queue's pool of spares instead of being freed.
+//! copy, [`CHUNK`] by [`CHUNK`]. Formatted records go back to the queue's pool of spares
+//! instead of being freed.
 //!
 //! There is no flush interval: the thread drains continuously. When lines arrive slower than it
 //! writes them, each is written as soon as it is queued (or when the writer's nap after a write
