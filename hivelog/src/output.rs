@@ -345,15 +345,18 @@ mod tests {
     /// core (or is busy elsewhere) for as long as the test wants.
     fn without_writer(budget: usize, overflow: Overflow) -> (Local, Shared) {
         let out = Shared::default();
-        let target = Target::Writer(Mutex::new(Box::new(out.clone())));
+        (writing_to(Box::new(out.clone()), budget, overflow), out)
+    }
+
+    /// [`without_writer`] into `w`.
+    fn writing_to(w: Box<dyn Write + Send>, budget: usize, overflow: Overflow) -> Local {
+        let target = Target::Writer(Mutex::new(w));
         let format = Arc::new(Format::builder().build());
         let lines = Lines::new(target, "writer".into(), Style::Json, false, format);
-        let queue = LineQueue::new(budget, overflow);
-        let local = Local {
+        Local {
             lines: Arc::new(lines),
-            queue: Some(Arc::new(queue)),
-        };
-        (local, out)
+            queue: Some(Arc::new(LineQueue::new(budget, overflow))),
+        }
     }
 
     fn start_writer(local: &Local) {
@@ -493,13 +496,7 @@ mod tests {
     #[test]
     fn megabytes_of_lines_the_callers_formatted_are_written_a_chunk_at_a_time() {
         let sizes = Sizes::default();
-        let target = Target::Writer(Mutex::new(Box::new(sizes.clone())));
-        let format = Arc::new(Format::builder().build());
-        let lines = Lines::new(target, "writer".into(), Style::Json, false, format);
-        let local = Local {
-            lines: Arc::new(lines),
-            queue: Some(Arc::new(LineQueue::new(64 << 20, Overflow::DropLowest))),
-        };
+        let local = writing_to(Box::new(sizes.clone()), 64 << 20, Overflow::DropLowest);
         let queue = local.queue.clone().unwrap();
         // About 12 MB of whole lines, as a burst the callers formatted would leave, plus records
         // before and between them.
