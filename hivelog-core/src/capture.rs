@@ -236,7 +236,9 @@ fn fill_event(record: &mut Record, event: &Event<'_>, opts: &CaptureOptions) {
             record.thread = Some(name);
         }
     }
-    if event.is_log() {
+    // `tracing-log`'s callsites all have the target "log": a cheap test before the callsite
+    // comparison `is_log` makes (about 55 instructions per event otherwise).
+    if meta.target() == "log" && event.is_log() {
         // `log` records arrive with a generic callsite; their real metadata is in `log.*` fields.
         if let Some(m) = event.normalized_metadata() {
             record.level = *m.level();

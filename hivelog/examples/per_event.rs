@@ -281,6 +281,21 @@ fn main() {
                     )
                 }
             }
+            // The `event` case with a pause of 1 ms every 100 events, so that a writer thread
+            // drains between them and the caller's thread counts a log call in a service's
+            // steady state (`hivelog_async_file`, `--separate-threads=yes`).
+            "paced" => {
+                for i in 0..n {
+                    if i % 100 == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    info!(
+                        user = "a@b.c",
+                        article = "https://example.com/x",
+                        "article hit"
+                    )
+                }
+            }
             _ => {
                 for _ in 0..n {
                     info!(

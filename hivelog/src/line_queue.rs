@@ -79,14 +79,17 @@ use hivelog_core::Record;
 /// How long the writer naps after the queue ran empty, before it sleeps until woken: lines
 /// queued during the nap need no wake-up (a futex call costs more than a whole log call), and
 /// are written together when it ends. A nap is a sleep, not a spin, so an idle or quiet service
-/// pays no CPU for it; a line logged during one waits at most the nap (1 ms: nobody reading a
+/// pays no CPU for it; a line logged during one waits at most the nap (2 ms: nobody reading a
 /// log sees it), a line logged while the writer sleeps wakes it at once. At one event every
-/// 10 µs, a nap gathers about 100 lines into one write instead of 5 at 50 µs: the writer's
-/// own wake-ups (a timer, two context switches, a `write(2)`) cost the process 5 times less.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+/// 10 µs, a nap gathers about 200 lines (about 100 KB of records, below [`WAKE_AT`], so no log
+/// call pays a wake-up) into one write: the writer's own wake-ups (a timer, a context switch,
+/// a `write(2)`) cost the process 40 times less than at 50 µs, and 1 ms cost it a third more
+/// CPU than 2 ms (BENCHMARKS.md section 7b). Longer naps reach `WAKE_AT` at that rate: the
+/// log call then pays the futex wake (4 ms: 0.19× instead of 0.14× `fmt().json()`).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Bytes queued (records and lines) at which a push ends the writer's nap early (one futex
-/// wake per about 300 events of a burst; at one event every 10 µs a nap gathers about 45 KB):
+/// wake per about 270 events of a burst, of about 490 bytes of record each):
 /// half of [`FORMAT_AFTER`], so that the writer is awake (and, on a CPU of its own, has taken
 /// the batch) before the callers would yield or format. 64 KB woke it twice as often in a
 /// tight loop, for 10 % more process CPU.

@@ -13,7 +13,7 @@
 //!
 //! There is no flush interval: the thread drains continuously. When lines arrive slower than it
 //! writes them, each is written as soon as it is queued (or when the writer's nap after a write
-//! ends, at most 1 ms, see `line_queue::LINGER`); when faster, they gather while the previous write
+//! ends, at most 2 ms, see `line_queue::LINGER`); when faster, they gather while the previous write
 //! runs, and the next write takes them all. File rotation happens here too,
 //! between two lines.
 //!
