@@ -12,7 +12,10 @@
 //! counting sink and no local output; run it with `--separate-threads=yes` and read the main
 //! thread's file, to count the caller's work only (`tracing_subscriber_plain` is its baseline,
 //! `fmt().json()`). `hivelog_async_file` is the default local output (writer thread) into a
-//! file in the temp directory, the same way. `hivelog_level_file` and `hivelog_rate_limit` are `hivelog` with
+//! file in the temp directory, the same way; its `paced` case pauses 1 ms every 100 events, so
+//! that the writer formats every record and hands it back for reuse, as in a service's steady
+//! state (the calling thread's count is then the log call's alone). `hivelog_level_file` and
+//! `hivelog_rate_limit` are `hivelog` with
 //! `HIVELOG_LEVEL_FILE` (after a change and back) and with `HIVELOG_RATE_LIMIT` never reached.
 //! `traced_span` (hivelog only) is `span` with the span in a trace
 //! (`hivelog::trace::start`), so its lines carry `trace_id` and `span_id`.
