@@ -163,6 +163,17 @@ impl Fields {
         }
     }
 
+    /// Makes this storage a copy of `src`, keeping its own allocations when they are large
+    /// enough.
+    pub fn copy_from(&mut self, src: &Fields) {
+        self.text.clear();
+        self.text.push_str(&src.text);
+        self.fields.clear();
+        self.fields.extend_from_slice(&src.fields);
+        self.max_text = src.max_text;
+        self.truncated = src.truncated;
+    }
+
     /// Empties the storage, keeping its allocations (for reuse on the caller thread).
     pub fn clear(&mut self) {
         self.text.clear();
@@ -522,6 +533,24 @@ impl Record {
         self.fields.max_text = max_text;
     }
 
+    /// Makes this record a copy of `src` (span and thread references cloned), keeping its own
+    /// allocations: what `clone` does, without allocating into a record already used.
+    pub fn copy_from(&mut self, src: &Record) {
+        self.time = src.time;
+        self.level = src.level;
+        self.target = src.target;
+        self.module = src.module;
+        self.file = src.file;
+        self.line = src.line;
+        self.message = src.message;
+        self.thread.clone_from(&src.thread);
+        self.thread_id = src.thread_id;
+        self.span.clone_from(&src.span);
+        self.seq = src.seq;
+        self.id = src.id;
+        self.fields.copy_from(&src.fields);
+    }
+
     /// Bytes this record holds in memory (the struct and its own heap); what budgets count.
     pub fn size(&self) -> usize {
         std::mem::size_of::<Record>() + self.fields.heap_size()
@@ -564,5 +593,39 @@ impl Record {
             Ok(d) => (d.as_secs(), d.subsec_nanos()),
             Err(_) => (0, 0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(text: &str, fields: usize) -> Record {
+        let mut r = Record::new(Level::WARN, Str::Static("app"), 1 << 20, fields);
+        let m = r.fields.push_str(text);
+        r.message = Some(m);
+        for i in 0..fields {
+            let v = r.fields.push_str(&format!("{text}{i}"));
+            r.fields.push("f", Value::Str(v));
+        }
+        r.thread = Some(Arc::from("worker"));
+        r.span = Some(Arc::new(SpanNode::new("s", Fields::default(), None)));
+        r.line = Some(7);
+        r
+    }
+
+    #[test]
+    fn a_copy_into_a_used_record_is_the_same_as_a_clone() {
+        let src = record("short", 1);
+        let mut dst = record(&"a much longer message".repeat(10), 5);
+        dst.module = Some(Str::Static("other"));
+        dst.fields.truncated = true;
+        let capacity = dst.fields.heap_size();
+        dst.copy_from(&src);
+        assert_eq!(format!("{dst:?}"), format!("{:?}", src.clone()));
+        assert_eq!(dst.message(), "short");
+        assert_eq!(dst.fields.heap_size(), capacity, "no allocation");
+        let span = src.span.as_ref().unwrap();
+        assert_eq!(Arc::strong_count(span), 2, "the copy holds the span too");
     }
 }

@@ -28,6 +28,8 @@
 //! discarded; `requests` is the same with INFO lines, written), `outside` is `filtered` (a `debug!` outside any span, not held), and `span` /
 //! `filtered` as above for the written INFO line and the buffer's cost to everything else.
 //!
+//! `hivelog_two` is `hivelog_async_file` plus a sink that counts: every event goes to both.
+//!
 //! `hivelog_layer` is `hivelog` as one layer (`Builder::layer`) of a registry that also has a
 //! `fmt().json()` layer filtered at WARN (to `io::sink()`), each with its own filter.
 //! `noop` is a registry with only a layer that takes every event and does nothing, and
@@ -93,6 +95,26 @@ fn main() {
                 .extra("service", "bench")
                 .extra("environment", "prod")
                 .output(hivelog::Output::None)
+                .sink(|_| Counting)
+                .try_build()
+                .unwrap();
+            (d, Some(g))
+        }
+        // The default local output (writer thread, into a file) and a sink: each event goes to
+        // both (run with `--separate-threads=yes` and read the calling thread).
+        "hivelog_two" => {
+            let (d, g) = hivelog::builder()
+                .env(hivelog::Env::from_pairs(vec![(
+                    "HIVELOG_BUFFER_BYTES",
+                    "1GB",
+                )]))
+                .extra("service", "bench")
+                .extra("environment", "prod")
+                .output(hivelog::Output::File {
+                    path: std::env::temp_dir().join("per_event_two.log"),
+                    rotation: hivelog::Rotation::Never,
+                    keep: 1,
+                })
                 .sink(|_| Counting)
                 .try_build()
                 .unwrap();

@@ -219,10 +219,11 @@ impl Local {
         })
     }
 
-    /// Writes a record other destinations also read: now, or a copy through the queue.
+    /// Writes a record other destinations also read: now, or a copy through the queue (made
+    /// into this thread's spare record, as a capture would be: no allocation).
     pub(crate) fn write(&self, record: &Record) {
         match &self.queue {
-            Some(_) => self.send(record.clone()),
+            Some(_) => self.log(|r| r.copy_from(record)),
             None => self.write_now(record),
         }
     }
@@ -448,6 +449,30 @@ mod tests {
         let mut spare = None;
         assert!(queue.push(Box::new(record(2)), &mut spare).is_none());
         assert_eq!(spare.map(|r| r.fields.as_slice().len()), Some(1));
+    }
+
+    #[test]
+    fn a_record_other_destinations_also_read_is_written_whole_and_left_as_it_was() {
+        let (local, out) = without_writer(4 << 20, Overflow::DropLowest);
+        start_writer(&local);
+        let mut fields = Fields::with_limit(1 << 20, 1);
+        let v = fields.push_str("x");
+        fields.push("f", Value::Str(v));
+        let node = Arc::new(SpanNode::new("s", fields, None));
+        for i in 0..3 {
+            let mut r = record(i);
+            r.span = Some(node.clone());
+            local.write(&r);
+            assert_eq!(r.fields.as_slice().len(), 1, "the record is left as it was");
+            assert!(r.span.is_some());
+        }
+        local.flush(Instant::now() + Duration::from_secs(30));
+        assert_eq!(indexes(&out), vec![0, 1, 2]);
+        let lines = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            lines.lines().all(|l| l.contains(r#""f":"x""#)),
+            "each line has its span's field: {lines}"
+        );
     }
 
     #[test]
