@@ -368,6 +368,7 @@ impl LineQueue {
         if spare.is_none() {
             *spare = st.spares.pop_front();
         }
+        crate::prefetch::next_slots(&st.queued.records, &st.spares);
         // The writer (runnable since `WAKE_AT`) may be waiting for this very CPU (one CPU, or
         // a busy neighbour). Yielding to it once per batch costs less than formatting here and
         // keeps its batch in the cache; if it does not take the batch meanwhile, callers format.
