@@ -14,7 +14,8 @@
 //! `fmt().json()`). `hivelog_async_file` is the default local output (writer thread) into a
 //! file in the temp directory, the same way; its `paced` case pauses 1 ms every 100 events, so
 //! that the writer formats every record and hands it back for reuse, as in a service's steady
-//! state (the calling thread's count is then the log call's alone). `hivelog_level_file` and
+//! state (the calling thread's count is then the log call's alone), and `paced_span` is the
+//! same inside the span. `hivelog_level_file` and
 //! `hivelog_rate_limit` are `hivelog` with
 //! `HIVELOG_LEVEL_FILE` (after a change and back) and with `HIVELOG_RATE_LIMIT` never reached.
 //! `traced_span` (hivelog only) is `span` with the span in a trace
@@ -214,7 +215,7 @@ fn main() {
             hivelog::trace::start(&span, None);
         }
         let nested = case.starts_with("nested");
-        let in_span = matches!(case, "span" | "traced_span" | "held");
+        let in_span = matches!(case, "span" | "traced_span" | "held" | "paced_span");
         let _entered = (in_span || nested).then(|| span.enter());
         let inner = info_span!("load", article = 7);
         let _inner = nested.then(|| inner.enter());
@@ -309,7 +310,7 @@ fn main() {
             // The `event` case with a pause of 1 ms every 100 events, so that a writer thread
             // drains between them and the caller's thread counts a log call in a service's
             // steady state (`hivelog_async_file`, `--separate-threads=yes`).
-            "paced" => {
+            "paced" | "paced_span" => {
                 for i in 0..n {
                     if i % 100 == 0 {
                         std::thread::sleep(std::time::Duration::from_millis(1));
