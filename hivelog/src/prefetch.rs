@@ -6,8 +6,8 @@
 //! them back (a cross-core round trip each). Stores wait in the store buffer, but the next
 //! locked instruction (the queue's lock, a span's reference count) or system call waits for
 //! all of them. A `prefetchw` of those lines at the end of the previous log call moves that
-//! round trip off the log call: measured with one event every 10 µs on two cores, 246 → 206 ns
-//! per call (BENCHMARKS.md section 7b).
+//! round trip off the log call: measured with one event every 20 µs on two cores, 246 → 206 ns
+//! per call (BENCHMARKS.md section 7b, the previous round's pace).
 //!
 //! The push itself stores into the queue's next slot, which the writer read when it last
 //! drained that buffer, and reads the pool's next spare pointer, which the writer stored; the
