@@ -101,26 +101,6 @@ fn main() {
                 .unwrap();
             (d, Some(g))
         }
-        // The default local output (writer thread, into a file) and a sink: each event goes to
-        // both (run with `--separate-threads=yes` and read the calling thread).
-        "hivelog_two" => {
-            let (d, g) = hivelog::builder()
-                .env(hivelog::Env::from_pairs(vec![(
-                    "HIVELOG_BUFFER_BYTES",
-                    "1GB",
-                )]))
-                .extra("service", "bench")
-                .extra("environment", "prod")
-                .output(hivelog::Output::File {
-                    path: std::env::temp_dir().join("per_event_two.log"),
-                    rotation: hivelog::Rotation::Never,
-                    keep: 1,
-                })
-                .sink(|_| Counting)
-                .try_build()
-                .unwrap();
-            (d, Some(g))
-        }
         // Volume control (issue 15): `hivelog` plus a level file changed to `debug` and back,
         // or plus a rate limit never reached.
         "hivelog"
@@ -178,12 +158,13 @@ fn main() {
         }
         // The default local output (writer thread) into a file: run with
         // `--separate-threads=yes` to count the caller's and the writer's work apart.
-        "hivelog_async_file" | "hivelog_async_buffer" => {
+        // `hivelog_two` adds a sink: each event goes to both.
+        "hivelog_async_file" | "hivelog_async_buffer" | "hivelog_two" => {
             let mut vars = vec![("HIVELOG_BUFFER_BYTES", "1GB")];
             if sub == "hivelog_async_buffer" {
                 vars.push(("HIVELOG_REQUEST_BUFFER_LEVEL", "debug"));
             }
-            let (d, g) = hivelog::builder()
+            let mut builder = hivelog::builder()
                 .env(hivelog::Env::from_pairs(vars))
                 .extra("service", "bench")
                 .extra("environment", "prod")
@@ -191,9 +172,11 @@ fn main() {
                     path: std::env::temp_dir().join("per_event_async.log"),
                     rotation: hivelog::Rotation::Never,
                     keep: 1,
-                })
-                .try_build()
-                .unwrap();
+                });
+            if sub == "hivelog_two" {
+                builder = builder.sink(|_| Counting);
+            }
+            let (d, g) = builder.try_build().unwrap();
             (d, Some(g))
         }
         _ => {
